@@ -1,0 +1,1 @@
+//! The HTTP boundary, the store and the background jobs of autoheal.
