@@ -1,2 +1,39 @@
-//! Pure rules and decisions: healing rules, interop mappings, flag policies and
-//! flag evaluation. No IO, no async, no clock: callers pass `now`.
+//! The rule engine: healing rules, interop mappings and flag policies, written
+//! by Ops as Rhai files under `rules/`, compiled and validated once, then used
+//! to decide, normalize and evaluate.
+//!
+//! Pure: no IO (callers pass `(file name, source text)` pairs), no async, no
+//! clock (callers pass `now`, and a deadline for scripts), no HTTP, SQL or
+//! wasmtime. Every Ops script runs sandboxed (see [`Limits`]).
+//!
+//! Entry points:
+//! - [`RuleSet::load`] → a validated, `Arc`-shared snapshot, or every [`LoadError`];
+//! - [`RuleSet::decide`] / [`RuleSet::explain`] → a [`Decision`] with its trace;
+//! - [`RuleSet::normalize`] / [`Mapping::normalize`] → a CloudEvents [`NormalizedEvent`];
+//! - [`Mapping::from_spec`] → a mapping from data, validated like a file;
+//! - [`FlagPolicy::compile`] / [`FlagPolicy::evaluate`];
+//! - [`run_cases`] → the `rules test` report.
+
+mod cases;
+mod error;
+mod flags;
+mod healing;
+mod interop;
+mod ruleset;
+mod sandbox;
+mod source;
+
+pub use cases::{run_cases, CaseReport, CaseResult};
+pub use error::{LoadError, LoadErrorKind, NormalizeError, ScriptError, ScriptErrorKind};
+pub use flags::{FlagPolicy, PolicyValue};
+pub use healing::{
+    Check, CheckKind, Decision, DecisionConfig, Detection, HealingRule, Outcome, Platform,
+    Platforms, DEFAULT_GLOBAL_THRESHOLD,
+};
+pub use interop::{
+    category_of, currency_exponent, event_id, to_minor_units, InteropEvent, Mapping, MappingSpec,
+    NormalizedEvent, EVENT_TYPES,
+};
+pub use ruleset::{decide, normalize, sha256_hex, FileInfo, LoadOptions, RuleSet};
+pub use sandbox::Limits;
+pub use source::{is_rule_file, FileKind};

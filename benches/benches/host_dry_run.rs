@@ -1,0 +1,171 @@
+//! Patch host (issue 4): dry runs of a shipped patch through the host (verified once,
+//! compiled once, pre-instantiated, pooled) against a naive embedding that compiles and
+//! instantiates the module on every call — same module, same input, same run.
+//!
+//! `cargo bench -p benches --bench host_dry_run` prints a latency table (p50/p99 over many
+//! single runs, runs/s) and then the criterion figures.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use criterion::{black_box, Criterion};
+use host::{AcceptedVersions, Host, HostConfig, State, TrustedKeys, VerifiedBundle};
+use serde_json::{json, Value};
+
+fn patches() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../patches")
+}
+
+/// The committed, dev-signed bundle of `add_missing_column`, verified once.
+fn bundle() -> VerifiedBundle {
+    let key = host::tools::read_public_key(&patches().join("dev-key/autoheal.pub")).unwrap();
+    let trusted: TrustedKeys = [key].into_iter().collect();
+    let dir = patches().join("bundles");
+    let path = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_str().unwrap().starts_with("add_missing_column-"))
+        .expect("committed bundle");
+    host::verify_bundle(&std::fs::read(path).unwrap(), &trusted, &AcceptedVersions::new(), Utc::now())
+        .unwrap()
+}
+
+/// A snapshot of about 1 KB of JSON, like a real WooCommerce site's.
+fn snapshot() -> State {
+    serde_json::from_value(json!({
+        "platform": "woocommerce", "plugin_version": "1.3.5", "php_version": "8.1.27",
+        "wordpress_version": "6.5.2", "woocommerce_version": "8.8.3",
+        "config": {
+            "memory_limit": "128M", "max_execution_time": 30, "debug": false,
+            "payment.timeout_ms": 30000, "payment.retries": 3, "webhook.secret_set": true,
+            "currency": "XOF", "locale": "fr_SN"
+        },
+        "tables": {
+            "wp_molam_orders": {
+                "id": "BIGINT UNSIGNED", "order_id": "BIGINT UNSIGNED", "amount": "DECIMAL(10,2)",
+                "currency": "CHAR(3)", "status": "VARCHAR(32)", "created_at": "DATETIME",
+                "updated_at": "DATETIME", "provider_ref": "VARCHAR(191)"
+            },
+            "wp_molam_refunds": {
+                "id": "BIGINT UNSIGNED", "order_id": "BIGINT UNSIGNED", "amount": "DECIMAL(10,2)",
+                "reason": "TEXT", "created_at": "DATETIME"
+            },
+            "wp_molam_webhooks": {
+                "id": "BIGINT UNSIGNED", "event": "VARCHAR(64)", "payload": "LONGTEXT",
+                "received_at": "DATETIME", "processed": "BOOLEAN"
+            }
+        }
+    }))
+    .unwrap()
+}
+
+fn params() -> Value {
+    json!({"table": "wp_molam_orders", "column": "merchant_fee", "column_type": "DECIMAL(10,2)"})
+}
+
+/// The naive embedding: a fresh compile, linker, store and instance for every call, same
+/// fuel setting, same JSON in and out (parsed, not validated against the snapshot).
+struct Naive {
+    engine: wasmtime::Engine,
+    module_bytes: Vec<u8>,
+}
+
+impl Naive {
+    fn new(module_bytes: &[u8]) -> Self {
+        let mut config = wasmtime::Config::new();
+        config.consume_fuel(true);
+        Self { engine: wasmtime::Engine::new(&config).unwrap(), module_bytes: module_bytes.to_vec() }
+    }
+
+    fn run(&self, snapshot: &State, params: &Value) -> Value {
+        use wasmtime::{Caller, Linker, Module, Store};
+        let module = Module::from_binary(&self.engine, &self.module_bytes).unwrap();
+        let mut linker: Linker<()> = Linker::new(&self.engine);
+        linker.func_wrap("autoheal", "log", |_: Caller<'_, ()>, _: i32, _: i32| {}).unwrap();
+        let mut store = Store::new(&self.engine, ());
+        store.set_fuel(10_000_000).unwrap();
+        let instance = linker.instantiate(&mut store, &module).unwrap();
+        let memory = instance.get_memory(&mut store, "memory").unwrap();
+        let alloc = instance.get_typed_func::<i32, i32>(&mut store, "alloc").unwrap();
+        let run = instance.get_typed_func::<(i32, i32), i64>(&mut store, "run").unwrap();
+        let input = host::abi_input(snapshot, params);
+        let ptr = alloc.call(&mut store, input.len() as i32).unwrap();
+        memory.write(&mut store, ptr as usize, &input).unwrap();
+        let packed = run.call(&mut store, (ptr, input.len() as i32)).unwrap() as u64;
+        let (p, n) = ((packed >> 32) as usize, (packed & 0xffff_ffff) as usize);
+        serde_json::from_slice(&memory.data(&store)[p..p + n]).unwrap()
+    }
+}
+
+struct Figures {
+    runs_per_s: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+fn measure(iterations: usize, mut f: impl FnMut()) -> Figures {
+    for _ in 0..iterations / 10 + 1 {
+        f();
+    }
+    let mut samples = Vec::with_capacity(iterations);
+    let started = Instant::now();
+    for _ in 0..iterations {
+        let t = Instant::now();
+        f();
+        samples.push(t.elapsed());
+    }
+    let total = started.elapsed();
+    samples.sort();
+    Figures {
+        runs_per_s: iterations as f64 / total.as_secs_f64(),
+        p50: samples[iterations / 2],
+        p99: samples[iterations * 99 / 100],
+    }
+}
+
+fn latency_report(host: &Host, bundle: &VerifiedBundle, naive: &Naive) {
+    let snapshot = snapshot();
+    let params = params();
+    let input_bytes = host::abi_input(&snapshot, &params).len();
+    let output_bytes = host.dry_run(bundle, &snapshot, &params).unwrap().output.len();
+    let pooled = measure(20_000, || {
+        black_box(host.dry_run(bundle, &snapshot, &params).unwrap());
+    });
+    let naive_f = measure(300, || {
+        black_box(naive.run(&snapshot, &params));
+    });
+    println!("\n== host_dry_run: add_missing_column, {input_bytes} B JSON in, {output_bytes} B out ==");
+    println!("{:<34} {:>12} {:>10} {:>10}", "", "runs/s", "p50", "p99");
+    for (name, f) in [("host (cached, pre-instantiated, pooled)", &pooled), ("naive (compile + instantiate each call)", &naive_f)] {
+        println!("{name:<34} {:>12.0} {:>10.1?} {:>10.1?}", f.runs_per_s, f.p50, f.p99);
+    }
+    println!(
+        "ratio host/naive: {:.1}x runs/s, p50 {:.1}x lower, p99 {:.1}x lower\n",
+        pooled.runs_per_s / naive_f.runs_per_s,
+        naive_f.p50.as_secs_f64() / pooled.p50.as_secs_f64(),
+        naive_f.p99.as_secs_f64() / pooled.p99.as_secs_f64(),
+    );
+}
+
+fn main() {
+    let host = Host::new(HostConfig::default()).unwrap();
+    let bundle = bundle();
+    host.prepare(&bundle).unwrap();
+    let naive = Naive::new(bundle.module_bytes());
+    // Both give the same answer.
+    let snapshot = snapshot();
+    let params = params();
+    let ours = host.dry_run(&bundle, &snapshot, &params).unwrap();
+    let theirs = naive.run(&snapshot, &params);
+    assert_eq!(serde_json::from_slice::<Value>(&ours.output).unwrap(), theirs);
+
+    latency_report(&host, &bundle, &naive);
+
+    let mut c = Criterion::default().configure_from_args();
+    let mut group = c.benchmark_group("host_dry_run");
+    group.bench_function("host_pooled", |b| b.iter(|| host.dry_run(&bundle, &snapshot, &params).unwrap()));
+    group.sample_size(20);
+    group.bench_function("naive_compile_each_call", |b| b.iter(|| naive.run(&snapshot, &params)));
+    group.finish();
+    c.final_summary();
+}
