@@ -61,6 +61,30 @@ fn shipped_set_loads_with_fingerprints() {
 }
 
 #[test]
+fn rule_sets_can_be_shared_across_threads() {
+    fn assert_send_sync<T: Send + Sync + Clone + 'static>() {}
+    assert_send_sync::<RuleSet>();
+    assert_send_sync::<FlagPolicy>();
+    assert_send_sync::<Mapping>();
+    let set = shipped();
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let set = set.clone();
+            std::thread::spawn(move || {
+                set.decide(
+                    &detection("woocommerce", COLUMN, 95.0),
+                    &DecisionConfig::default(),
+                )
+                .outcome
+            })
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.join().unwrap(), Outcome::AutoApply);
+    }
+}
+
+#[test]
 fn shipped_rules_match_the_seed_table() {
     let set = shipped();
     let row = |name: &str| {
