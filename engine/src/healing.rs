@@ -209,8 +209,8 @@ pub struct HealingRule {
     regex: Regex,
     extract: Vec<(String, Regex)>,
     script: Option<Script>,
-    /// Longest literal any match must contain (prefilter key), if there is one.
-    required_literal: Option<String>,
+    /// Literals every match must contain (prefilter keys); the index picks one.
+    required_literals: Vec<String>,
     literal_len: usize,
 }
 
@@ -355,7 +355,7 @@ impl HealingRule {
                 Some(patch),
                 Some(regex),
             ) if errors.is_empty() => {
-                let required_literal = required_literal(&pattern);
+                let required_literals = required_literals(&pattern);
                 let literal_len = literal_len(&pattern);
                 Ok(HealingRule {
                     name,
@@ -370,7 +370,7 @@ impl HealingRule {
                     regex,
                     extract,
                     script: script.filter(|s| s.has_fn("params")),
-                    required_literal,
+                    required_literals,
                     literal_len,
                 })
             }
@@ -393,21 +393,24 @@ impl HealingRule {
     }
 }
 
-/// The longest literal every match of `pattern` must contain, taken from the
-/// top-level concatenation of the parsed regex (`None` if there is none, e.g. an
-/// alternation or a case-insensitive pattern).
-fn required_literal(pattern: &str) -> Option<String> {
+/// The literals every match of `pattern` must contain, taken from the
+/// top-level concatenation of the parsed regex (none for e.g. an alternation or
+/// a case-insensitive pattern).
+fn required_literals(pattern: &str) -> Vec<String> {
     use regex_syntax::hir::HirKind;
-    let hir = regex_syntax::Parser::new().parse(pattern).ok()?;
+    let Ok(hir) = regex_syntax::Parser::new().parse(pattern) else {
+        return Vec::new();
+    };
     let lit = |h: &regex_syntax::hir::Hir| match h.kind() {
         HirKind::Literal(l) => std::str::from_utf8(&l.0).ok().map(str::to_string),
         _ => None,
     };
-    let best = match hir.kind() {
-        HirKind::Concat(items) => items.iter().filter_map(lit).max_by_key(|s| s.len()),
-        _ => lit(&hir),
+    let mut out: Vec<String> = match hir.kind() {
+        HirKind::Concat(items) => items.iter().filter_map(lit).collect(),
+        _ => lit(&hir).into_iter().collect(),
     };
-    best.filter(|s| !s.is_empty())
+    out.retain(|s| !s.is_empty());
+    out
 }
 
 /// Total literal bytes in the pattern's top-level concatenation (specificity).
@@ -444,12 +447,27 @@ pub(crate) struct HealingIndex {
 impl HealingIndex {
     /// `rules` must already be sorted by rank.
     pub(crate) fn build(rules: &[HealingRule]) -> HealingIndex {
+        // Each rule is keyed by its rarest required literal (then the longest),
+        // so shared words like "Fatal error:" do not make every rule a candidate.
+        let mut freq: BTreeMap<&str, usize> = BTreeMap::new();
+        for r in rules {
+            let mut own: Vec<&str> = r.required_literals.iter().map(String::as_str).collect();
+            own.sort_unstable();
+            own.dedup();
+            for l in own {
+                *freq.entry(l).or_default() += 1;
+            }
+        }
         let mut literals: Vec<String> = Vec::new();
         let mut by_literal: Vec<Vec<usize>> = Vec::new();
         let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
         let mut always = Vec::new();
         for (i, r) in rules.iter().enumerate() {
-            match &r.required_literal {
+            let key = r
+                .required_literals
+                .iter()
+                .min_by_key(|l| (freq[l.as_str()], usize::MAX - l.len(), l.as_str()));
+            match key {
                 Some(l) => {
                     let slot = *seen.entry(l.as_str()).or_insert_with(|| {
                         literals.push(l.clone());

@@ -1051,3 +1051,60 @@ fn failing_cases_show_a_readable_diff() {
         assert!(text.contains(needle), "{needle:?} not in:\n{text}");
     }
 }
+
+#[test]
+fn the_literal_prefilter_never_changes_a_decision() {
+    // Patterns of every shape: shared words, alternations, case-insensitive,
+    // no literal at all. `explain` checks every rule without the prefilter.
+    let patterns = [
+        "Fatal error: (?P<mod>\\\\w+) failed",
+        "Fatal error:.*requires PHP",
+        "(?i)timeout after \\\\d+s",
+        "deadlock|lock wait timeout",
+        "^\\\\d{3} ",
+        "failed",
+        "Unknown column '(?P<column>[^']+)'",
+        "gateway (refused|timed out)",
+        "[Cc]url error \\\\d+",
+        "E\\\\d{4}.*failed",
+    ];
+    let files: Vec<(String, String)> = patterns
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let platforms = ["[\"all\"]", "[\"shopify\"]", "[\"woocommerce\", \"magento\"]"][i % 3];
+            (
+                format!("healing/r{i}.rhai"),
+                format!("let rule = #{{ name: \"r{i}\", pattern: \"{p}\", platforms: {platforms}, auto_apply: true, min_confidence: 50, patch: \"p\", priority: {} }};", i % 2),
+            )
+        })
+        .collect();
+    let set = RuleSet::load(files).unwrap();
+    let texts = [
+        "Fatal error: cart failed",
+        "fatal error: cart failed",
+        "Fatal error: plugin requires PHP 8",
+        "TIMEOUT after 30s",
+        "Lock wait timeout exceeded",
+        "500 Internal",
+        "E1234 sync failed",
+        "curl error 28",
+        "Curl error 7",
+        "the gateway timed out",
+        "Unknown column 'x' in field list",
+        "nothing to see",
+        "",
+    ];
+    for text in texts {
+        for platform in ["woocommerce", "shopify", "magento", "generic", "wix"] {
+            let d = detection(platform, text, 90.0);
+            let fast = set.decide(&d, &DecisionConfig::default());
+            let full = set.explain(&d, &DecisionConfig::default());
+            assert_eq!(
+                (fast.outcome, &fast.rule, &fast.matched, &fast.params),
+                (full.outcome, &full.rule, &full.matched, &full.params),
+                "{platform} {text:?}"
+            );
+        }
+    }
+}
