@@ -1,0 +1,132 @@
+//! Typed errors. Every refusal of a bundle is a [`VerifyError`] variant; every way a load or
+//! a run can fail is a [`RunError`] variant; the CLI helpers add IO around both in
+//! [`ToolError`].
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+
+use crate::ops::OpError;
+
+/// Why a bundle was refused. Nothing is compiled or run before these checks pass.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    #[error("bundle is not readable: {0}")]
+    Malformed(String),
+    #[error("bundle is {size} bytes, more than the {max} allowed")]
+    BundleTooLarge { size: usize, max: usize },
+    #[error("bundle carries no signature")]
+    NoSignature,
+    #[error("no signature is by a trusted key (bundle key ids: {key_ids:?})")]
+    UnknownKey { key_ids: Vec<String> },
+    #[error("signature by key {key_id} does not verify")]
+    SignatureInvalid { key_id: String },
+    #[error("manifest is invalid: {0}")]
+    ManifestInvalid(String),
+    #[error("manifest ABI version {found}, this host runs {supported}")]
+    UnsupportedAbi { found: u32, supported: u32 },
+    #[error("module is {actual} bytes, the manifest says {expected}")]
+    SizeMismatch { expected: u64, actual: u64 },
+    #[error("module SHA-256 is {actual}, the manifest says {expected}")]
+    HashMismatch { expected: String, actual: String },
+    #[error("bundle expired at {expires_at} (now {now})")]
+    Expired {
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    },
+    #[error("{name} {offered} is older than the accepted {accepted}")]
+    Downgrade {
+        name: String,
+        offered: semver::Version,
+        accepted: semver::Version,
+    },
+    #[error("{name} {version} was already accepted (replay)")]
+    Replay {
+        name: String,
+        version: semver::Version,
+    },
+}
+
+/// Why a verified patch could not be loaded or why a run failed. A failed run changes
+/// nothing: the snapshot is only ever read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RunError {
+    // --- load ---
+    #[error("module is not valid WebAssembly: {0}")]
+    Compile(String),
+    #[error("module imports `{module}::{name}`, which the host does not provide")]
+    ForbiddenImport { module: String, name: String },
+    #[error("module does not export `{name}`")]
+    MissingExport { name: String },
+    #[error("export `{name}` has the wrong type: expected {expected}")]
+    ExportType { name: String, expected: String },
+    #[error("module is {size} bytes, more than the {max} allowed")]
+    ModuleTooLarge { size: usize, max: usize },
+
+    // --- before the run ---
+    #[error("parameter `{param}`: {reason}")]
+    InvalidParams { param: String, reason: String },
+    #[error("input is {size} bytes, more than the {max} allowed")]
+    InputTooLarge { size: usize, max: usize },
+    #[error("no sandbox slot free (all {slots} pooled instances busy)")]
+    Busy { slots: u32 },
+    #[error("instantiation failed: {0}")]
+    Instantiate(String),
+
+    // --- the run ---
+    #[error("fuel exhausted ({fuel} units)")]
+    FuelExhausted { fuel: u64 },
+    #[error("wall-clock deadline of {deadline_ms} ms exceeded")]
+    DeadlineExceeded { deadline_ms: u64 },
+    #[error("memory limit of {max_memory_bytes} bytes reached")]
+    MemoryLimit { max_memory_bytes: u64 },
+    #[error("table limit of {max_table_elements} elements reached")]
+    TableLimit { max_table_elements: u64 },
+    #[error("stack overflow")]
+    StackOverflow,
+    #[error("trap: {0}")]
+    Trap(String),
+
+    // --- the output ---
+    #[error("patch broke the ABI: {0}")]
+    AbiViolation(String),
+    #[error("output is {size} bytes, more than the {max} allowed")]
+    OutputTooLarge { size: u64, max: u64 },
+    #[error("output is not UTF-8 (valid up to byte {valid_up_to})")]
+    OutputNotUtf8 { valid_up_to: usize },
+    #[error("output is not JSON: {0}")]
+    OutputNotJson(String),
+    #[error("output is not a valid result: {0}")]
+    InvalidOutput(String),
+    #[error("output operations are refused: {0}")]
+    InvalidOperation(#[from] OpError),
+    #[error("returned state is not the snapshot with the operations applied")]
+    StateMismatch,
+    #[error("patch refused to run: {0}")]
+    PatchRefused(String),
+}
+
+/// Errors of the CLI-facing helpers in [`crate::tools`].
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+    #[error("{0}")]
+    Usage(String),
+    #[error("{path}: {source}")]
+    Verify {
+        path: PathBuf,
+        #[source]
+        source: VerifyError,
+    },
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error("random source: {0}")]
+    Random(String),
+}
