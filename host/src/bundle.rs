@@ -277,6 +277,9 @@ impl TrustedKeys {
         self.keys.insert(key.id.clone(), key);
         self
     }
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
     pub fn get(&self, key_id: &str) -> Option<&PublicKey> {
         self.keys.get(key_id)
     }
@@ -457,6 +460,12 @@ pub fn verify_bundle(
     // From here on the manifest bytes are authentic.
     let manifest: Manifest = serde_json::from_slice(&manifest_raw)
         .map_err(|e| VerifyError::ManifestInvalid(e.to_string()))?;
+    if !crate::ops::is_identifier(&manifest.name) {
+        return Err(VerifyError::ManifestInvalid(format!(
+            "name `{}` is not an identifier",
+            manifest.name
+        )));
+    }
     if manifest.abi_version != ABI_VERSION {
         return Err(VerifyError::UnsupportedAbi {
             found: manifest.abi_version,

@@ -432,12 +432,20 @@ impl Host {
         store.epoch_deadline_trap();
 
         let classify = |store: &Store<RunState>, e: wasmtime::Error| -> RunError {
-            classify_error(store, e, limits, self.config.pool_slots)
+            classify_error(store, e, limits, self.config.pool_slots, false)
         };
 
         let instance = match loaded.pre.instantiate(&mut store) {
             Ok(i) => i,
-            Err(e) => return Err(classify(&store, e)),
+            Err(e) => {
+                return Err(classify_error(
+                    &store,
+                    e,
+                    limits,
+                    self.config.pool_slots,
+                    true,
+                ))
+            }
         };
         let memory = instance
             .get_memory(&mut store, EXPORT_MEMORY)
@@ -499,6 +507,7 @@ fn classify_error(
     e: wasmtime::Error,
     limits: Limits,
     slots: u32,
+    instantiating: bool,
 ) -> RunError {
     let data = store.data();
     if data.memory_limit_hit {
@@ -521,17 +530,9 @@ fn classify_error(
         },
         Some(Trap::StackOverflow) => RunError::StackOverflow,
         Some(trap) => RunError::Trap(trap.to_string()),
-        None => {
-            let text = format!("{e:#}");
-            // A module whose initial memory or table is over the pool's size fails here.
-            if text.contains("memory") && text.contains("exceed") {
-                RunError::MemoryLimit {
-                    max_memory_bytes: limits.max_memory_bytes,
-                }
-            } else {
-                RunError::Trap(text)
-            }
-        }
+        // Not a trap: an error from the instance allocator or a host function.
+        None if instantiating => RunError::Instantiate(format!("{e:#}")),
+        None => RunError::Trap(format!("{e:#}")),
     }
 }
 

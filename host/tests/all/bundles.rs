@@ -321,3 +321,21 @@ fn key_ids_are_derived_from_the_public_key() {
     assert_eq!(pk.key_id().len(), 16);
     assert_ne!(pk.key_id(), other_key().public_key().key_id());
 }
+
+#[test]
+fn manifest_names_must_be_identifiers_and_targets_match() {
+    let module = module("update_memory_limit");
+    let mut m = manifest("update memory", "1.0.0", &module, Default::default());
+    assert!(matches!(
+        verify(&sign(&m, &module)),
+        Err(VerifyError::ManifestInvalid(_))
+    ));
+    m.name = "update_memory_limit".into();
+    m.platforms = vec!["woocommerce".into(), "prestashop".into()];
+    m.plugin_versions = ">=1.2.0, <2.0.0".parse().unwrap();
+    let v = verify(&sign(&m, &module)).unwrap();
+    let ver = |s: &str| s.parse::<semver::Version>().unwrap();
+    assert!(v.manifest().applies_to("woocommerce", &ver("1.3.5")));
+    assert!(!v.manifest().applies_to("shopify", &ver("1.3.5")));
+    assert!(!v.manifest().applies_to("woocommerce", &ver("2.0.0")));
+}

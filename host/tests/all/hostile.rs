@@ -439,3 +439,57 @@ fn the_host_is_shareable_across_threads() {
     assert_send_sync::<host::DryRun>();
     assert_send_sync::<RunError>();
 }
+
+#[test]
+fn a_log_flood_is_capped_and_the_run_still_completes() {
+    let body = r#"(import "autoheal" "log" (func $log (param i32 i32)))
+  (data (i32.const 16) "spam spam spam")
+  (data (i32.const 64) "{\"error\":\"done\"}")
+  (func (export "run") (param i32 i32) (result i64)
+    (local $i i32)
+    (loop $l
+      (call $log (i32.const 16) (i32.const 14))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $l (i32.lt_u (local.get $i) (i32.const 10000))))
+    (i64.or (i64.shl (i64.const 64) (i64.const 32)) (i64.const 16)))"#;
+    // Imports must come first in a module: move it before the memory.
+    let wat = module(body);
+    let (import, rest) = body.split_once('\n').unwrap();
+    let wat = wat
+        .replacen(body, rest, 1)
+        .replacen("(module", &format!("(module {import}"), 1);
+    let bundle = wat_bundle(&wat, small());
+    assert_eq!(
+        run_on(host(), &bundle).unwrap_err(),
+        RunError::PatchRefused("done".into())
+    );
+    // A log call pointing outside memory is a trap, not a host crash.
+    let bad = wat.replace(
+        "(call $log (i32.const 16) (i32.const 14))",
+        "(call $log (i32.const -16) (i32.const 14))",
+    );
+    assert!(
+        matches!(run_on(host(), &wat_bundle(&bad, small())), Err(RunError::Trap(m)) if m.contains("log"))
+    );
+}
+
+#[test]
+fn oversized_inputs_and_modules_are_refused_before_running() {
+    let mut config = HostConfig::default();
+    config.max_input_bytes = 512;
+    config.max_module_bytes = 1024;
+    config.pool_slots = 2;
+    let small_host = Host::new(config).unwrap();
+    let mut big = snapshot();
+    big.facts.insert("blob".into(), json!("x".repeat(1000)));
+    let bundle = shipped("api_key_refresh_notice");
+    assert!(matches!(
+        small_host.dry_run(&bundle, &big, &json!({})),
+        Err(RunError::ModuleTooLarge { max: 1024, .. })
+    ));
+    let tiny = wat_bundle(&module(TRAP), small());
+    assert!(matches!(
+        small_host.dry_run(&tiny, &big, &json!({})),
+        Err(RunError::InputTooLarge { max: 512, .. })
+    ));
+}
