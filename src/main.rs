@@ -1,1 +1,257 @@
-fn main() {}
+//! `autoheal`: the control plane's one binary. `serve` runs the API; the
+//! other commands manage the store and credentials from a shell.
+
+use anyhow::{Context, Result};
+use api::store::{Role, Store, StoreOptions};
+use api::{AppState, Clock, ServerConfig};
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::json;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "autoheal",
+    version,
+    about = "Keeps a fleet of e-commerce payment plugins healthy"
+)]
+struct Cli {
+    /// The store: sqlite://PATH (created if missing) or postgres://USER@HOST/DB.
+    #[arg(
+        long,
+        global = true,
+        env = "DATABASE_URL",
+        default_value = "sqlite://autoheal.db"
+    )]
+    database_url: String,
+
+    /// Log line format.
+    #[arg(long, global = true, env = "AUTOHEAL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP API (applies pending migrations first).
+    Serve(ServeArgs),
+    /// Apply pending migrations and exit.
+    Migrate,
+    /// Manage merchants (tenants).
+    Merchant {
+        #[command(subcommand)]
+        command: MerchantCommand,
+    },
+    /// Manage Ops agents.
+    OpsAgent {
+        #[command(subcommand)]
+        command: OpsAgentCommand,
+    },
+    /// Manage the tokens Sira posts detections with.
+    SiraToken {
+        #[command(subcommand)]
+        command: SiraTokenCommand,
+    },
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "AUTOHEAL_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Folder of Rhai rule files.
+    #[arg(long, env = "AUTOHEAL_RULES", default_value = "./rules")]
+    rules: PathBuf,
+    /// Folder of signed patch bundles.
+    #[arg(long, env = "AUTOHEAL_PATCHES", default_value = "./patches")]
+    patches: PathBuf,
+    /// Largest request body accepted, in bytes (larger: 413).
+    #[arg(long, env = "AUTOHEAL_MAX_BODY_BYTES", default_value_t = ServerConfig::default().max_body_bytes)]
+    max_body_bytes: usize,
+    /// How long a verified credential is trusted without asking the store, in ms.
+    #[arg(long, env = "AUTOHEAL_AUTH_CACHE_TTL_MS", default_value_t = ServerConfig::default().auth_cache_ttl_ms)]
+    auth_cache_ttl_ms: u64,
+    /// Size of the database connection pool.
+    #[arg(long, env = "AUTOHEAL_MAX_CONNECTIONS", default_value_t = StoreOptions::default().max_connections)]
+    max_connections: u32,
+    /// Most telemetry writes committed in one transaction (group commit).
+    #[arg(long, env = "AUTOHEAL_MAX_BATCH", default_value_t = StoreOptions::default().writer.max_batch)]
+    max_batch: usize,
+}
+
+#[derive(Subcommand)]
+enum MerchantCommand {
+    /// Create a merchant and its API key (printed once).
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        email: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum OpsAgentCommand {
+    /// Create an Ops agent and its token (printed once).
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long, value_enum)]
+        role: RoleArg,
+    },
+}
+
+#[derive(Subcommand)]
+enum SiraTokenCommand {
+    /// Create a Sira token (printed once).
+    Create {
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RoleArg {
+    Admin,
+    Operator,
+    Viewer,
+}
+
+impl From<RoleArg> for Role {
+    fn from(role: RoleArg) -> Self {
+        match role {
+            RoleArg::Admin => Role::Admin,
+            RoleArg::Operator => Role::Operator,
+            RoleArg::Viewer => Role::Viewer,
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+async fn open_store(url: &str, options: &StoreOptions) -> Result<Store> {
+    let store = Store::connect(url, options)
+        .await
+        .context("cannot open the store")?;
+    store.migrate().await.context("cannot apply migrations")?;
+    Ok(store)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let now = Clock::system().now();
+    match cli.command {
+        Command::Serve(args) => serve(&cli.database_url, args).await?,
+        Command::Migrate => {
+            let store = open_store(&cli.database_url, &StoreOptions::default()).await?;
+            store.close().await;
+            println!("{}", json!({"status": "migrated"}));
+        }
+        Command::Merchant {
+            command: MerchantCommand::Create { name, email },
+        } => {
+            let store = open_store(&cli.database_url, &StoreOptions::default()).await?;
+            let (merchant_id, key) = store.create_merchant(&name, &email, now).await?;
+            store.close().await;
+            println!(
+                "{}",
+                json!({"merchant_id": merchant_id, "api_key": key.secret})
+            );
+        }
+        Command::OpsAgent {
+            command: OpsAgentCommand::Create { email, role },
+        } => {
+            let store = open_store(&cli.database_url, &StoreOptions::default()).await?;
+            let (agent_id, token) = store.create_ops_agent(&email, role.into(), now).await?;
+            store.close().await;
+            println!("{}", json!({"agent_id": agent_id, "token": token.secret}));
+        }
+        Command::SiraToken {
+            command: SiraTokenCommand::Create { name },
+        } => {
+            let store = open_store(&cli.database_url, &StoreOptions::default()).await?;
+            let token = store.create_sira_token(&name, now).await?;
+            store.close().await;
+            println!("{}", json!({"token": token.secret}));
+        }
+    }
+    Ok(())
+}
+
+async fn serve(database_url: &str, args: ServeArgs) -> Result<()> {
+    let mut options = StoreOptions {
+        max_connections: args.max_connections,
+        ..StoreOptions::default()
+    };
+    options.writer.max_batch = args.max_batch;
+    let store = open_store(database_url, &options).await?;
+    let config = ServerConfig {
+        max_body_bytes: args.max_body_bytes,
+        auth_cache_ttl_ms: args.auth_cache_ttl_ms,
+    };
+    let router = api::app(AppState::new(store.clone(), Clock::system(), config));
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    tracing::info!(
+        event = "listening",
+        address = %listener.local_addr()?,
+        backend = ?store.kind(),
+        rules = %args.rules.display(),
+        patches = %args.patches.display(),
+        "autoheal is serving"
+    );
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("server failed")?;
+    // In-flight requests have finished; commit whatever they queued.
+    store.close().await;
+    tracing::info!(event = "stopped", "autoheal stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+    tracing::info!(
+        event = "shutting_down",
+        "signal received; finishing in-flight requests"
+    );
+}

@@ -1,1 +1,75 @@
-//! The HTTP boundary, the store and the background jobs of autoheal.
+//! The HTTP boundary, the store and the background work of autoheal.
+//!
+//! [`app`] builds the one router that `autoheal serve` and the tests both use:
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use api::{app, AppState, ServerConfig, Clock};
+//! use api::store::{Store, StoreOptions};
+//!
+//! let store = Store::connect("sqlite://autoheal.db", &StoreOptions::default()).await?;
+//! store.migrate().await?;
+//! let router = app(AppState::new(store, Clock::system(), ServerConfig::default()));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! axum::serve(listener, router).await?;
+//! # Ok(()) }
+//! ```
+
+pub mod auth;
+pub(crate) mod clock;
+pub mod error;
+pub mod extract;
+mod http;
+pub mod rate_limit;
+pub mod redact;
+pub mod store;
+pub mod version;
+
+pub use clock::Clock;
+pub use http::app;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Settings of the HTTP server. Every field has a CLI flag and an
+/// environment variable in `autoheal serve`.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Largest request body accepted; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// How long a verified credential is trusted without asking the store.
+    pub auth_cache_ttl_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 256 * 1024,
+            auth_cache_ttl_ms: 10_000,
+        }
+    }
+}
+
+/// Everything a request handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: store::Store,
+    pub clock: Clock,
+    pub config: Arc<ServerConfig>,
+    pub(crate) auth: Arc<auth::AuthCache>,
+    pub(crate) rate_limiter: Arc<rate_limit::RateLimiter>,
+}
+
+impl AppState {
+    pub fn new(store: store::Store, clock: Clock, config: ServerConfig) -> Self {
+        Self {
+            store,
+            clock,
+            auth: Arc::new(auth::AuthCache::new(Duration::from_millis(
+                config.auth_cache_ttl_ms,
+            ))),
+            rate_limiter: Arc::default(),
+            config: Arc::new(config),
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! The one error type of the HTTP boundary. Every handler returns
+//! `Result<_, ApiError>`; `IntoResponse` logs internals once (inside the
+//! request's span, so with its request id) and answers a safe JSON body:
+//! `{"error": {"code", "message", "field"}}`.
+
+use crate::store::StoreError;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body is not JSON at all (syntax error, truncated).
+    #[error("{message}")]
+    BadJson { message: String },
+    /// Well-formed input with a wrong type, an unknown value or a failed rule.
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+    #[error("expected Content-Type: application/json")]
+    UnsupportedMediaType,
+    #[error("request body exceeds {limit_bytes} bytes")]
+    PayloadTooLarge { limit_bytes: usize },
+    #[error("missing or invalid credential")]
+    Unauthorized,
+    #[error("{message}")]
+    Forbidden {
+        message: String,
+        field: Option<String>,
+    },
+    #[error("{what} not found")]
+    NotFound { what: &'static str },
+    #[error("rate limit exceeded")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("{message}")]
+    Conflict { message: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ApiError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::Forbidden {
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    fn parts(&self) -> (StatusCode, &'static str, String, Option<&str>) {
+        match self {
+            Self::BadJson { message } => {
+                (StatusCode::BAD_REQUEST, "bad_json", message.clone(), None)
+            }
+            Self::Invalid { field, message } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_field",
+                message.clone(),
+                Some(field),
+            ),
+            Self::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                self.to_string(),
+                None,
+            ),
+            Self::PayloadTooLarge { .. } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                self.to_string(),
+                None,
+            ),
+            Self::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                self.to_string(),
+                None,
+            ),
+            Self::Forbidden { message, field } => (
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                message.clone(),
+                field.as_deref(),
+            ),
+            Self::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found", self.to_string(), None),
+            Self::RateLimited { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                self.to_string(),
+                None,
+            ),
+            Self::Conflict { message } => (StatusCode::CONFLICT, "conflict", message.clone(), None),
+            Self::Store(error) if error.is_unavailable() => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the store is unavailable; nothing was recorded, retry later".to_owned(),
+                None,
+            ),
+            Self::Store(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error; nothing was recorded".to_owned(),
+                None,
+            ),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message, field) = self.parts();
+        if let Self::Store(error) = &self {
+            // The only place store internals are written down; the client
+            // gets the generic message above.
+            tracing::error!(event = "store_error", error = %error, "request failed in the store");
+        }
+        let body = json!({"error": {"code": code, "message": message, "field": field}});
+        let mut response = (status, axum::Json(body)).into_response();
+        if let Self::RateLimited { retry_after_secs } = self {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after_secs.max(1)),
+            );
+        }
+        response
+    }
+}

@@ -1,0 +1,134 @@
+//! Request extractors that turn every kind of bad input into an [`ApiError`]
+//! naming the field: JSON bodies (syntax → 400, types and values → 422,
+//! oversized → 413) and query strings (→ 422).
+
+use crate::error::ApiError;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+/// A JSON request body, parsed with the path of any failing field.
+pub struct JsonBody<T>(pub T);
+
+impl<S, T> FromRequest<S> for JsonBody<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let is_json = request
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| {
+                let mime = value.split(';').next().unwrap_or("").trim();
+                mime.eq_ignore_ascii_case("application/json")
+                    || (mime.starts_with("application/") && mime.ends_with("+json"))
+            });
+        if !is_json {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let limit = request
+            .extensions()
+            .get::<BodyLimit>()
+            .map(|limit| limit.0)
+            .unwrap_or(0);
+        let bytes =
+            Bytes::from_request(request, state)
+                .await
+                .map_err(|rejection| match rejection {
+                    BytesRejection::FailedToBufferBody(_) => {
+                        ApiError::PayloadTooLarge { limit_bytes: limit }
+                    }
+                    other => ApiError::BadJson {
+                        message: other.body_text(),
+                    },
+                })?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+/// The configured body limit, put in request extensions so the 413 message
+/// can say what the limit is.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyLimit(pub usize);
+
+/// Parses JSON, reporting the path of the field that failed.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let inner = error.inner();
+        // serde_json reports some type errors (a number where an enum is
+        // expected) as syntax errors, so "is it JSON at all" is asked anew.
+        let is_json = serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok();
+        match inner.classify() {
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof if !is_json => {
+                bad_json(inner)
+            }
+            _ => field_error(&error.path().to_string(), &inner.to_string()),
+        }
+    })?;
+    deserializer.end().map_err(|error| bad_json(&error))?;
+    Ok(value)
+}
+
+fn bad_json(error: &serde_json::Error) -> ApiError {
+    ApiError::BadJson {
+        message: format!("request body is not valid JSON: {error}"),
+    }
+}
+
+/// A query string, parsed with the name of any failing parameter.
+pub struct QueryParams<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for QueryParams<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or("");
+        let deserializer =
+            serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(deserializer)
+            .map(QueryParams)
+            .map_err(|error| field_error(&error.path().to_string(), &error.inner().to_string()))
+    }
+}
+
+/// Builds the 422 for a deserialization failure. serde reports a missing or
+/// unknown field at the parent's path with the name in the message, so the
+/// name is lifted from there.
+fn field_error(path: &str, message: &str) -> ApiError {
+    let message = strip_position(message);
+    let named = ["missing field `", "unknown field `"]
+        .iter()
+        .find_map(|prefix| message.strip_prefix(prefix))
+        .and_then(|rest| rest.split('`').next());
+    let field = match (named, path) {
+        (Some(name), "." | "") => name.to_owned(),
+        // An unknown field's path already ends with its name.
+        (Some(name), path) if path == name || path.ends_with(&format!(".{name}")) => {
+            path.to_owned()
+        }
+        (Some(name), parent) => format!("{parent}.{name}"),
+        (None, ".") => String::new(),
+        (None, path) => path.to_owned(),
+    };
+    ApiError::invalid(field, message)
+}
+
+/// serde_json appends " at line L column C"; the field path says more.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(index) => message[..index].to_owned(),
+        None => message.to_owned(),
+    }
+}

@@ -1,0 +1,321 @@
+//! Group commit for plugin telemetry. Heartbeats and events arrive from the
+//! whole fleet at once; one writer task takes whatever is queued (up to
+//! `max_batch`), writes it in one transaction and answers every caller only
+//! after that commit. Throughput then scales with the batch instead of with
+//! fsyncs, and nothing is acknowledged before it is durable. If a batch fails
+//! as a whole, each write is retried in a transaction of its own so one bad
+//! write cannot sink its neighbours.
+
+use super::{Backend, EventOutcome, EventRecord, HeartbeatOutcome, HeartbeatRecord, StoreError};
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, Mutex};
+
+#[derive(Clone, Debug)]
+pub struct WriterOptions {
+    /// Most writes committed in one transaction.
+    pub max_batch: usize,
+    /// Writes that may wait for the writer before callers are slowed down.
+    pub queue_capacity: usize,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        Self {
+            max_batch: 512,
+            queue_capacity: 8_192,
+        }
+    }
+}
+
+enum Write {
+    Heartbeat(HeartbeatRecord),
+    Event(EventRecord),
+}
+
+enum Written {
+    Heartbeat(HeartbeatOutcome),
+    Event(EventOutcome),
+}
+
+enum Job {
+    Write {
+        write: Write,
+        now: DateTime<Utc>,
+        reply: oneshot::Sender<Result<Written, StoreError>>,
+    },
+    /// Everything queued before it is committed, then the writer exits.
+    Stop(oneshot::Sender<()>),
+}
+
+#[derive(Clone)]
+pub(super) struct Writer {
+    jobs: mpsc::Sender<Job>,
+    stopped: Arc<Mutex<bool>>,
+}
+
+impl Writer {
+    pub(super) fn start(backend: Backend, options: WriterOptions) -> Self {
+        let (jobs, queue) = mpsc::channel(options.queue_capacity.max(1));
+        tokio::spawn(run(backend, queue, options.max_batch.max(1)));
+        Self {
+            jobs,
+            stopped: Arc::new(Mutex::new(false)),
+        }
+    }
+
+    pub(super) async fn heartbeat(
+        &self,
+        record: HeartbeatRecord,
+        now: DateTime<Utc>,
+    ) -> Result<HeartbeatOutcome, StoreError> {
+        match self.submit(Write::Heartbeat(record), now).await? {
+            Written::Heartbeat(outcome) => Ok(outcome),
+            Written::Event(_) => unreachable!("a heartbeat is answered with a heartbeat"),
+        }
+    }
+
+    pub(super) async fn event(
+        &self,
+        record: EventRecord,
+        now: DateTime<Utc>,
+    ) -> Result<EventOutcome, StoreError> {
+        match self.submit(Write::Event(record), now).await? {
+            Written::Event(outcome) => Ok(outcome),
+            Written::Heartbeat(_) => unreachable!("an event is answered with an event"),
+        }
+    }
+
+    async fn submit(&self, write: Write, now: DateTime<Utc>) -> Result<Written, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job::Write { write, now, reply })
+            .await
+            .map_err(|_| StoreError::WriterStopped)?;
+        answer.await.map_err(|_| StoreError::WriterStopped)?
+    }
+
+    /// Commits everything accepted so far and stops the writer. Idempotent.
+    pub(super) async fn stop(&self) {
+        let mut stopped = self.stopped.lock().await;
+        if *stopped {
+            return;
+        }
+        let (done, finished) = oneshot::channel();
+        if self.jobs.send(Job::Stop(done)).await.is_ok() {
+            let _ = finished.await;
+        }
+        *stopped = true;
+    }
+}
+
+async fn run(backend: Backend, mut queue: mpsc::Receiver<Job>, max_batch: usize) {
+    let mut batch = Vec::with_capacity(max_batch);
+    while let Some(first) = queue.recv().await {
+        let mut stop = None;
+        let mut next = Some(first);
+        while let Some(job) = next {
+            match job {
+                Job::Write { write, now, reply } => batch.push((write, now, reply)),
+                Job::Stop(done) => {
+                    stop = Some(done);
+                    break;
+                }
+            }
+            next = if batch.len() < max_batch {
+                queue.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        if !batch.is_empty() {
+            commit(&backend, &mut batch).await;
+        }
+        if let Some(done) = stop {
+            let _ = done.send(());
+            return;
+        }
+    }
+}
+
+type Pending = (
+    Write,
+    DateTime<Utc>,
+    oneshot::Sender<Result<Written, StoreError>>,
+);
+
+async fn commit(backend: &Backend, batch: &mut Vec<Pending>) {
+    let outcome = match backend {
+        Backend::Sqlite(pool) => sqlite::write_all(pool, batch).await,
+        Backend::Postgres(pool) => postgres::write_all(pool, batch).await,
+    };
+    match outcome {
+        Ok(results) => {
+            for ((_, _, reply), result) in batch.drain(..).zip(results) {
+                let _ = reply.send(Ok(result));
+            }
+        }
+        Err(batch_error) if batch.len() == 1 => {
+            let (_, _, reply) = batch.pop().expect("one write");
+            let _ = reply.send(Err(batch_error.into()));
+        }
+        Err(batch_error) => {
+            tracing::warn!(event = "batch_retry", size = batch.len(), error = %batch_error,
+                "batched write failed; retrying each write on its own");
+            for pending in batch.drain(..) {
+                let mut single = vec![pending];
+                let outcome = match backend {
+                    Backend::Sqlite(pool) => sqlite::write_all(pool, &single).await,
+                    Backend::Postgres(pool) => postgres::write_all(pool, &single).await,
+                };
+                let (_, _, reply) = single.pop().expect("one write");
+                let _ = reply.send(
+                    outcome
+                        .map(|mut results| results.remove(0))
+                        .map_err(Into::into),
+                );
+            }
+        }
+    }
+}
+
+/// The statements of a batch, once per backend (the SQL is shared).
+macro_rules! backend_writes {
+    ($module:ident, $pool:ty, $connection:ty) => {
+        mod $module {
+            use super::*;
+            use sqlx::types::Json;
+            use uuid::Uuid;
+
+            pub(super) async fn write_all(
+                pool: &$pool,
+                batch: &[Pending],
+            ) -> Result<Vec<Written>, sqlx::Error> {
+                let mut tx = pool.begin().await?;
+                let mut results = Vec::with_capacity(batch.len());
+                for (write, now, _) in batch {
+                    results.push(match write {
+                        Write::Heartbeat(record) => {
+                            Written::Heartbeat(heartbeat(&mut tx, record, *now).await?)
+                        }
+                        Write::Event(record) => Written::Event(event(&mut tx, record, *now).await?),
+                    });
+                }
+                tx.commit().await?;
+                Ok(results)
+            }
+
+            async fn heartbeat(
+                connection: &mut $connection,
+                record: &HeartbeatRecord,
+                now: DateTime<Utc>,
+            ) -> Result<HeartbeatOutcome, sqlx::Error> {
+                let installation_id: Uuid = sqlx::query_scalar(
+                    "INSERT INTO plugin_installations (id, merchant_id, cms, site_url, plugin_version, \
+                       version_key, sdk_language, environment, php_version, wordpress_version, server_info, \
+                       reported_state, reported_error_rate, heartbeat_count, first_seen_at, last_heartbeat) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1, $14, $14) \
+                     ON CONFLICT (merchant_id, cms, site_url) DO UPDATE SET \
+                       plugin_version = excluded.plugin_version, version_key = excluded.version_key, \
+                       sdk_language = excluded.sdk_language, environment = excluded.environment, \
+                       php_version = excluded.php_version, wordpress_version = excluded.wordpress_version, \
+                       server_info = COALESCE(excluded.server_info, plugin_installations.server_info), \
+                       reported_state = COALESCE(excluded.reported_state, plugin_installations.reported_state), \
+                       reported_error_rate = excluded.reported_error_rate, \
+                       heartbeat_count = plugin_installations.heartbeat_count + 1, \
+                       last_heartbeat = excluded.last_heartbeat \
+                     RETURNING id",
+                )
+                .bind(Uuid::now_v7())
+                .bind(record.merchant_id)
+                .bind(&record.cms)
+                .bind(&record.site_url)
+                .bind(&record.plugin_version)
+                .bind(&record.version_key)
+                .bind(record.sdk_language.as_deref())
+                .bind(&record.environment)
+                .bind(record.php_version.as_deref())
+                .bind(record.wordpress_version.as_deref())
+                .bind(record.server_info.as_ref().map(Json))
+                .bind(record.state.as_ref().map(Json))
+                .bind(record.errors_last_hour)
+                .bind(now)
+                .fetch_one(&mut *connection)
+                .await?;
+                let toggles: Vec<(String, Json<serde_json::Value>)> = sqlx::query_as(
+                    "SELECT toggle_key, toggle_value FROM plugin_ops_toggles \
+                     WHERE installation_id = $1 AND lifted_at IS NULL \
+                       AND (expires_at IS NULL OR expires_at > $2)",
+                )
+                .bind(installation_id)
+                .bind(now)
+                .fetch_all(&mut *connection)
+                .await?;
+                Ok(HeartbeatOutcome {
+                    installation_id,
+                    toggles: toggles.into_iter().map(|(key, value)| (key, value.0)).collect(),
+                })
+            }
+
+            async fn event(
+                connection: &mut $connection,
+                record: &EventRecord,
+                now: DateTime<Utc>,
+            ) -> Result<EventOutcome, sqlx::Error> {
+                let installation_id: Option<Uuid> = sqlx::query_scalar(
+                    "SELECT id FROM plugin_installations \
+                     WHERE merchant_id = $1 AND cms = $2 AND site_url = $3",
+                )
+                .bind(record.merchant_id)
+                .bind(&record.cms)
+                .bind(&record.site_url)
+                .fetch_optional(&mut *connection)
+                .await?;
+                let install_blocked = match installation_id {
+                    Some(id) => sqlx::query_scalar::<_, i64>(
+                        "SELECT COUNT(*) FROM plugin_ops_toggles \
+                         WHERE installation_id = $1 AND toggle_key = 'block_plugin' \
+                           AND lifted_at IS NULL AND (expires_at IS NULL OR expires_at > $2) \
+                           AND toggle_value = 'true'",
+                    )
+                    .bind(id)
+                    .bind(now)
+                    .fetch_one(&mut *connection)
+                    .await?
+                        > 0,
+                    None => false,
+                };
+                let event_id = Uuid::now_v7();
+                sqlx::query(
+                    "INSERT INTO plugin_telemetry_events (id, installation_id, merchant_id, cms, site_url, \
+                       event_type, severity, event_data, message, stack_trace, install_blocked, occurred_at, \
+                       received_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                )
+                .bind(event_id)
+                .bind(installation_id)
+                .bind(record.merchant_id)
+                .bind(&record.cms)
+                .bind(&record.site_url)
+                .bind(&record.event_type)
+                .bind(&record.severity)
+                .bind(Json(&record.event_data))
+                .bind(record.message.as_deref())
+                .bind(record.stack_trace.as_deref())
+                .bind(install_blocked)
+                .bind(record.occurred_at)
+                .bind(now)
+                .execute(&mut *connection)
+                .await?;
+                Ok(EventOutcome {
+                    event_id,
+                    installation_id,
+                    install_blocked,
+                })
+            }
+        }
+    };
+}
+
+backend_writes!(sqlite, sqlx::SqlitePool, sqlx::SqliteConnection);
+backend_writes!(postgres, sqlx::PgPool, sqlx::PgConnection);

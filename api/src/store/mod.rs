@@ -1,0 +1,254 @@
+//! The store: one interface over two sqlx backends, SQLite (the embedded
+//! default, WAL, synchronous=FULL) and PostgreSQL (production, and how several
+//! replicas share state). SQL is written once where both dialects agree, which
+//! is nearly everywhere: `$n` placeholders, `ON CONFLICT … DO UPDATE`,
+//! `RETURNING`, partial indexes. Every timestamp is passed in by the caller.
+//!
+//! Each method runs in one transaction; an Ops action writes its audit row in
+//! the same transaction as the change, so no change goes unaudited.
+
+mod batch;
+mod credentials;
+mod fleet;
+
+pub use batch::WriterOptions;
+pub use credentials::{hash_secret, Credential, NewSecret, Principal, Role};
+pub use fleet::*;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::types::Json;
+use sqlx::{ConnectOptions, PgPool, SqlitePool};
+use std::str::FromStr;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Runs `$body` with `$pool` bound to the backend's pool. The body is compiled
+/// once per backend, so the same query text and binds serve both.
+macro_rules! on_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.backend {
+            $crate::store::Backend::Sqlite($pool) => $body,
+            $crate::store::Backend::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
+/// Inserts an audit row inside an open transaction (`&mut *tx`).
+macro_rules! insert_audit {
+    ($tx:expr, $audit:expr, $action:expr, $target_type:expr, $target_id:expr, $details:expr, $now:expr) => {
+        sqlx::query(
+            "INSERT INTO audit_log (id, actor_kind, actor_id, action, target_type, target_id, details, request_id, at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(uuid::Uuid::now_v7())
+        .bind($audit.actor_kind)
+        .bind($audit.actor_id)
+        .bind($action)
+        .bind($target_type)
+        .bind($target_id)
+        .bind(sqlx::types::Json($details))
+        .bind($audit.request_id.as_deref())
+        .bind($now)
+        .execute(&mut *$tx)
+        .await?
+    };
+}
+pub(crate) use insert_audit;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unsupported database url {0:?}: expected sqlite://PATH or postgres://…")]
+    UnsupportedUrl(String),
+    #[error("store unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("database error: {0}")]
+    Database(#[source] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the batched writer has stopped")]
+    WriterStopped,
+}
+
+impl StoreError {
+    /// True when retrying later may succeed (connection lost, pool exhausted,
+    /// shutting down) rather than a fault in the request or the schema.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unavailable(_) | Self::WriterStopped)
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        match error {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => Self::Unavailable(error),
+            other => Self::Database(other),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum Backend {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Which backend a [`Store`] runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendKind {
+    Sqlite,
+    Postgres,
+}
+
+/// Connection settings; the defaults suit one `autoheal serve` on 2 cores.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// Pool size.
+    pub max_connections: u32,
+    /// How long a request waits for a pooled connection before 503.
+    pub acquire_timeout_ms: u64,
+    /// Group commit of telemetry writes.
+    pub writer: WriterOptions,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            acquire_timeout_ms: 5_000,
+            writer: WriterOptions::default(),
+        }
+    }
+}
+
+/// Who performs an audited action, and from which request.
+#[derive(Clone, Debug)]
+pub struct AuditContext {
+    pub actor_kind: &'static str,
+    pub actor_id: Option<Uuid>,
+    pub request_id: Option<String>,
+}
+
+#[derive(Clone, Debug, serde::Serialize, sqlx::FromRow)]
+pub struct AuditEntry {
+    pub id: Uuid,
+    pub actor_kind: String,
+    pub actor_id: Option<Uuid>,
+    pub action: String,
+    pub target_type: String,
+    pub target_id: Option<String>,
+    pub details: Json<Value>,
+    pub request_id: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) backend: Backend,
+    writer: batch::Writer,
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+impl Store {
+    /// Connects to `sqlite://PATH` (the file is created if missing) or
+    /// `postgres://…`. Does not migrate: call [`Store::migrate`].
+    pub async fn connect(url: &str, options: &StoreOptions) -> Result<Self, StoreError> {
+        let acquire_timeout = Duration::from_millis(options.acquire_timeout_ms);
+        let backend = if url.starts_with("sqlite:") {
+            let connect = SqliteConnectOptions::from_str(url)
+                .map_err(|_| StoreError::UnsupportedUrl(redact_url(url)))?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                // FULL: a commit is on disk before it is acknowledged.
+                .synchronous(SqliteSynchronous::Full)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(10))
+                .disable_statement_logging();
+            let pool = SqlitePoolOptions::new()
+                .max_connections(options.max_connections)
+                .acquire_timeout(acquire_timeout)
+                .connect_with(connect)
+                .await?;
+            Backend::Sqlite(pool)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let connect = PgConnectOptions::from_str(url)
+                .map_err(|_| StoreError::UnsupportedUrl(redact_url(url)))?
+                .disable_statement_logging();
+            let pool = PgPoolOptions::new()
+                .max_connections(options.max_connections)
+                .acquire_timeout(acquire_timeout)
+                .connect_with(connect)
+                .await?;
+            Backend::Postgres(pool)
+        } else {
+            return Err(StoreError::UnsupportedUrl(redact_url(url)));
+        };
+        let writer = batch::Writer::start(backend.clone(), options.writer.clone());
+        Ok(Self { backend, writer })
+    }
+
+    pub fn kind(&self) -> BackendKind {
+        match self.backend {
+            Backend::Sqlite(_) => BackendKind::Sqlite,
+            Backend::Postgres(_) => BackendKind::Postgres,
+        }
+    }
+
+    /// Applies the embedded migrations of this backend that have not run yet.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await?,
+            Backend::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
+        }
+        Ok(())
+    }
+
+    /// A round trip to the database, for readiness.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query("SELECT 1").execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    /// Waits until every accepted batched write is committed, then closes the
+    /// pool. Called once on shutdown.
+    pub async fn close(&self) {
+        self.writer.stop().await;
+        on_pool!(self, pool => pool.close().await);
+    }
+
+    pub async fn audit_log(&self, limit: i64, offset: i64) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows = on_pool!(self, pool => sqlx::query_as::<_, AuditEntry>(
+            "SELECT id, actor_kind, actor_id, action, target_type, target_id, details, request_id, at \
+             FROM audit_log ORDER BY at DESC, id DESC LIMIT $1 OFFSET $2",
+        )
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(pool)
+        .await?);
+        Ok(rows)
+    }
+}
+
+/// A database URL fit for an error message: the password is dropped.
+fn redact_url(url: &str) -> String {
+    match url.split_once('@') {
+        Some((credentials, rest)) => match credentials.rsplit_once(':') {
+            Some((user, _password)) if user.contains("//") => format!("{user}:***@{rest}"),
+            _ => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}

@@ -1,0 +1,294 @@
+//! The `autoheal` binary: credentials from the shell, and `serve` end to end
+//! over a real socket, including a graceful stop.
+
+use crate::support::start_time;
+use api::store::{Principal, Store, StoreOptions};
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn autoheal(database_url: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_autoheal"))
+        .args(args)
+        .env("DATABASE_URL", database_url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run autoheal")
+}
+
+fn json_stdout(output: &Output) -> Value {
+    assert!(
+        output.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("stdout is one JSON document")
+}
+
+#[tokio::test]
+async fn credentials_are_printed_once_and_stored_hashed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cli.db");
+    let url = format!("sqlite://{}", path.display());
+
+    assert_eq!(
+        json_stdout(&autoheal(&url, &["migrate"]))["status"],
+        "migrated"
+    );
+    let merchant = json_stdout(&autoheal(
+        &url,
+        &[
+            "merchant",
+            "create",
+            "--name",
+            "My Shop",
+            "--email",
+            "m@example.com",
+        ],
+    ));
+    let api_key = merchant["api_key"].as_str().unwrap().to_owned();
+    let agent = json_stdout(&autoheal(
+        &url,
+        &[
+            "ops-agent",
+            "create",
+            "--email",
+            "ops@example.com",
+            "--role",
+            "operator",
+        ],
+    ));
+    let token = agent["token"].as_str().unwrap().to_owned();
+    let sira = json_stdout(&autoheal(
+        &url,
+        &["sira-token", "create", "--name", "sira-prod"],
+    ));
+    let sira_token = sira["token"].as_str().unwrap().to_owned();
+
+    let bad_role = autoheal(
+        &url,
+        &[
+            "ops-agent",
+            "create",
+            "--email",
+            "x@example.com",
+            "--role",
+            "root",
+        ],
+    );
+    assert!(!bad_role.status.success());
+    assert!(String::from_utf8_lossy(&bad_role.stderr).contains("admin, operator, viewer"));
+    let duplicate = autoheal(
+        &url,
+        &[
+            "ops-agent",
+            "create",
+            "--email",
+            "ops@example.com",
+            "--role",
+            "viewer",
+        ],
+    );
+    assert!(!duplicate.status.success());
+    assert!(String::from_utf8_lossy(&duplicate.stderr).contains("already exists"));
+
+    let store = Store::connect(&url, &StoreOptions::default())
+        .await
+        .unwrap();
+    let merchant_id = merchant["merchant_id"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        store.authenticate(&api_key).await.unwrap(),
+        Some(Principal::Merchant { merchant_id })
+    );
+    assert!(matches!(
+        store.authenticate(&token).await.unwrap(),
+        Some(Principal::Ops { .. })
+    ));
+    assert!(matches!(
+        store.authenticate(&sira_token).await.unwrap(),
+        Some(Principal::Sira { .. })
+    ));
+    store.close().await;
+
+    // The secrets themselves are nowhere in the database files.
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        bytes.extend(std::fs::read(entry.unwrap().path()).unwrap());
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    for secret in [&api_key, &token, &sira_token] {
+        assert!(
+            !text.contains(secret.as_str()),
+            "a secret is stored in clear"
+        );
+    }
+    let _ = start_time();
+}
+
+#[test]
+fn unsupported_database_url_is_a_clear_error() {
+    let output = autoheal("mysql://root:hunter2@localhost/db", &["migrate"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("expected sqlite://PATH or postgres://"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("hunter2"),
+        "the password is not echoed: {stderr}"
+    );
+}
+
+struct Server {
+    child: Child,
+    address: String,
+}
+
+impl Server {
+    fn start(database_url: &str) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let address = format!("127.0.0.1:{port}");
+        let child = Command::new(env!("CARGO_BIN_EXE_autoheal"))
+            .args(["serve", "--listen", &address, "--log-format", "json"])
+            .env("DATABASE_URL", database_url)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let server = Self { child, address };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while server.request("GET", "/healthz", None, None).is_none() {
+            assert!(Instant::now() < deadline, "server did not come up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    /// A minimal HTTP/1.1 client: (status, body).
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> Option<(u16, String)> {
+        let mut stream = TcpStream::connect(&self.address).ok()?;
+        let body = body.unwrap_or("");
+        let auth = token
+            .map(|token| format!("Authorization: Bearer {token}\r\n"))
+            .unwrap_or_default();
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.address,
+            body.len()
+        )
+        .ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        let status = response.split(' ').nth(1)?.parse().ok()?;
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_owned())?;
+        Some((status, body))
+    }
+
+    fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let status = self.child.wait().unwrap();
+        let mut stderr = String::new();
+        self.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        (status, stderr)
+    }
+}
+
+#[tokio::test]
+async fn serve_takes_heartbeats_and_stops_gracefully() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("serve.db").display());
+    let merchant = json_stdout(&autoheal(
+        &url,
+        &[
+            "merchant",
+            "create",
+            "--name",
+            "Shop",
+            "--email",
+            "s@example.com",
+        ],
+    ));
+    let key = merchant["api_key"].as_str().unwrap();
+
+    let server = Server::start(&url);
+    let (status, body) = server.request("GET", "/readyz", None, None).unwrap();
+    assert_eq!((status, body.contains("ready")), (200, true));
+    let heartbeat = r#"{"cms": "woocommerce", "plugin_version": "1.3.5"}"#;
+    let (status, body) = server
+        .request(
+            "POST",
+            "/api/v1/plugins/heartbeat",
+            Some(key),
+            Some(heartbeat),
+        )
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let installation: Value = serde_json::from_str(&body).unwrap();
+    let (status, _) = server
+        .request(
+            "POST",
+            "/api/v1/plugins/heartbeat",
+            Some("wrong"),
+            Some(heartbeat),
+        )
+        .unwrap();
+    assert_eq!(status, 401);
+
+    let (exit, logs) = server.terminate();
+    assert!(exit.success(), "clean exit on SIGTERM: {exit:?}\n{logs}");
+    // JSON logs, each request line carrying its request id, no secret.
+    let request_lines: Vec<Value> = logs
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|line| {
+            line.get("span")
+                .is_some_and(|span| span.get("request_id").is_some())
+        })
+        .collect();
+    assert!(
+        !request_lines.is_empty(),
+        "request logs carry request ids:\n{logs}"
+    );
+    assert!(!logs.contains(key), "the API key is never logged");
+    assert!(logs.contains("stopped"));
+
+    let store = Store::connect(&url, &StoreOptions::default())
+        .await
+        .unwrap();
+    let id = installation["installation_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        store
+            .installation(id, chrono::Utc::now())
+            .await
+            .unwrap()
+            .is_some(),
+        "acknowledged means stored"
+    );
+    store.close().await;
+}

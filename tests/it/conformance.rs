@@ -1,0 +1,424 @@
+//! The store conformance suite: the same cases against SQLite and, when
+//! configured, PostgreSQL, through the store's public API.
+
+use crate::support::{each_store, start_time, TestStore};
+use api::store::{
+    AuditContext, EventRecord, HeartbeatRecord, InstallationFilter, Principal, Role, Store,
+    StoreError, StoreOptions, ToggleChange, ToggleKey,
+};
+use chrono::Duration;
+use serde_json::json;
+use uuid::Uuid;
+
+fn heartbeat(merchant_id: Uuid, site: &str, version: &str) -> HeartbeatRecord {
+    let parsed = api::version::parse(version).unwrap();
+    HeartbeatRecord {
+        merchant_id,
+        cms: "woocommerce".into(),
+        site_url: site.into(),
+        plugin_version: version.into(),
+        version_key: api::version::sort_key(&parsed),
+        sdk_language: Some("php".into()),
+        environment: "production".into(),
+        php_version: None,
+        wordpress_version: None,
+        server_info: None,
+        state: Some(json!({"config": {"memory_limit": "128M"}})),
+        errors_last_hour: 0.0,
+    }
+}
+
+fn audit(agent_id: Uuid) -> AuditContext {
+    AuditContext {
+        actor_kind: "ops_agent",
+        actor_id: Some(agent_id),
+        request_id: Some("test-request".into()),
+    }
+}
+
+fn all() -> InstallationFilter {
+    InstallationFilter {
+        limit: 500,
+        ..InstallationFilter::default()
+    }
+}
+
+#[tokio::test]
+async fn migrations_are_idempotent_and_the_store_answers() {
+    each_store(|test: TestStore| async move {
+        test.store.migrate().await.unwrap();
+        test.store.ping().await.unwrap();
+        test
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn credentials_authenticate_by_hash_only() {
+    each_store(|test: TestStore| async move {
+        let now = start_time();
+        let store = &test.store;
+        let (merchant_id, key) = store
+            .create_merchant("Shop", "s@example.com", now)
+            .await
+            .unwrap();
+        assert!(key.secret.starts_with("ahm_") && key.secret.len() == 68);
+        assert_eq!(
+            store.authenticate(&key.secret).await.unwrap(),
+            Some(Principal::Merchant { merchant_id })
+        );
+        assert_eq!(store.authenticate("ahm_unknown").await.unwrap(), None);
+        let (agent_id, token) = store
+            .create_ops_agent("ops@example.com", Role::Operator, now)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.authenticate(&token.secret).await.unwrap(),
+            Some(Principal::Ops {
+                agent_id,
+                role: Role::Operator
+            })
+        );
+        let duplicate = store
+            .create_ops_agent("ops@example.com", Role::Admin, now)
+            .await;
+        assert!(
+            matches!(duplicate, Err(StoreError::Conflict(_))),
+            "{duplicate:?}"
+        );
+        let sira = store.create_sira_token("sira", now).await.unwrap();
+        assert!(matches!(
+            store.authenticate(&sira.secret).await.unwrap(),
+            Some(Principal::Sira { .. })
+        ));
+        test
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn concurrent_heartbeats_are_all_durable() {
+    each_store(|test: TestStore| async move {
+        let now = start_time();
+        let (merchant_id, _) = test
+            .store
+            .create_merchant("Shop", "s@example.com", now)
+            .await
+            .unwrap();
+        // 300 installations, each beating twice, all at once: group commit
+        // batches them, and every acknowledged write must be there.
+        let mut tasks = Vec::new();
+        for round in 0..2 {
+            for site in 0..300 {
+                let store = test.store.clone();
+                tasks.push(tokio::spawn(async move {
+                    let record =
+                        heartbeat(merchant_id, &format!("https://{site}.example"), "1.0.0");
+                    let outcome = store
+                        .record_heartbeat(record, now + Duration::seconds(round))
+                        .await
+                        .unwrap();
+                    (site, outcome.installation_id)
+                }));
+            }
+        }
+        let mut ids = std::collections::HashMap::new();
+        for task in tasks {
+            let (site, id) = task.await.unwrap();
+            assert_eq!(
+                *ids.entry(site).or_insert(id),
+                id,
+                "one id per installation"
+            );
+        }
+        // Read back through a second, independent connection pool.
+        let reopened = Store::connect(&test.url, &StoreOptions::default())
+            .await
+            .unwrap();
+        let (rows, total) = reopened.list_installations(&all(), now).await.unwrap();
+        assert_eq!(total, 300);
+        assert_eq!(rows.len(), 300);
+        let detail = reopened.installation(ids[&7], now).await.unwrap().unwrap();
+        assert_eq!(detail.facts.heartbeat_count, 2);
+        reopened.close().await;
+        test
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn shutdown_commits_what_was_accepted() {
+    each_store(|test: TestStore| async move {
+        let now = start_time();
+        let (merchant_id, _) = test
+            .store
+            .create_merchant("Shop", "s@example.com", now)
+            .await
+            .unwrap();
+        let writes: Vec<_> = (0..50)
+            .map(|site| {
+                let store = test.store.clone();
+                tokio::spawn(async move {
+                    store
+                        .record_heartbeat(
+                            heartbeat(merchant_id, &format!("https://{site}.example"), "1.0.0"),
+                            now,
+                        )
+                        .await
+                })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        test.store.close().await;
+        let mut acknowledged = 0;
+        for write in writes {
+            match write.await.unwrap() {
+                Ok(_) => acknowledged += 1,
+                Err(error) => assert!(error.is_unavailable(), "refused, never lost: {error}"),
+            }
+        }
+        let reopened = Store::connect(&test.url, &StoreOptions::default())
+            .await
+            .unwrap();
+        let (_, total) = reopened.list_installations(&all(), now).await.unwrap();
+        assert_eq!(
+            total, acknowledged,
+            "every acknowledged heartbeat is stored"
+        );
+        // After close, new writes are refused rather than dropped.
+        let late = test
+            .store
+            .record_heartbeat(heartbeat(merchant_id, "https://late.example", "1.0.0"), now)
+            .await;
+        assert!(late.is_err());
+        reopened.close().await;
+        test
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn toggles_replace_expire_and_lift() {
+    each_store(|test: TestStore| async move {
+        let now = start_time();
+        let store = &test.store;
+        let (merchant_id, _) = store
+            .create_merchant("Shop", "s@example.com", now)
+            .await
+            .unwrap();
+        let (agent_id, _) = store
+            .create_ops_agent("ops@example.com", Role::Admin, now)
+            .await
+            .unwrap();
+        let id = store
+            .record_heartbeat(heartbeat(merchant_id, "", "1.0.0"), now)
+            .await
+            .unwrap()
+            .installation_id;
+        let change = |key, value, expires_at| ToggleChange {
+            installation_id: id,
+            key,
+            value,
+            reason: "test".into(),
+            expires_at,
+        };
+        store
+            .set_toggle(
+                &change(ToggleKey::RateLimit, json!(10), None),
+                &audit(agent_id),
+                now,
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        store
+            .set_toggle(
+                &change(ToggleKey::RateLimit, json!(20), None),
+                &audit(agent_id),
+                now,
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        store
+            .set_toggle(
+                &change(
+                    ToggleKey::BlockPlugin,
+                    json!(true),
+                    Some(now + Duration::hours(1)),
+                ),
+                &audit(agent_id),
+                now,
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        let toggles = store
+            .record_heartbeat(heartbeat(merchant_id, "", "1.0.0"), now)
+            .await
+            .unwrap()
+            .toggles;
+        let mut toggles: Vec<_> = toggles
+            .into_iter()
+            .map(|(key, value)| (key, value.to_string()))
+            .collect();
+        toggles.sort();
+        assert_eq!(
+            toggles,
+            vec![
+                ("block_plugin".into(), "true".into()),
+                ("rate_limit".into(), "20".into())
+            ]
+        );
+
+        let later = now + Duration::hours(2);
+        let toggles = store
+            .record_heartbeat(heartbeat(merchant_id, "", "1.0.0"), later)
+            .await
+            .unwrap()
+            .toggles;
+        assert_eq!(toggles.len(), 1, "the block expired: {toggles:?}");
+        // Setting the key again after expiry works (the expired row is lifted).
+        store
+            .set_toggle(
+                &change(ToggleKey::BlockPlugin, json!(true), None),
+                &audit(agent_id),
+                later,
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(store
+            .lift_toggle(id, ToggleKey::RateLimit, None, &audit(agent_id), later)
+            .await
+            .unwrap()
+            .is_some());
+        assert!(store
+            .lift_toggle(id, ToggleKey::RateLimit, None, &audit(agent_id), later)
+            .await
+            .unwrap()
+            .is_none());
+        assert!(store
+            .set_toggle(
+                &ToggleChange {
+                    installation_id: Uuid::new_v4(),
+                    ..change(ToggleKey::EnableDebug, json!(true), None)
+                },
+                &audit(agent_id),
+                later
+            )
+            .await
+            .unwrap()
+            .is_none());
+
+        let log = store.audit_log(50, 0).await.unwrap();
+        assert_eq!(log.len(), 5, "4 sets and 1 lift");
+        assert!(log.iter().all(|entry| entry.actor_id == Some(agent_id)
+            && entry.request_id.as_deref() == Some("test-request")));
+        test
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn events_link_to_their_installation_and_block() {
+    each_store(|test: TestStore| async move {
+        let now = start_time();
+        let store = &test.store;
+        let (merchant_id, _) = store
+            .create_merchant("Shop", "s@example.com", now)
+            .await
+            .unwrap();
+        let event = |site: &str| EventRecord {
+            merchant_id,
+            cms: "woocommerce".into(),
+            site_url: site.into(),
+            event_type: "payment_failed".into(),
+            severity: "error".into(),
+            event_data: json!({"order_id": "1"}),
+            message: Some("declined".into()),
+            stack_trace: None,
+            occurred_at: Some(now - Duration::seconds(3)),
+        };
+        let orphan = store
+            .record_event(event("https://new.example"), now)
+            .await
+            .unwrap();
+        assert_eq!(orphan.installation_id, None);
+        let id = store
+            .record_heartbeat(heartbeat(merchant_id, "https://a.example", "1.0.0"), now)
+            .await
+            .unwrap()
+            .installation_id;
+        let linked = store
+            .record_event(event("https://a.example"), now)
+            .await
+            .unwrap();
+        assert_eq!(linked.installation_id, Some(id));
+        assert!(!linked.install_blocked);
+        let detail = store.installation(id, now).await.unwrap().unwrap();
+        assert_eq!(detail.recent_events.len(), 1);
+        assert_eq!(
+            detail.recent_events[0].occurred_at,
+            Some(now - Duration::seconds(3))
+        );
+        assert_eq!(detail.summary.error_rate, 100.0);
+        test
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn version_order_is_semver_in_sql() {
+    each_store(|test: TestStore| async move {
+        let now = start_time();
+        let store = &test.store;
+        let (merchant_id, _) = store
+            .create_merchant("Shop", "s@example.com", now)
+            .await
+            .unwrap();
+        let (agent_id, _) = store
+            .create_ops_agent("ops@example.com", Role::Admin, now)
+            .await
+            .unwrap();
+        let latest = api::version::parse("1.10.0").unwrap();
+        store
+            .register_version(
+                &api::store::NewVersion {
+                    cms: "woocommerce".into(),
+                    version: "1.10.0".into(),
+                    version_key: api::version::sort_key(&latest),
+                    is_latest: true,
+                    security: false,
+                    min_supported: None,
+                    release_notes: String::new(),
+                },
+                &audit(agent_id),
+                now,
+            )
+            .await
+            .unwrap();
+        for (site, version, status) in [
+            ("a", "1.9.0", "outdated"),
+            ("b", "1.10.0", "active"),
+            ("c", "1.10.0-rc.1", "outdated"),
+            ("d", "1.10.1", "active"),
+            ("e", "1.2.0", "outdated"),
+        ] {
+            let id = store
+                .record_heartbeat(heartbeat(merchant_id, site, version), now)
+                .await
+                .unwrap()
+                .installation_id;
+            let detail = store.installation(id, now).await.unwrap().unwrap();
+            assert_eq!(detail.summary.status, status, "{version} against 1.10.0");
+        }
+        let filter = InstallationFilter {
+            status: Some("outdated".into()),
+            ..all()
+        };
+        assert_eq!(store.list_installations(&filter, now).await.unwrap().1, 3);
+        test
+    })
+    .await;
+}

@@ -1,0 +1,8 @@
+//! autoheal's end-to-end tests, one binary: the store conformance suite, the
+//! HTTP API through `app(state)`, and the CLI through the built binary.
+
+mod cli;
+mod conformance;
+mod fleet;
+mod support;
+mod telemetry;
