@@ -341,6 +341,14 @@ fn apply_one(state: &mut State, index: usize, op: &Operation) -> Result<(), OpEr
 ///
 /// Property (tested): `apply(&apply(s, ops)?, &restore_operations(s, ops)?)? == *s`.
 pub fn restore_operations(snapshot: &State, ops: &[Operation]) -> Result<Vec<Operation>, OpError> {
+    apply_with_restore(snapshot, ops).map(|(_, restore)| restore)
+}
+
+/// [`apply`] and [`restore_operations`] in one pass (one copy of the state).
+pub fn apply_with_restore(
+    snapshot: &State,
+    ops: &[Operation],
+) -> Result<(State, Vec<Operation>), OpError> {
     validate(ops)?;
     let mut state = snapshot.clone();
     let mut inverse = Vec::new();
@@ -373,7 +381,7 @@ pub fn restore_operations(snapshot: &State, ops: &[Operation]) -> Result<Vec<Ope
         apply_one(&mut state, index, op)?;
     }
     inverse.reverse();
-    Ok(inverse)
+    Ok((state, inverse))
 }
 
 #[cfg(test)]

@@ -54,6 +54,9 @@ pub struct HostConfig {
     pub pool_slots: u32,
     /// Compiled modules kept in memory (by SHA-256).
     pub max_cached_modules: usize,
+    /// Bytes of a pooled slot's memory (and table) reset with memset and kept resident
+    /// between runs.
+    pub keep_resident_bytes: usize,
     /// Epoch tick period; deadlines are rounded up to it.
     pub epoch_tick_ms: u64,
     /// Log lines kept per run and bytes per line.
@@ -83,6 +86,7 @@ impl Default for HostConfig {
             max_wasm_stack_bytes: 256 << 10,
             pool_slots: 64,
             max_cached_modules: 256,
+            keep_resident_bytes: 128 << 10,
             epoch_tick_ms: 1,
             max_log_lines: 32,
             max_log_line_bytes: 512,
@@ -248,7 +252,11 @@ fn engine_config(config: &HostConfig) -> Config {
         .max_memories_per_module(1)
         .max_tables_per_module(1)
         .max_memory_size(config.maxima.max_memory_bytes as usize)
-        .table_elements(config.maxima.max_table_elements as usize);
+        .table_elements(config.maxima.max_table_elements as usize)
+        // Reset a returned slot's first pages with memset rather than madvise + page
+        // faults on next use: patches touch a few pages, so this is the cheaper reset.
+        .linear_memory_keep_resident(config.keep_resident_bytes)
+        .table_keep_resident(config.keep_resident_bytes);
 
     let mut c = Config::new();
     c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
@@ -388,11 +396,10 @@ impl Host {
         }
         let (output, logs, fuel_consumed) = self.execute(&loaded, &input, limits)?;
         let (operations, state) = parse_output(&output, limits)?;
-        let expected = ops::apply(snapshot, &operations)?;
+        let (expected, restore) = ops::apply_with_restore(snapshot, &operations)?;
         if expected != state {
             return Err(RunError::StateMismatch);
         }
-        let restore = ops::restore_operations(snapshot, &operations)?;
         Ok(DryRun {
             operations,
             state,

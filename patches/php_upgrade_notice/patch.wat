@@ -186,6 +186,11 @@
     (if (i32.ne (i32.load8_u (local.get $v)) (i32.const 34)) (then (return (i32.const -1))))
     (local.get $v))
 
+  ;; The snapshot is the input's last member ({"params":…,"snapshot":{…}}, compact), so it
+  ;; ends just before the final brace: no need to scan it.
+  (func $snap_end (result i32)
+    (i32.sub (global.get $in_end) (i32.const 1)))
+
   ;; Start the output buffer after the input.
   (func $begin (param $in i32) (param $len i32) (result i32)
     (global.set $in_end (i32.add (local.get $in) (local.get $len)))
@@ -209,7 +214,7 @@
   ;; {"operations":[],"state":<snapshot>}
   (func $unchanged (param $start i32) (param $snap i32) (result i64)
     (call $emit_c (i32.const 64))
-    (call $emit_range (local.get $snap) (call $skip_value (local.get $snap)))
+    (call $emit_range (local.get $snap) (call $snap_end))
     (call $emit_c (i32.const 112))
     (call $finish (local.get $start)))
   ;; ---- end of the shared part ----
@@ -271,7 +276,7 @@
     (call $emit_str_body (local.get $req))
     (call $emit_c (i32.const 736))
     (call $emit_c (i32.const 160))
-    (call $emit_range (local.get $snap) (call $skip_value (local.get $snap)))
+    (call $emit_range (local.get $snap) (call $snap_end))
     (call $emit_c (i32.const 112))
     (call $finish (local.get $start)))
 )
