@@ -653,11 +653,9 @@ pub(crate) fn decide_impl(
     }
     let mut params_ok = true;
     if let Some(script) = &r.script {
-        let det = serde_json::to_value(d).unwrap_or(Value::Null);
-        let caps = Value::Object(params.clone());
         match script.call(
             "params",
-            (sandbox::to_dynamic(&det), sandbox::to_dynamic(&caps)),
+            (detection_dynamic(d), captures_dynamic(&params)),
             cfg.deadline,
         ) {
             Ok(v) => match sandbox::from_dynamic(&v) {
@@ -732,6 +730,35 @@ pub(crate) fn decide_impl(
         Outcome::PendingReview
     };
     decision
+}
+
+/// The detection as a Rhai map (built directly: this is on the hot path).
+fn detection_dynamic(d: &Detection) -> rhai::Dynamic {
+    let mut m = rhai::Map::new();
+    let opt = |v: &Option<String>| v.clone().map_or(rhai::Dynamic::UNIT, rhai::Dynamic::from);
+    m.insert("platform".into(), d.platform.clone().into());
+    m.insert("plugin_version".into(), opt(&d.plugin_version));
+    m.insert("detected_issue".into(), d.detected_issue.clone().into());
+    m.insert("issue_severity".into(), opt(&d.issue_severity));
+    m.insert("patch_type".into(), opt(&d.patch_type));
+    m.insert(
+        "proposed_patch".into(),
+        d.proposed_patch
+            .as_ref()
+            .map_or(rhai::Dynamic::UNIT, sandbox::to_dynamic),
+    );
+    m.insert("sira_confidence".into(), d.sira_confidence.into());
+    m.into()
+}
+
+fn captures_dynamic(params: &Map<String, Value>) -> rhai::Dynamic {
+    let mut m = rhai::Map::new();
+    for (k, v) in params {
+        if let Value::String(s) = v {
+            m.insert(k.as_str().into(), s.clone().into());
+        }
+    }
+    m.into()
 }
 
 /// Sort rules into rank order (the winner order) and build the index.

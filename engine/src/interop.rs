@@ -548,15 +548,16 @@ pub fn event_id(
     u.copy_from_slice(&b[..16]);
     u[6] = (u[6] & 0x0f) | 0x80;
     u[8] = (u[8] & 0x3f) | 0x80;
-    let hex: String = u.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(36);
+    for (i, x) in u.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            out.push('-');
+        }
+        out.push(HEX[(x >> 4) as usize] as char);
+        out.push(HEX[(x & 0xf) as usize] as char);
+    }
+    out
 }
 
 fn epoch() -> DateTime<Utc> {

@@ -46,7 +46,8 @@ struct Inner {
     healing: Vec<HealingRule>,
     index: HealingIndex,
     mappings: Vec<Mapping>,
-    by_event: HashMap<(String, String), usize>,
+    /// Source event type → indexes of the mappings for it (one per platform).
+    by_event: HashMap<String, Vec<usize>>,
     flags: BTreeMap<String, FlagPolicy>,
     files: Vec<FileInfo>,
     limits: Limits,
@@ -217,16 +218,13 @@ impl RuleSet {
         limits: Limits,
     ) -> RuleSet {
         let (healing, index) = healing::prepare(healing);
-        let by_event = mappings
-            .iter()
-            .enumerate()
-            .map(|(i, m)| {
-                (
-                    (m.source_platform.to_string(), m.source_event_type.clone()),
-                    i,
-                )
-            })
-            .collect();
+        let mut by_event: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, m) in mappings.iter().enumerate() {
+            by_event
+                .entry(m.source_event_type.clone())
+                .or_default()
+                .push(i);
+        }
         RuleSet {
             inner: Arc::new(Inner {
                 healing,
@@ -289,8 +287,10 @@ impl RuleSet {
     pub fn mapping_for(&self, platform: &str, source_event_type: &str) -> Option<&Mapping> {
         self.inner
             .by_event
-            .get(&(platform.to_string(), source_event_type.to_string()))
+            .get(source_event_type)?
+            .iter()
             .map(|&i| &self.inner.mappings[i])
+            .find(|m| m.source_platform.as_str() == platform)
     }
 
     pub fn flag_policy(&self, flag: &str) -> Option<&FlagPolicy> {
