@@ -15,17 +15,72 @@ use serde_json::Value;
 /// (`platform`, `plugin_version`, `php_version`, …) is a read-only fact kept in `facts`.
 /// Maps are ordered, so the JSON a patch receives is canonical: the same state always
 /// serializes to the same bytes.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+///
+/// JSON: `{"config":{…},"tables":{…},<facts…>}` — `config` and `tables` first, then the facts
+/// in key order. (Hand-written serde impls: `#[serde(flatten)]` would buffer every field.)
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct State {
     /// Plugin and runtime configuration: key → scalar value (`"memory_limit": "128M"`).
-    #[serde(default)]
     pub config: BTreeMap<String, Value>,
     /// Database schema: table → column → SQL column type.
-    #[serde(default)]
     pub tables: BTreeMap<String, BTreeMap<String, String>>,
     /// Every other top-level field, read-only for patches.
-    #[serde(flatten)]
     pub facts: BTreeMap<String, Value>,
+}
+
+impl Serialize for State {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(2 + self.facts.len()))?;
+        map.serialize_entry("config", &self.config)?;
+        map.serialize_entry("tables", &self.tables)?;
+        for (k, v) in &self.facts {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for State {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = State;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a plugin state object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<State, A::Error> {
+                let mut state = State::default();
+                let (mut seen_config, mut seen_tables) = (false, false);
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "config" if !seen_config => {
+                            seen_config = true;
+                            state.config = map.next_value()?;
+                        }
+                        "tables" if !seen_tables => {
+                            seen_tables = true;
+                            state.tables = map.next_value()?;
+                        }
+                        "config" | "tables" => {
+                            return Err(serde::de::Error::custom(format!("duplicate `{key}`")))
+                        }
+                        _ => {
+                            let value = map.next_value()?;
+                            if state.facts.insert(key, value).is_some() {
+                                return Err(serde::de::Error::custom("duplicate fact"));
+                            }
+                        }
+                    }
+                }
+                Ok(state)
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
 }
 
 /// Severity of a merchant notification.
