@@ -179,12 +179,15 @@ async fn commit(backend: &Backend, batch: &mut Vec<Pending>) {
     }
 }
 
-/// The statements of a batch, once per backend (the SQL is shared).
+/// The statements of a batch, once per backend (the SQL is shared). All the
+/// heartbeats of a batch are one multi-row upsert and one toggle query, so a
+/// batch costs two round trips however large it is.
 macro_rules! backend_writes {
-    ($module:ident, $pool:ty, $connection:ty) => {
+    ($module:ident, $db:ty, $pool:ty, $connection:ty) => {
         mod $module {
             use super::*;
             use sqlx::types::Json;
+            use std::collections::HashMap;
             use uuid::Uuid;
 
             pub(super) async fn write_all(
@@ -192,11 +195,19 @@ macro_rules! backend_writes {
                 batch: &[Pending],
             ) -> Result<Vec<Written>, sqlx::Error> {
                 let mut tx = pool.begin().await?;
+                let heartbeats: Vec<(&HeartbeatRecord, DateTime<Utc>)> = batch
+                    .iter()
+                    .filter_map(|(write, now, _)| match write {
+                        Write::Heartbeat(record) => Some((record, *now)),
+                        Write::Event(_) => None,
+                    })
+                    .collect();
+                let mut beats = heartbeats_bulk(&mut tx, &heartbeats).await?.into_iter();
                 let mut results = Vec::with_capacity(batch.len());
                 for (write, now, _) in batch {
                     results.push(match write {
-                        Write::Heartbeat(record) => {
-                            Written::Heartbeat(heartbeat(&mut tx, record, *now).await?)
+                        Write::Heartbeat(_) => {
+                            Written::Heartbeat(beats.next().expect("one outcome per heartbeat"))
                         }
                         Write::Event(record) => Written::Event(event(&mut tx, record, *now).await?),
                     });
@@ -205,56 +216,113 @@ macro_rules! backend_writes {
                 Ok(results)
             }
 
-            async fn heartbeat(
+            /// Upserts every installation once (the last heartbeat of a key
+            /// wins, and its count adds the duplicates), then reads the
+            /// toggles of them all.
+            async fn heartbeats_bulk(
                 connection: &mut $connection,
-                record: &HeartbeatRecord,
-                now: DateTime<Utc>,
-            ) -> Result<HeartbeatOutcome, sqlx::Error> {
-                let installation_id: Uuid = sqlx::query_scalar(
+                heartbeats: &[(&HeartbeatRecord, DateTime<Utc>)],
+            ) -> Result<Vec<HeartbeatOutcome>, sqlx::Error> {
+                if heartbeats.is_empty() {
+                    return Ok(Vec::new());
+                }
+                // Per installation: the last heartbeat, how many there were,
+                // and the last reported state and server info (a heartbeat
+                // without them keeps what was reported before).
+                #[derive(Clone, Copy)]
+                struct Merged<'a> {
+                    last: usize,
+                    count: i64,
+                    state: Option<&'a serde_json::Value>,
+                    server_info: Option<&'a serde_json::Value>,
+                }
+                let mut merged: HashMap<(Uuid, &str, &str), Merged> = HashMap::new();
+                for (index, (record, _)) in heartbeats.iter().enumerate() {
+                    let key = (record.merchant_id, record.cms.as_str(), record.site_url.as_str());
+                    let entry = merged.entry(key).or_insert(Merged {
+                        last: index,
+                        count: 0,
+                        state: None,
+                        server_info: None,
+                    });
+                    entry.last = index;
+                    entry.count += 1;
+                    entry.state = record.state.as_ref().or(entry.state);
+                    entry.server_info = record.server_info.as_ref().or(entry.server_info);
+                }
+                let mut unique: Vec<Merged> = merged.values().copied().collect();
+                unique.sort_unstable_by_key(|merged| merged.last);
+
+                let mut upsert = sqlx::QueryBuilder::<$db>::new(
                     "INSERT INTO plugin_installations (id, merchant_id, cms, site_url, plugin_version, \
                        version_key, sdk_language, environment, php_version, wordpress_version, server_info, \
-                       reported_state, reported_error_rate, heartbeat_count, first_seen_at, last_heartbeat) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1, $14, $14) \
-                     ON CONFLICT (merchant_id, cms, site_url) DO UPDATE SET \
+                       reported_state, reported_error_rate, heartbeat_count, first_seen_at, last_heartbeat) ",
+                );
+                upsert.push_values(&unique, |mut row, merged| {
+                    let (record, now) = heartbeats[merged.last];
+                    row.push_bind(Uuid::now_v7())
+                        .push_bind(record.merchant_id)
+                        .push_bind(&record.cms)
+                        .push_bind(&record.site_url)
+                        .push_bind(&record.plugin_version)
+                        .push_bind(&record.version_key)
+                        .push_bind(record.sdk_language.as_deref())
+                        .push_bind(&record.environment)
+                        .push_bind(record.php_version.as_deref())
+                        .push_bind(record.wordpress_version.as_deref())
+                        .push_bind(merged.server_info.map(Json))
+                        .push_bind(merged.state.map(Json))
+                        .push_bind(record.errors_last_hour)
+                        .push_bind(merged.count)
+                        .push_bind(now)
+                        .push_bind(now);
+                });
+                upsert.push(
+                    " ON CONFLICT (merchant_id, cms, site_url) DO UPDATE SET \
                        plugin_version = excluded.plugin_version, version_key = excluded.version_key, \
                        sdk_language = excluded.sdk_language, environment = excluded.environment, \
                        php_version = excluded.php_version, wordpress_version = excluded.wordpress_version, \
                        server_info = COALESCE(excluded.server_info, plugin_installations.server_info), \
                        reported_state = COALESCE(excluded.reported_state, plugin_installations.reported_state), \
                        reported_error_rate = excluded.reported_error_rate, \
-                       heartbeat_count = plugin_installations.heartbeat_count + 1, \
+                       heartbeat_count = plugin_installations.heartbeat_count + excluded.heartbeat_count, \
                        last_heartbeat = excluded.last_heartbeat \
-                     RETURNING id",
-                )
-                .bind(Uuid::now_v7())
-                .bind(record.merchant_id)
-                .bind(&record.cms)
-                .bind(&record.site_url)
-                .bind(&record.plugin_version)
-                .bind(&record.version_key)
-                .bind(record.sdk_language.as_deref())
-                .bind(&record.environment)
-                .bind(record.php_version.as_deref())
-                .bind(record.wordpress_version.as_deref())
-                .bind(record.server_info.as_ref().map(Json))
-                .bind(record.state.as_ref().map(Json))
-                .bind(record.errors_last_hour)
-                .bind(now)
-                .fetch_one(&mut *connection)
-                .await?;
-                let toggles: Vec<(String, Json<serde_json::Value>)> = sqlx::query_as(
-                    "SELECT toggle_key, toggle_value FROM plugin_ops_toggles \
-                     WHERE installation_id = $1 AND lifted_at IS NULL \
-                       AND (expires_at IS NULL OR expires_at > $2)",
-                )
-                .bind(installation_id)
-                .bind(now)
-                .fetch_all(&mut *connection)
-                .await?;
-                Ok(HeartbeatOutcome {
-                    installation_id,
-                    toggles: toggles.into_iter().map(|(key, value)| (key, value.0)).collect(),
-                })
+                     RETURNING id, merchant_id, cms, site_url",
+                );
+                let rows: Vec<(Uuid, Uuid, String, String)> =
+                    upsert.build_query_as().fetch_all(&mut *connection).await?;
+                let ids: HashMap<(Uuid, String, String), Uuid> = rows
+                    .into_iter()
+                    .map(|(id, merchant_id, cms, site_url)| ((merchant_id, cms, site_url), id))
+                    .collect();
+
+                let mut select = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT installation_id, toggle_key, toggle_value, expires_at FROM plugin_ops_toggles \
+                     WHERE lifted_at IS NULL AND installation_id IN (",
+                );
+                let mut separated = select.separated(", ");
+                for id in ids.values() {
+                    separated.push_bind(*id);
+                }
+                select.push(")");
+                let toggles: Vec<(Uuid, String, Json<serde_json::Value>, Option<DateTime<Utc>>)> =
+                    select.build_query_as().fetch_all(&mut *connection).await?;
+
+                Ok(heartbeats
+                    .iter()
+                    .map(|(record, now)| {
+                        let lookup = (record.merchant_id, record.cms.clone(), record.site_url.clone());
+                        let installation_id = ids[&lookup];
+                        let toggles = toggles
+                            .iter()
+                            .filter(|(id, _, _, expires_at)| {
+                                *id == installation_id && expires_at.is_none_or(|at| at > *now)
+                            })
+                            .map(|(_, key, value, _)| (key.clone(), value.0.clone()))
+                            .collect();
+                        HeartbeatOutcome { installation_id, toggles }
+                    })
+                    .collect())
             }
 
             async fn event(
@@ -317,5 +385,10 @@ macro_rules! backend_writes {
     };
 }
 
-backend_writes!(sqlite, sqlx::SqlitePool, sqlx::SqliteConnection);
-backend_writes!(postgres, sqlx::PgPool, sqlx::PgConnection);
+backend_writes!(
+    sqlite,
+    sqlx::Sqlite,
+    sqlx::SqlitePool,
+    sqlx::SqliteConnection
+);
+backend_writes!(postgres, sqlx::Postgres, sqlx::PgPool, sqlx::PgConnection);
