@@ -134,11 +134,17 @@ fn percentiles(set: &RuleSet, naive: &Naive, work: &[Detection], label: &str) {
     let cfg = DecisionConfig::default();
     let mut engine_ns = Vec::new();
     let mut naive_ns = Vec::new();
+    // Separate passes: interleaving would let the naive loop (which touches
+    // every rule) evict the engine's working set from the CPU caches.
     for _round in 0..200 {
         for d in work {
             let t = Instant::now();
             black_box(set.decide(black_box(d), &cfg));
             engine_ns.push(t.elapsed().as_nanos() as u64);
+        }
+    }
+    for _round in 0..200 {
+        for d in work {
             let t = Instant::now();
             black_box(naive.decide(black_box(d)));
             naive_ns.push(t.elapsed().as_nanos() as u64);
@@ -169,6 +175,11 @@ fn bench_set(c: &mut Criterion, label: &str, set: &RuleSet, work: &[Detection]) 
         matched += usize::from(e.outcome != Outcome::NoMatch);
     }
     assert!(matched > work.len() / 2, "workload must mostly match");
+    if std::env::var_os("ENGINE_BENCH_TRACE").is_some() {
+        for d in &work[..4] {
+            println!("{:#?}", set.decide(d, &cfg));
+        }
+    }
     percentiles(set, &naive, work, label);
 
     let mut g = c.benchmark_group(format!("decide/{label}"));

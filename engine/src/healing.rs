@@ -482,7 +482,13 @@ impl HealingIndex {
         let automaton = if literals.is_empty() {
             None
         } else {
-            AhoCorasick::new(&literals).ok()
+            // A full DFA: the fastest search, and its size stays small for the
+            // few thousand short literals a rule set has.
+            aho_corasick::AhoCorasickBuilder::new()
+                .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+                .build(&literals)
+                .or_else(|_| AhoCorasick::new(&literals))
+                .ok()
         };
         if automaton.is_none() {
             // Could not build (should not happen): check every rule.
@@ -500,14 +506,14 @@ impl HealingIndex {
     fn candidates(&self, text: &str) -> Vec<usize> {
         let mut out = self.always.clone();
         if let Some(ac) = &self.automaton {
-            let mut hit = vec![false; self.by_literal.len()];
-            for m in ac.find_overlapping_iter(text) {
-                hit[m.pattern().as_usize()] = true;
-            }
-            for (slot, h) in hit.iter().enumerate() {
-                if *h {
-                    out.extend_from_slice(&self.by_literal[slot]);
-                }
+            let mut slots: Vec<usize> = ac
+                .find_overlapping_iter(text)
+                .map(|m| m.pattern().as_usize())
+                .collect();
+            slots.sort_unstable();
+            slots.dedup();
+            for slot in slots {
+                out.extend_from_slice(&self.by_literal[slot]);
             }
         }
         out.sort_unstable();
@@ -517,7 +523,7 @@ impl HealingIndex {
 
 fn fmt_num(x: f64) -> String {
     if x.fract() == 0.0 && x.abs() < 1e15 {
-        format!("{x:.0}")
+        (x as i64).to_string()
     } else {
         format!("{x}")
     }
@@ -639,7 +645,8 @@ pub(crate) fn decide_impl(
 
     // Parameters: named captures, then `extract`, then the `params` function.
     let mut params = Map::new();
-    if let Some(caps) = r.regex.captures(&d.detected_issue) {
+    let named = r.regex.capture_names().flatten().next().is_some();
+    if let Some(caps) = named.then(|| r.regex.captures(&d.detected_issue)).flatten() {
         for name in r.regex.capture_names().flatten() {
             if let Some(m) = caps.name(name) {
                 params.insert(name.to_string(), Value::String(m.as_str().to_string()));

@@ -398,7 +398,6 @@ pub(crate) fn compile_regex(
 ) -> Result<regex::Regex, LoadErrorKind> {
     regex::RegexBuilder::new(pattern)
         .size_limit(limits.regex_size_limit_bytes)
-        .dfa_size_limit(limits.regex_size_limit_bytes)
         .build()
         .map_err(|e| match e {
             regex::Error::CompiledTooBig(_) => LoadErrorKind::RegexTooLarge {
