@@ -105,6 +105,40 @@ fn benches(c: &mut Criterion) {
         assert_eq!(Value::Object(ours.data.clone()), theirs, "{}", ev.event_type);
     }
 
+    // Paired rounds: the machine is shared, so load changes between criterion's
+    // two measurements. Alternate short rounds and take the median ratio.
+    let mut ratios = Vec::new();
+    let (mut ours_ns, mut vrl_ns) = (Vec::new(), Vec::new());
+    for _ in 0..400 {
+        let t = std::time::Instant::now();
+        for _ in 0..20 {
+            for ev in &events {
+                black_box(set.normalize(black_box(ev)).unwrap());
+            }
+        }
+        let a = t.elapsed().as_nanos() as f64 / (20.0 * events.len() as f64);
+        let t = std::time::Instant::now();
+        for _ in 0..20 {
+            for (prog, input) in &programs {
+                black_box(run_vrl(prog, black_box(input)));
+            }
+        }
+        let b = t.elapsed().as_nanos() as f64 / (20.0 * events.len() as f64);
+        ratios.push(a / b);
+        ours_ns.push(a);
+        vrl_ns.push(b);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|x, y| x.partial_cmp(y).unwrap());
+        v[v.len() / 2]
+    };
+    println!(
+        "paired normalize: engine {:.0} ns/event, vrl {:.0} ns/event, median ratio engine/vrl {:.2} (400 alternating rounds)",
+        median(&mut ours_ns),
+        median(&mut vrl_ns),
+        median(&mut ratios)
+    );
+
     let mut g = c.benchmark_group("normalize/6_seed_mappings");
     g.throughput(Throughput::Elements(events.len() as u64));
     g.bench_function("engine", |b| {
