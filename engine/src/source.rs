@@ -221,6 +221,19 @@ pub(crate) fn evaluate_file(
             ))
         }
     };
+    // Rhai does not check map size on `m[new_key] = v`: check the result here.
+    if meta.len() > limits.max_map_len {
+        return Err(origin.err(
+            origin.decl,
+            LoadErrorKind::Script(ScriptErrorKind::DataTooLarge {
+                what: format!(
+                    "`{variable}` has {} entries, over {}",
+                    meta.len(),
+                    limits.max_map_len
+                ),
+            }),
+        ));
+    }
     // The top level has run; keep only the functions for later calls.
     let mut fn_ast = ast;
     fn_ast.clear_statements();

@@ -1108,3 +1108,35 @@ fn the_literal_prefilter_never_changes_a_decision() {
         }
     }
 }
+
+#[test]
+fn every_size_limit_has_a_test_that_hits_it() {
+    // (file, source, message): arrays, maps, strings and the file itself.
+    let cases: &[(&str, String, &str)] = &[
+        ("healing/array.rhai", "let a = [];\nfor i in 0..5000 { a.push(i); }\nlet rule = #{};".into(), "size limit"),
+        // (Rhai 1.27 checks map size on `+=`, not on `m[new_key] = v`.)
+        ("healing/map.rhai", "let m = #{};\nfor i in 0..5000 { let n = #{}; n[`k${i}`] = i; m += n; }\nlet rule = #{};".into(), "size limit"),
+        ("healing/meta.rhai", "let rule = #{};\nfor i in 0..5000 { rule[`k${i}`] = i; }".into(), "`rule` has 5000 entries, over 1024"),
+        ("healing/string.rhai", "let s = \"ab\";\nfor i in 0..20 { s += s; }\nlet rule = #{};".into(), "size limit"),
+        ("healing/big.rhai", format!("// {}\nlet rule = #{{}};", "x".repeat(300 * 1024)), "over the limit of 262144 bytes"),
+    ];
+    for (file, src, needle) in cases {
+        check_refused(file, src, 0, needle);
+    }
+    // The same scripts pass under larger limits: the limit is the only reason.
+    let roomy = LoadOptions {
+        limits: Limits {
+            max_array_len: 10_000,
+            max_map_len: 10_000,
+            max_string_bytes: 4 << 20,
+            max_source_bytes: 1 << 20,
+            ..Limits::default()
+        },
+        deadline: None,
+    };
+    for (file, src, _) in cases.iter().filter(|c| c.0 != "healing/meta.rhai") {
+        let errs =
+            RuleSet::load_with([(file, src.replace("let rule = #{};", GOOD_RULE))], &roomy).err();
+        assert!(errs.is_none(), "{file}: {errs:#?}");
+    }
+}
