@@ -134,7 +134,8 @@ fn latency_report(host: &Host, bundle: &VerifiedBundle, naive: &Naive) {
     let naive_f = measure(300, || {
         black_box(naive.run(&snapshot, &params));
     });
-    println!("\n== host_dry_run: add_missing_column, {input_bytes} B JSON in, {output_bytes} B out ==");
+    let fuel = host.dry_run(bundle, &snapshot, &params).unwrap().fuel_consumed;
+    println!("\n== host_dry_run: add_missing_column, {input_bytes} B JSON in, {output_bytes} B out, {fuel} fuel ==");
     println!("{:<34} {:>12} {:>10} {:>10}", "", "runs/s", "p50", "p99");
     for (name, f) in [("host (cached, pre-instantiated, pooled)", &pooled), ("naive (compile + instantiate each call)", &naive_f)] {
         println!("{name:<34} {:>12.0} {:>10.1?} {:>10.1?}", f.runs_per_s, f.p50, f.p99);
@@ -145,6 +146,60 @@ fn latency_report(host: &Host, bundle: &VerifiedBundle, naive: &Naive) {
         naive_f.p50.as_secs_f64() / pooled.p50.as_secs_f64(),
         naive_f.p99.as_secs_f64() / pooled.p99.as_secs_f64(),
     );
+}
+
+/// Where a pooled run's time goes: the same host, a module that does nothing but return a
+/// constant (instantiate + call + copy out), and the host-side JSON work alone.
+fn breakdown(host: &Host) {
+    let wat = r#"(module (memory (export "memory") 1)
+      (data (i32.const 16) "{\"operations\":[],\"state\":{}}")
+      (func (export "alloc") (param i32) (result i32) (i32.const 1024))
+      (func (export "run") (param i32 i32) (result i64) (i64.or (i64.shl (i64.const 16) (i64.const 32)) (i64.const 28))))"#;
+    let module = wat::parse_str(wat).unwrap();
+    let key = host::SigningKey::from_seed(&[1; 32]);
+    let now = Utc::now();
+    let manifest = host::Manifest {
+        name: "empty".into(),
+        version: "1.0.0".parse().unwrap(),
+        patch_type: host::PatchType::Notify,
+        description: String::new(),
+        platforms: vec!["all".into()],
+        plugin_versions: "*".parse().unwrap(),
+        module_sha256: host::bundle::sha256_hex(&module),
+        module_size_bytes: module.len() as u64,
+        created_at: now,
+        expires_at: now + chrono::Duration::days(1),
+        abi_version: 1,
+        limits: Default::default(),
+        params_schema: Default::default(),
+    };
+    let signed = host::sign_bundle(&host::bundle::manifest_bytes(&manifest), &module, &[&key]).unwrap();
+    let trusted: TrustedKeys = [key.public_key()].into_iter().collect();
+    let empty = host::verify_bundle(&signed, &trusted, &AcceptedVersions::new(), now).unwrap();
+    let empty_state = State::default();
+    let nothing = json!({});
+    let bare = measure(20_000, || {
+        black_box(host.dry_run(&empty, &empty_state, &nothing).unwrap());
+    });
+    let snapshot = snapshot();
+    let params = params();
+    let run = host.dry_run(&bundle(), &snapshot, &params).unwrap();
+    #[derive(serde::Deserialize)]
+    struct Output {
+        operations: Vec<host::Operation>,
+        state: State,
+    }
+    let json_only = measure(20_000, || {
+        let input = host::abi_input(&snapshot, &params);
+        let out: Output = serde_json::from_slice(&run.output).unwrap();
+        let (expected, restore) = host::ops::apply_with_restore(&snapshot, &out.operations).unwrap();
+        black_box((input, expected == out.state, restore));
+    });
+    println!("breakdown (same run):");
+    for (name, f) in [("empty module, empty state", &bare), ("host side only: JSON in/out, apply, restore", &json_only)] {
+        println!("  {name:<40} {:>10.0}/s p50 {:>9.1?} p99 {:>9.1?}", f.runs_per_s, f.p50, f.p99);
+    }
+    println!();
 }
 
 fn main() {
@@ -160,6 +215,7 @@ fn main() {
     assert_eq!(serde_json::from_slice::<Value>(&ours.output).unwrap(), theirs);
 
     latency_report(&host, &bundle, &naive);
+    breakdown(&host);
 
     let mut c = Criterion::default().configure_from_args();
     let mut group = c.benchmark_group("host_dry_run");
