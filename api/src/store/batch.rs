@@ -17,6 +17,9 @@ pub struct WriterOptions {
     pub max_batch: usize,
     /// Writes that may wait for the writer before callers are slowed down.
     pub queue_capacity: usize,
+    /// Batches written at once. None: 1 on SQLite (it has one writer
+    /// anyway), 4 on PostgreSQL (round trips and commits overlap).
+    pub writers: Option<usize>,
 }
 
 impl Default for WriterOptions {
@@ -24,6 +27,7 @@ impl Default for WriterOptions {
         Self {
             max_batch: 512,
             queue_capacity: 8_192,
+            writers: None,
         }
     }
 }
@@ -44,23 +48,36 @@ enum Job {
         now: DateTime<Utc>,
         reply: oneshot::Sender<Result<Written, StoreError>>,
     },
-    /// Everything queued before it is committed, then the writer exits.
-    Stop(oneshot::Sender<()>),
+    /// Everything queued before it is committed, then the writers exit.
+    Stop,
 }
 
 #[derive(Clone)]
 pub(super) struct Writer {
     jobs: mpsc::Sender<Job>,
-    stopped: Arc<Mutex<bool>>,
+    tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
 }
 
 impl Writer {
     pub(super) fn start(backend: Backend, options: WriterOptions) -> Self {
         let (jobs, queue) = mpsc::channel(options.queue_capacity.max(1));
-        tokio::spawn(run(backend, queue, options.max_batch.max(1)));
+        let queue = Arc::new(Mutex::new(queue));
+        let writers = options.writers.unwrap_or(match backend {
+            Backend::Sqlite(_) => 1,
+            Backend::Postgres(_) => 4,
+        });
+        let tasks = (0..writers.max(1))
+            .map(|_| {
+                tokio::spawn(run(
+                    backend.clone(),
+                    queue.clone(),
+                    options.max_batch.max(1),
+                ))
+            })
+            .collect();
         Self {
             jobs,
-            stopped: Arc::new(Mutex::new(false)),
+            tasks: Arc::new(Mutex::new(tasks)),
         }
     }
 
@@ -95,44 +112,52 @@ impl Writer {
         answer.await.map_err(|_| StoreError::WriterStopped)?
     }
 
-    /// Commits everything accepted so far and stops the writer. Idempotent.
+    /// Commits everything accepted so far and stops the writers. Idempotent.
     pub(super) async fn stop(&self) {
-        let mut stopped = self.stopped.lock().await;
-        if *stopped {
+        let mut tasks = self.tasks.lock().await;
+        if tasks.is_empty() {
             return;
         }
-        let (done, finished) = oneshot::channel();
-        if self.jobs.send(Job::Stop(done)).await.is_ok() {
-            let _ = finished.await;
+        let _ = self.jobs.send(Job::Stop).await;
+        for task in tasks.drain(..) {
+            let _ = task.await;
         }
-        *stopped = true;
     }
 }
 
-async fn run(backend: Backend, mut queue: mpsc::Receiver<Job>, max_batch: usize) {
+/// One writer: takes a batch off the shared queue, releases the queue so
+/// another writer can take the next batch, and commits.
+async fn run(backend: Backend, queue: Arc<Mutex<mpsc::Receiver<Job>>>, max_batch: usize) {
     let mut batch = Vec::with_capacity(max_batch);
-    while let Some(first) = queue.recv().await {
-        let mut stop = None;
-        let mut next = Some(first);
-        while let Some(job) = next {
-            match job {
-                Job::Write { write, now, reply } => batch.push((write, now, reply)),
-                Job::Stop(done) => {
-                    stop = Some(done);
-                    break;
-                }
+    loop {
+        let mut stop = false;
+        {
+            let mut queue = queue.lock().await;
+            let mut next = queue.recv().await;
+            if next.is_none() {
+                return;
             }
-            next = if batch.len() < max_batch {
-                queue.try_recv().ok()
-            } else {
-                None
-            };
+            while let Some(job) = next {
+                match job {
+                    Job::Write { write, now, reply } => batch.push((write, now, reply)),
+                    Job::Stop => {
+                        // Later sends fail; the other writers drain and exit.
+                        queue.close();
+                        stop = true;
+                        break;
+                    }
+                }
+                next = if batch.len() < max_batch {
+                    queue.try_recv().ok()
+                } else {
+                    None
+                };
+            }
         }
         if !batch.is_empty() {
             commit(&backend, &mut batch).await;
         }
-        if let Some(done) = stop {
-            let _ = done.send(());
+        if stop {
             return;
         }
     }
@@ -250,15 +275,17 @@ macro_rules! backend_writes {
                     entry.state = record.state.as_ref().or(entry.state);
                     entry.server_info = record.server_info.as_ref().or(entry.server_info);
                 }
-                let mut unique: Vec<Merged> = merged.values().copied().collect();
-                unique.sort_unstable_by_key(|merged| merged.last);
+                // Rows in key order, so concurrent batches lock them in the
+                // same order and cannot deadlock each other.
+                let mut unique: Vec<((Uuid, &str, &str), Merged)> = merged.into_iter().collect();
+                unique.sort_unstable_by_key(|(key, _)| *key);
 
                 let mut upsert = sqlx::QueryBuilder::<$db>::new(
                     "INSERT INTO plugin_installations (id, merchant_id, cms, site_url, plugin_version, \
                        version_key, sdk_language, environment, php_version, wordpress_version, server_info, \
                        reported_state, reported_error_rate, heartbeat_count, first_seen_at, last_heartbeat) ",
                 );
-                upsert.push_values(&unique, |mut row, merged| {
+                upsert.push_values(&unique, |mut row, (_, merged)| {
                     let (record, now) = heartbeats[merged.last];
                     row.push_bind(Uuid::now_v7())
                         .push_bind(record.merchant_id)
