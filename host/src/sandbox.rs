@@ -481,7 +481,7 @@ impl Host {
             Ok(v) => v as u64,
             Err(e) => return Err(classify(&store, e)),
         };
-        let (out_ptr, out_len) = ((packed >> 32) as usize, (packed & 0xffff_ffff) as u64);
+        let (out_ptr, out_len) = ((packed >> 32) as usize, packed & 0xffff_ffff);
         if out_len > limits.max_output_bytes {
             return Err(RunError::OutputTooLarge {
                 size: out_len,

@@ -5,6 +5,10 @@
 //! committed beside it) and `patch.json` (the manifest template: everything but the
 //! fields the signing step fills in — version, module hash and size, dates, ABI version).
 
+// `ToolError` carries the path with the typed refusal; these run once per CLI call, so its
+// size does not matter.
+#![allow(clippy::result_large_err)]
+
 use std::fs;
 use std::path::{Path, PathBuf};
 

@@ -87,7 +87,8 @@ fn php_libsodium_verifies_a_signed_bundle_and_refuses_tampered_ones() {
     );
 
     let bytes = std::fs::read(&bundle).unwrap();
-    let tamper = |label: &str, change: &dyn Fn(&mut BundleFile, &mut Vec<u8>, &mut Vec<u8>)| {
+    type Change<'a> = &'a dyn Fn(&mut BundleFile, &mut Vec<u8>, &mut Vec<u8>);
+    let tamper = |label: &str, change: Change| {
         let mut file: BundleFile = serde_json::from_slice(&bytes).unwrap();
         let mut manifest = B64.decode(&file.manifest).unwrap();
         let mut module = B64.decode(&file.module).unwrap();

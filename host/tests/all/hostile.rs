@@ -10,6 +10,9 @@ use serde_json::json;
 
 use crate::common::{host, shipped, snapshot, wat_bundle};
 
+/// What a case expects of the failure.
+type Expect = fn(&RunError) -> bool;
+
 /// The ABI exports around a `run` body; `$bump` is a simple allocator.
 fn module(body: &str) -> String {
     format!(
@@ -219,7 +222,7 @@ fn returning(json: &str) -> String {
 fn output_outside_the_closed_operation_set_is_refused() {
     let any = Duration::from_secs(1);
     let snap = serde_json::to_string(&snapshot()).unwrap();
-    let cases: Vec<(String, fn(&RunError) -> bool)> = vec![
+    let cases: Vec<(String, Expect)> = vec![
         (
             r#"{"operations":[{"op":"drop_database"}],"state":{}}"#.into(),
             |e| matches!(e, RunError::InvalidOutput(_)),
@@ -357,8 +360,10 @@ fn a_module_is_compiled_once_per_hash() {
 
 #[test]
 fn a_full_pool_is_busy_not_blocked() {
-    let mut config = HostConfig::default();
-    config.pool_slots = 1;
+    let mut config = HostConfig {
+        pool_slots: 1,
+        ..Default::default()
+    };
     config.maxima.fuel = u64::MAX / 4;
     let host = std::sync::Arc::new(Host::new(config).unwrap());
     let slow = wat_bundle(&module(INFINITE_LOOP), limits(u64::MAX, 400, 1 << 20));
@@ -381,7 +386,7 @@ fn a_full_pool_is_busy_not_blocked() {
 
 #[test]
 fn hostile_runs_fail_while_good_runs_keep_working() {
-    let hostile: Vec<(VerifiedBundle, fn(&RunError) -> bool)> = vec![
+    let hostile: Vec<(VerifiedBundle, Expect)> = vec![
         (wat_bundle(&module(INFINITE_LOOP), small()), |e| {
             matches!(e, RunError::FuelExhausted { .. })
         }),
@@ -475,11 +480,13 @@ fn a_log_flood_is_capped_and_the_run_still_completes() {
 
 #[test]
 fn oversized_inputs_and_modules_are_refused_before_running() {
-    let mut config = HostConfig::default();
-    config.max_input_bytes = 512;
-    config.max_module_bytes = 1024;
-    config.pool_slots = 2;
-    let small_host = Host::new(config).unwrap();
+    let small_host = Host::new(HostConfig {
+        max_input_bytes: 512,
+        max_module_bytes: 1024,
+        pool_slots: 2,
+        ..Default::default()
+    })
+    .unwrap();
     let mut big = snapshot();
     big.facts.insert("blob".into(), json!("x".repeat(1000)));
     let bundle = shipped("api_key_refresh_notice");
