@@ -17,7 +17,7 @@ run() { # name database_url
   local name=$1 url=$2 port key
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   key=$(DATABASE_URL=$url $bin merchant create --name bench --email bench@example.com | python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"])')
-  RUST_LOG=warn DATABASE_URL=$url $bin serve --listen 127.0.0.1:$port &
+  RUST_LOG=warn DATABASE_URL=$url $bin serve --listen 127.0.0.1:$port ${AUTOHEAL_BENCH_SERVE_ARGS:-} &
   local server=$!
   for _ in $(seq 1 100); do curl -sf http://127.0.0.1:$port/healthz >/dev/null && break; sleep 0.1; done
   $load 127.0.0.1:$port "$key" 64 2 >/dev/null   # warm-up: creates the installations

@@ -85,6 +85,9 @@ struct ServeArgs {
     /// Most telemetry writes committed in one transaction (group commit).
     #[arg(long, env = "AUTOHEAL_MAX_BATCH", default_value_t = StoreOptions::default().writer.max_batch)]
     max_batch: usize,
+    /// Telemetry batches written at once [default: 1 on SQLite, 2 on PostgreSQL].
+    #[arg(long, env = "AUTOHEAL_WRITERS")]
+    writers: Option<usize>,
 }
 
 #[derive(Subcommand)]
@@ -204,6 +207,7 @@ async fn serve(database_url: &str, args: ServeArgs) -> Result<()> {
         ..StoreOptions::default()
     };
     options.writer.max_batch = args.max_batch;
+    options.writer.writers = args.writers;
     let store = open_store(database_url, &options).await?;
     let config = ServerConfig {
         max_body_bytes: args.max_body_bytes,

@@ -18,7 +18,8 @@ pub struct WriterOptions {
     /// Writes that may wait for the writer before callers are slowed down.
     pub queue_capacity: usize,
     /// Batches written at once. None: 1 on SQLite (it has one writer
-    /// anyway), 4 on PostgreSQL (round trips and commits overlap).
+    /// anyway), 2 on PostgreSQL (round trips and commits overlap; more
+    /// only adds contention on 2 cores, see BENCHMARKS.md).
     pub writers: Option<usize>,
 }
 
@@ -64,7 +65,7 @@ impl Writer {
         let queue = Arc::new(Mutex::new(queue));
         let writers = options.writers.unwrap_or(match backend {
             Backend::Sqlite(_) => 1,
-            Backend::Postgres(_) => 4,
+            Backend::Postgres(_) => 2,
         });
         let tasks = (0..writers.max(1))
             .map(|_| {
