@@ -9,6 +9,9 @@ use serde_json::json;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+mod patch_cmd;
+mod rules_cmd;
+
 #[derive(Parser)]
 #[command(
     name = "autoheal",
@@ -59,6 +62,113 @@ enum Command {
     SiraToken {
         #[command(subcommand)]
         command: SiraTokenCommand,
+    },
+    /// Check, explain and test Ops' rule files.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+    /// Normalize a platform event with the interop mappings.
+    Interop {
+        #[command(subcommand)]
+        command: InteropCommand,
+    },
+    /// Signing keys for patch bundles (kept off the server).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Build, sign, verify and dry-run patch bundles.
+    Patch {
+        #[command(subcommand)]
+        command: PatchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Validate every rule file; exit 1 with file:line:col messages on error.
+    Check {
+        #[arg(default_value = "./rules")]
+        dir: PathBuf,
+    },
+    /// Print the decision for a detection and the trace of every check.
+    Explain {
+        #[arg(long)]
+        detection: PathBuf,
+        #[arg(long, default_value = "./rules")]
+        rules: PathBuf,
+        /// Global auto-apply threshold, in percent.
+        #[arg(long, default_value_t = engine::DEFAULT_GLOBAL_THRESHOLD)]
+        threshold: f64,
+    },
+    /// Run the cases in DIR/tests; exit 1 on a mismatch, showing the difference.
+    Test {
+        #[arg(default_value = "./rules")]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum InteropCommand {
+    /// Print the normalized event (CloudEvents) for a platform event.
+    Normalize {
+        #[arg(long)]
+        platform: String,
+        #[arg(long)]
+        event: String,
+        #[arg(long)]
+        payload: PathBuf,
+        /// The shop the event comes from (part of the event's source and id).
+        #[arg(long, default_value = "cli")]
+        shop: String,
+        #[arg(long, default_value = "./rules")]
+        rules: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Write autoheal.key (private, mode 0600) and autoheal.pub into DIR.
+    Generate {
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum PatchCommand {
+    /// Assemble DIR/patch.wat into DIR/patch.wasm.
+    Build { dir: PathBuf },
+    /// Sign the patch in DIR into a bundle.
+    Sign {
+        dir: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        version: String,
+        /// How long the bundle stays valid (e.g. 30d, 12h).
+        #[arg(long, default_value = "90d")]
+        expires_in: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Verify a bundle's signature, hash, size and expiry.
+    Verify {
+        bundle: PathBuf,
+        #[arg(long = "trusted-key", required = true)]
+        trusted_keys: Vec<PathBuf>,
+    },
+    /// Dry-run a bundle against a snapshot: prints operations and new state,
+    /// or the typed failure with a non-zero exit.
+    Run {
+        bundle: PathBuf,
+        #[arg(long = "trusted-key", required = true)]
+        trusted_keys: Vec<PathBuf>,
+        #[arg(long)]
+        snapshot: PathBuf,
+        #[arg(long)]
+        params: Option<PathBuf>,
     },
 }
 
@@ -197,6 +307,48 @@ async fn main() -> Result<()> {
             store.close().await;
             println!("{}", json!({"token": token.secret}));
         }
+        Command::Rules { command } => match command {
+            RulesCommand::Check { dir } => rules_cmd::check(&dir)?,
+            RulesCommand::Explain {
+                detection,
+                rules,
+                threshold,
+            } => rules_cmd::explain(&rules, &detection, threshold)?,
+            RulesCommand::Test { dir } => rules_cmd::test(&dir)?,
+        },
+        Command::Interop {
+            command:
+                InteropCommand::Normalize {
+                    platform,
+                    event,
+                    payload,
+                    shop,
+                    rules,
+                },
+        } => rules_cmd::normalize(&rules, &platform, &event, &payload, &shop)?,
+        Command::Keys {
+            command: KeysCommand::Generate { out },
+        } => patch_cmd::generate_keys(&out)?,
+        Command::Patch { command } => match command {
+            PatchCommand::Build { dir } => patch_cmd::build(&dir)?,
+            PatchCommand::Sign {
+                dir,
+                key,
+                version,
+                expires_in,
+                out,
+            } => patch_cmd::sign(&dir, &key, &version, &expires_in, &out)?,
+            PatchCommand::Verify {
+                bundle,
+                trusted_keys,
+            } => patch_cmd::verify(&bundle, &trusted_keys)?,
+            PatchCommand::Run {
+                bundle,
+                trusted_keys,
+                snapshot,
+                params,
+            } => patch_cmd::run(&bundle, &trusted_keys, &snapshot, params.as_deref())?,
+        },
     }
     Ok(())
 }

@@ -14,8 +14,19 @@ use engine::{DecisionConfig, Detection, Outcome, Platforms, RuleSet};
 use regex::Regex;
 
 const PLATFORMS: [&str; 5] = ["woocommerce", "prestashop", "shopify", "magento", "generic"];
-const VERBS: [&str; 8] = ["failed", "timed out", "was refused", "crashed", "returned null", "is missing", "overflowed", "is locked"];
-const NOUNS: [&str; 10] = ["module", "hook", "table", "webhook", "gateway", "cron", "session", "cache", "invoice", "token"];
+const VERBS: [&str; 8] = [
+    "failed",
+    "timed out",
+    "was refused",
+    "crashed",
+    "returned null",
+    "is missing",
+    "overflowed",
+    "is locked",
+];
+const NOUNS: [&str; 10] = [
+    "module", "hook", "table", "webhook", "gateway", "cron", "session", "cache", "invoice", "token",
+];
 
 fn shipped_files() -> Vec<(String, String)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules");
@@ -93,7 +104,13 @@ impl Naive {
             rules: set
                 .healing_rules()
                 .iter()
-                .map(|r| (r.platforms.clone(), Regex::new(&r.pattern).unwrap(), r.name.clone()))
+                .map(|r| {
+                    (
+                        r.platforms.clone(),
+                        Regex::new(&r.pattern).unwrap(),
+                        r.name.clone(),
+                    )
+                })
                 .collect(),
         }
     }
@@ -111,7 +128,11 @@ fn workload(rule_count: usize, shipped: bool) -> Vec<Detection> {
     let mut out = Vec::new();
     for k in 0..256usize {
         // Generated rule i is for `all` or names PLATFORMS[i % 5]: send it there.
-        let platform = if shipped { PLATFORMS[k % 5] } else { PLATFORMS[((k * 7919) % rule_count) % 5] };
+        let platform = if shipped {
+            PLATFORMS[k % 5]
+        } else {
+            PLATFORMS[((k * 7919) % rule_count) % 5]
+        };
         let issue = if k % 4 == 3 {
             format!("Notice: Undefined index: field_{k} in /var/www/html/index.php on line {k}")
         } else if shipped {
@@ -231,8 +252,12 @@ fn benches(c: &mut Criterion) {
 
     let mut files: Vec<(String, String)> = (0..1000).map(generated_rule).collect();
     let t = Instant::now();
-    let big = RuleSet::load(files.drain(..)).unwrap_or_else(|e| panic!("{:#?}", &e[..3.min(e.len())]));
-    println!("load 1000 generated rules: {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
+    let big =
+        RuleSet::load(files.drain(..)).unwrap_or_else(|e| panic!("{:#?}", &e[..3.min(e.len())]));
+    println!(
+        "load 1000 generated rules: {:.1} ms",
+        t.elapsed().as_secs_f64() * 1e3
+    );
     bench_set(c, "1000_rules", &big, &workload(1000, false));
 }
 

@@ -20,31 +20,54 @@ fn interop_files() -> Vec<(String, String)> {
     std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .map(|p| (format!("interop/{}", p.file_name().unwrap().to_string_lossy()), std::fs::read_to_string(&p).unwrap()))
+        .map(|p| {
+            (
+                format!("interop/{}", p.file_name().unwrap().to_string_lossy()),
+                std::fs::read_to_string(&p).unwrap(),
+            )
+        })
         .collect()
 }
 
 /// (platform, source event, payload, the VRL object literal's fields)
 fn cases() -> Vec<(&'static str, &'static str, Value, &'static str)> {
     vec![
-        ("woocommerce", "woocommerce_checkout_order_processed",
-         json!({"id": "123", "total": 55000, "currency": "XOF", "customer_id": "c-9", "billing": {"email": "a@b.c", "city": "Dakar"}}),
-         r#""order_id": .id, "amount": .total, "currency": .currency"#),
-        ("woocommerce", "woocommerce_payment_complete",
-         json!({"order_id": 123, "total": "550.00", "currency": "USD", "transaction_id": "tx_1"}),
-         r#""id": .order_id, "amount": .total, "currency": .currency"#),
-        ("shopify", "orders/create",
-         json!({"id": 820982911946154500u64, "total_price": "550.00", "currency": "USD", "email": "jon@example.com", "line_items": [{"sku": "A", "price": "275.00"}, {"sku": "B", "price": "275.00"}]}),
-         r#""order_id": .id, "amount": .total_price, "currency": .currency"#),
-        ("shopify", "orders/paid",
-         json!({"id": 5, "total_price": "12.345", "currency": "KWD", "financial_status": "paid"}),
-         r#""order_id": .id, "amount": .total_price, "currency": .currency"#),
-        ("prestashop", "actionValidateOrder",
-         json!({"id_order": 77, "total_paid": 1500.5, "currency": {"iso_code": "EUR"}, "id_customer": 12}),
-         r#""order_id": .id_order, "amount": .total_paid, "currency": .currency.iso_code"#),
-        ("magento", "sales_order_place_after",
-         json!({"entity_id": "000000012", "grand_total": "3000.0000", "order_currency_code": "XOF", "customer_email": "m@x.y"}),
-         r#""order_id": .entity_id, "amount": .grand_total, "currency": .order_currency_code"#),
+        (
+            "woocommerce",
+            "woocommerce_checkout_order_processed",
+            json!({"id": "123", "total": 55000, "currency": "XOF", "customer_id": "c-9", "billing": {"email": "a@b.c", "city": "Dakar"}}),
+            r#""order_id": .id, "amount": .total, "currency": .currency"#,
+        ),
+        (
+            "woocommerce",
+            "woocommerce_payment_complete",
+            json!({"order_id": 123, "total": "550.00", "currency": "USD", "transaction_id": "tx_1"}),
+            r#""id": .order_id, "amount": .total, "currency": .currency"#,
+        ),
+        (
+            "shopify",
+            "orders/create",
+            json!({"id": 820982911946154500u64, "total_price": "550.00", "currency": "USD", "email": "jon@example.com", "line_items": [{"sku": "A", "price": "275.00"}, {"sku": "B", "price": "275.00"}]}),
+            r#""order_id": .id, "amount": .total_price, "currency": .currency"#,
+        ),
+        (
+            "shopify",
+            "orders/paid",
+            json!({"id": 5, "total_price": "12.345", "currency": "KWD", "financial_status": "paid"}),
+            r#""order_id": .id, "amount": .total_price, "currency": .currency"#,
+        ),
+        (
+            "prestashop",
+            "actionValidateOrder",
+            json!({"id_order": 77, "total_paid": 1500.5, "currency": {"iso_code": "EUR"}, "id_customer": 12}),
+            r#""order_id": .id_order, "amount": .total_paid, "currency": .currency.iso_code"#,
+        ),
+        (
+            "magento",
+            "sales_order_place_after",
+            json!({"entity_id": "000000012", "grand_total": "3000.0000", "order_currency_code": "XOF", "customer_email": "m@x.y"}),
+            r#""order_id": .entity_id, "amount": .grand_total, "currency": .order_currency_code"#,
+        ),
     ]
 }
 
@@ -102,7 +125,12 @@ fn benches(c: &mut Criterion) {
     for (ev, (prog, input)) in events.iter().zip(&programs) {
         let ours = set.normalize(ev).expect("normalizes");
         let theirs: Value = serde_json::to_value(run_vrl(prog, input)).unwrap();
-        assert_eq!(Value::Object(ours.data.clone()), theirs, "{}", ev.event_type);
+        assert_eq!(
+            Value::Object(ours.data.clone()),
+            theirs,
+            "{}",
+            ev.event_type
+        );
     }
 
     // Paired rounds: the machine is shared, so load changes between criterion's

@@ -24,10 +24,21 @@ fn bundle() -> VerifiedBundle {
     let path = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .find(|p| p.file_name().unwrap().to_str().unwrap().starts_with("add_missing_column-"))
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("add_missing_column-")
+        })
         .expect("committed bundle");
-    host::verify_bundle(&std::fs::read(path).unwrap(), &trusted, &AcceptedVersions::new(), Utc::now())
-        .unwrap()
+    host::verify_bundle(
+        &std::fs::read(path).unwrap(),
+        &trusted,
+        &AcceptedVersions::new(),
+        Utc::now(),
+    )
+    .unwrap()
 }
 
 /// A snapshot of about 1 KB of JSON, like a real WooCommerce site's.
@@ -74,20 +85,29 @@ impl Naive {
     fn new(module_bytes: &[u8]) -> Self {
         let mut config = wasmtime::Config::new();
         config.consume_fuel(true);
-        Self { engine: wasmtime::Engine::new(&config).unwrap(), module_bytes: module_bytes.to_vec() }
+        Self {
+            engine: wasmtime::Engine::new(&config).unwrap(),
+            module_bytes: module_bytes.to_vec(),
+        }
     }
 
     fn run(&self, snapshot: &State, params: &Value) -> Value {
         use wasmtime::{Caller, Linker, Module, Store};
         let module = Module::from_binary(&self.engine, &self.module_bytes).unwrap();
         let mut linker: Linker<()> = Linker::new(&self.engine);
-        linker.func_wrap("autoheal", "log", |_: Caller<'_, ()>, _: i32, _: i32| {}).unwrap();
+        linker
+            .func_wrap("autoheal", "log", |_: Caller<'_, ()>, _: i32, _: i32| {})
+            .unwrap();
         let mut store = Store::new(&self.engine, ());
         store.set_fuel(10_000_000).unwrap();
         let instance = linker.instantiate(&mut store, &module).unwrap();
         let memory = instance.get_memory(&mut store, "memory").unwrap();
-        let alloc = instance.get_typed_func::<i32, i32>(&mut store, "alloc").unwrap();
-        let run = instance.get_typed_func::<(i32, i32), i64>(&mut store, "run").unwrap();
+        let alloc = instance
+            .get_typed_func::<i32, i32>(&mut store, "alloc")
+            .unwrap();
+        let run = instance
+            .get_typed_func::<(i32, i32), i64>(&mut store, "run")
+            .unwrap();
         let input = host::abi_input(snapshot, params);
         let ptr = alloc.call(&mut store, input.len() as i32).unwrap();
         memory.write(&mut store, ptr as usize, &input).unwrap();
@@ -127,18 +147,31 @@ fn latency_report(host: &Host, bundle: &VerifiedBundle, naive: &Naive) {
     let snapshot = snapshot();
     let params = params();
     let input_bytes = host::abi_input(&snapshot, &params).len();
-    let output_bytes = host.dry_run(bundle, &snapshot, &params).unwrap().output.len();
+    let output_bytes = host
+        .dry_run(bundle, &snapshot, &params)
+        .unwrap()
+        .output
+        .len();
     let pooled = measure(20_000, || {
         black_box(host.dry_run(bundle, &snapshot, &params).unwrap());
     });
     let naive_f = measure(300, || {
         black_box(naive.run(&snapshot, &params));
     });
-    let fuel = host.dry_run(bundle, &snapshot, &params).unwrap().fuel_consumed;
+    let fuel = host
+        .dry_run(bundle, &snapshot, &params)
+        .unwrap()
+        .fuel_consumed;
     println!("\n== host_dry_run: add_missing_column, {input_bytes} B JSON in, {output_bytes} B out, {fuel} fuel ==");
     println!("{:<34} {:>12} {:>10} {:>10}", "", "runs/s", "p50", "p99");
-    for (name, f) in [("host (cached, pre-instantiated, pooled)", &pooled), ("naive (compile + instantiate each call)", &naive_f)] {
-        println!("{name:<34} {:>12.0} {:>10.1?} {:>10.1?}", f.runs_per_s, f.p50, f.p99);
+    for (name, f) in [
+        ("host (cached, pre-instantiated, pooled)", &pooled),
+        ("naive (compile + instantiate each call)", &naive_f),
+    ] {
+        println!(
+            "{name:<34} {:>12.0} {:>10.1?} {:>10.1?}",
+            f.runs_per_s, f.p50, f.p99
+        );
     }
     println!(
         "ratio host/naive: {:.1}x runs/s, p50 {:.1}x lower, p99 {:.1}x lower\n",
@@ -173,7 +206,8 @@ fn breakdown(host: &Host) {
         limits: Default::default(),
         params_schema: Default::default(),
     };
-    let signed = host::sign_bundle(&host::bundle::manifest_bytes(&manifest), &module, &[&key]).unwrap();
+    let signed =
+        host::sign_bundle(&host::bundle::manifest_bytes(&manifest), &module, &[&key]).unwrap();
     let trusted: TrustedKeys = [key.public_key()].into_iter().collect();
     let empty = host::verify_bundle(&signed, &trusted, &AcceptedVersions::new(), now).unwrap();
     let empty_state = State::default();
@@ -192,12 +226,19 @@ fn breakdown(host: &Host) {
     let json_only = measure(20_000, || {
         let input = host::abi_input(&snapshot, &params);
         let out: Output = serde_json::from_slice(&run.output).unwrap();
-        let (expected, restore) = host::ops::apply_with_restore(&snapshot, &out.operations).unwrap();
+        let (expected, restore) =
+            host::ops::apply_with_restore(&snapshot, &out.operations).unwrap();
         black_box((input, expected == out.state, restore));
     });
     println!("breakdown (same run):");
-    for (name, f) in [("empty module, empty state", &bare), ("host side only: JSON in/out, apply, restore", &json_only)] {
-        println!("  {name:<40} {:>10.0}/s p50 {:>9.1?} p99 {:>9.1?}", f.runs_per_s, f.p50, f.p99);
+    for (name, f) in [
+        ("empty module, empty state", &bare),
+        ("host side only: JSON in/out, apply, restore", &json_only),
+    ] {
+        println!(
+            "  {name:<40} {:>10.0}/s p50 {:>9.1?} p99 {:>9.1?}",
+            f.runs_per_s, f.p50, f.p99
+        );
     }
     println!();
 }
@@ -212,16 +253,23 @@ fn main() {
     let params = params();
     let ours = host.dry_run(&bundle, &snapshot, &params).unwrap();
     let theirs = naive.run(&snapshot, &params);
-    assert_eq!(serde_json::from_slice::<Value>(&ours.output).unwrap(), theirs);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&ours.output).unwrap(),
+        theirs
+    );
 
     latency_report(&host, &bundle, &naive);
     breakdown(&host);
 
     let mut c = Criterion::default().configure_from_args();
     let mut group = c.benchmark_group("host_dry_run");
-    group.bench_function("host_pooled", |b| b.iter(|| host.dry_run(&bundle, &snapshot, &params).unwrap()));
+    group.bench_function("host_pooled", |b| {
+        b.iter(|| host.dry_run(&bundle, &snapshot, &params).unwrap())
+    });
     group.sample_size(20);
-    group.bench_function("naive_compile_each_call", |b| b.iter(|| naive.run(&snapshot, &params)));
+    group.bench_function("naive_compile_each_call", |b| {
+        b.iter(|| naive.run(&snapshot, &params))
+    });
     group.finish();
     c.final_summary();
 }

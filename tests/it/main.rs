@@ -4,5 +4,6 @@
 mod cli;
 mod conformance;
 mod fleet;
+mod ops_cli;
 mod support;
 mod telemetry;

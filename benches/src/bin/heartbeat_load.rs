@@ -87,9 +87,15 @@ async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let address = args.get(1).expect("ADDR").clone();
     let key = args.get(2).expect("API_KEY").clone();
-    let clients: usize = args.get(3).map_or(64, |value| value.parse().expect("CLIENTS"));
-    let seconds: u64 = args.get(4).map_or(20, |value| value.parse().expect("SECONDS"));
-    let installs: usize = args.get(5).map_or(10_000, |value| value.parse().expect("INSTALLS"));
+    let clients: usize = args
+        .get(3)
+        .map_or(64, |value| value.parse().expect("CLIENTS"));
+    let seconds: u64 = args
+        .get(4)
+        .map_or(20, |value| value.parse().expect("SECONDS"));
+    let installs: usize = args
+        .get(5)
+        .map_or(10_000, |value| value.parse().expect("INSTALLS"));
     let started = Instant::now();
     let deadline = started + Duration::from_secs(seconds);
     let tasks: Vec<_> = (0..clients)

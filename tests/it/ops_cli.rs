@@ -1,0 +1,243 @@
+//! Ops' file tooling through the binary: `rules`, `interop`, `keys`, `patch`.
+
+use serde_json::{json, Value};
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn autoheal(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_autoheal"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run autoheal")
+}
+
+#[track_caller]
+fn json_ok(output: &Output) -> Value {
+    assert!(
+        output.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("stdout is JSON")
+}
+
+fn write(path: &Path, value: &Value) -> String {
+    std::fs::write(path, serde_json::to_vec(value).unwrap()).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn shipped_rules_check_and_pass_their_cases() {
+    let checked = json_ok(&autoheal(&["rules", "check", "rules"]));
+    assert_eq!(checked["status"], "ok");
+    assert_eq!(checked["healing_rules"], 4);
+    assert_eq!(checked["interop_mappings"], 6);
+    let tested = autoheal(&["rules", "test", "rules"]);
+    assert!(
+        tested.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tested.stdout)
+    );
+}
+
+#[test]
+fn a_broken_rule_file_is_refused_with_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("healing")).unwrap();
+    std::fs::write(
+        dir.path().join("healing/broken.rhai"),
+        "let rule = #{\n  name: \"x\",\n  pattern: \n",
+    )
+    .unwrap();
+    let output = autoheal(&["rules", "check", dir.path().to_str().unwrap()]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("healing/broken.rhai:"), "{stderr}");
+    assert!(stderr.contains("nothing was loaded"), "{stderr}");
+}
+
+#[test]
+fn explain_prints_the_decision_and_its_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let detection = |confidence: f64| {
+        json!({
+            "platform": "woocommerce", "plugin_version": "1.3.5",
+            "detected_issue": "Fatal error: Unknown column 'merchant_fee' in field list",
+            "issue_severity": "high", "sira_confidence": confidence
+        })
+    };
+    let high = write(&dir.path().join("high.json"), &detection(92.5));
+    let decision = json_ok(&autoheal(&[
+        "rules",
+        "explain",
+        "--detection",
+        &high,
+        "--rules",
+        "rules",
+    ]));
+    assert_eq!(decision["outcome"], "auto_apply");
+    assert_eq!(decision["rule"], "missing_database_column");
+    assert_eq!(decision["params"]["column"], "merchant_fee");
+    assert!(decision["trace"]
+        .as_array()
+        .is_some_and(|trace| !trace.is_empty()));
+    let low = write(&dir.path().join("low.json"), &detection(70.0));
+    let decision = json_ok(&autoheal(&[
+        "rules",
+        "explain",
+        "--detection",
+        &low,
+        "--rules",
+        "rules",
+    ]));
+    assert_eq!(decision["outcome"], "pending_review");
+}
+
+#[test]
+fn interop_normalize_maps_a_shopify_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let payload = write(
+        &dir.path().join("order.json"),
+        &json!({"id": 450789469, "total_price": "550.00", "currency": "USD"}),
+    );
+    let event = json_ok(&autoheal(&[
+        "interop",
+        "normalize",
+        "--platform",
+        "shopify",
+        "--event",
+        "orders/create",
+        "--payload",
+        &payload,
+        "--rules",
+        "rules",
+    ]));
+    assert_eq!(event["type"], "checkout.created");
+    assert_eq!(event["data"]["order_id"], 450789469);
+    assert_eq!(event["data"]["amount"], 55000);
+    let unmapped = autoheal(&[
+        "interop",
+        "normalize",
+        "--platform",
+        "shopify",
+        "--event",
+        "carts/update",
+        "--payload",
+        &payload,
+        "--rules",
+        "rules",
+    ]);
+    assert!(!unmapped.status.success());
+}
+
+#[test]
+fn keys_sign_verify_and_run_a_shipped_patch() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = json_ok(&autoheal(&[
+        "keys",
+        "generate",
+        "--out",
+        dir.path().to_str().unwrap(),
+    ]));
+    let private = keys["private_key"].as_str().unwrap().to_owned();
+    let public = keys["public_key"].as_str().unwrap().to_owned();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&private).unwrap().permissions().mode();
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "the private key is readable by its owner only"
+        );
+    }
+    let bundle = dir
+        .path()
+        .join("add_missing_column.bundle.json")
+        .display()
+        .to_string();
+    let signed = json_ok(&autoheal(&[
+        "patch",
+        "sign",
+        "patches/add_missing_column",
+        "--key",
+        &private,
+        "--version",
+        "2.0.0",
+        "--expires-in",
+        "1d",
+        "--out",
+        &bundle,
+    ]));
+    assert_eq!(signed["name"], "add_missing_column");
+    let verified = json_ok(&autoheal(&[
+        "patch",
+        "verify",
+        &bundle,
+        "--trusted-key",
+        &public,
+    ]));
+    assert_eq!(verified["status"], "verified");
+    let untrusted = autoheal(&[
+        "patch",
+        "verify",
+        &bundle,
+        "--trusted-key",
+        "patches/dev-key/autoheal.pub",
+    ]);
+    assert!(
+        !untrusted.status.success(),
+        "a bundle signed by another key is refused"
+    );
+
+    let snapshot = write(
+        &dir.path().join("snapshot.json"),
+        &json!({
+            "config": {"memory_limit": "128M"},
+            "tables": {"wp_molam_orders": {"amount": "DECIMAL(10,2)", "id": "BIGINT UNSIGNED"}},
+            "php_version": "8.1.0", "platform": "woocommerce", "plugin_version": "1.3.5"
+        }),
+    );
+    let params = write(
+        &dir.path().join("params.json"),
+        &json!({
+            "table": "wp_molam_orders", "column": "merchant_fee", "column_type": "DECIMAL(10,2)"
+        }),
+    );
+    let run = json_ok(&autoheal(&[
+        "patch",
+        "run",
+        &bundle,
+        "--trusted-key",
+        &public,
+        "--snapshot",
+        &snapshot,
+        "--params",
+        &params,
+    ]));
+    assert_eq!(run["operations"][0]["op"], "add_column");
+    assert_eq!(
+        run["state"]["tables"]["wp_molam_orders"]["merchant_fee"],
+        "DECIMAL(10,2)"
+    );
+    let bad_params = write(
+        &dir.path().join("bad.json"),
+        &json!({"table": "wp_molam_orders"}),
+    );
+    let refused = autoheal(&[
+        "patch",
+        "run",
+        &bundle,
+        "--trusted-key",
+        &public,
+        "--snapshot",
+        &snapshot,
+        "--params",
+        &bad_params,
+    ]);
+    assert!(
+        !refused.status.success(),
+        "params are checked against the manifest's schema"
+    );
+}
