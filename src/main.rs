@@ -195,6 +195,10 @@ struct ServeArgs {
     /// Most telemetry writes committed in one transaction (group commit).
     #[arg(long, env = "AUTOHEAL_MAX_BATCH", default_value_t = StoreOptions::default().writer.max_batch)]
     max_batch: usize,
+    /// How often the rules folder is checked for changes, in ms (0: never;
+    /// SIGHUP and POST /api/v1/rules/reload still reload).
+    #[arg(long, env = "AUTOHEAL_RULES_POLL_MS", default_value_t = 2_000)]
+    rules_poll_ms: u64,
     /// Telemetry batches written at once [default: 1 on SQLite, 2 on PostgreSQL].
     #[arg(long, env = "AUTOHEAL_WRITERS")]
     writers: Option<usize>,
@@ -365,7 +369,31 @@ async fn serve(database_url: &str, args: ServeArgs) -> Result<()> {
         max_body_bytes: args.max_body_bytes,
         auth_cache_ttl_ms: args.auth_cache_ttl_ms,
     };
-    let router = api::app(AppState::new(store.clone(), Clock::system(), config));
+    let clock = Clock::system();
+    let rules = if args.rules.is_dir() {
+        api::rules::Rules::load(&args.rules, clock.now()).map_err(|errors| {
+            for error in &errors {
+                eprintln!("{error}");
+            }
+            anyhow::anyhow!(
+                "{} error(s) in the rules under {}; fix them (autoheal rules check) and start again",
+                errors.len(),
+                args.rules.display()
+            )
+        })?
+    } else {
+        tracing::warn!(event = "no_rules", rules = %args.rules.display(), "no rules folder: every detection waits for Ops");
+        api::rules::Rules::empty()
+    };
+    let state = AppState::new(store.clone(), clock, config).with_rules(rules);
+    if args.rules_poll_ms > 0 {
+        api::rules::spawn_watcher(
+            state.clone(),
+            std::time::Duration::from_millis(args.rules_poll_ms),
+        );
+    }
+    spawn_sighup_reload(state.clone());
+    let router = api::app(state);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -385,6 +413,22 @@ async fn serve(database_url: &str, args: ServeArgs) -> Result<()> {
     store.close().await;
     tracing::info!(event = "stopped", "autoheal stopped");
     Ok(())
+}
+
+/// SIGHUP reloads the rules, as daemons do with their configuration.
+fn spawn_sighup_reload(state: AppState) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hangup.recv().await.is_some() {
+            let _ = state.rules.reload(state.clock.now());
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = state;
 }
 
 async fn shutdown_signal() {

@@ -7,42 +7,11 @@ use engine::{DecisionConfig, Detection, InteropEvent, RuleSet};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
-/// Every file under `dir`, as (path relative to `dir`, text), sorted so
-/// errors come out in a stable order.
-fn read_tree(dir: &Path) -> Result<Vec<(String, String)>> {
-    let mut files = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(folder) = pending.pop() {
-        let entries = std::fs::read_dir(&folder)
-            .with_context(|| format!("cannot read {}", folder.display()))?;
-        for entry in entries {
-            let path = entry?.path();
-            if path.is_dir() {
-                pending.push(path);
-            } else {
-                let relative = path.strip_prefix(dir).unwrap_or(&path);
-                files.push((relative.to_string_lossy().into_owned(), path));
-            }
-        }
-    }
-    files.sort();
-    files
-        .into_iter()
-        .map(|(name, path)| {
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            Ok((name, text))
-        })
-        .collect()
-}
-
 /// Loads the rule files under `dir`; on any error prints each as
 /// `file:line:col: message` and fails.
 pub fn load(dir: &Path) -> Result<RuleSet> {
-    let files: Vec<(String, String)> = read_tree(dir)?
-        .into_iter()
-        .filter(|(name, _)| engine::is_rule_file(name))
-        .collect();
+    let files = api::rules::read_rule_files(dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?;
     RuleSet::load(files).or_else(|errors| {
         for error in &errors {
             eprintln!("{}", error);
@@ -94,7 +63,8 @@ pub fn explain(dir: &Path, detection: &Path, global_threshold: f64) -> Result<()
 pub fn test(dir: &Path) -> Result<()> {
     let set = load(dir)?;
     let cases_dir: PathBuf = dir.join("tests");
-    let cases: Vec<(String, String)> = read_tree(&cases_dir)?
+    let cases: Vec<(String, String)> = api::rules::read_tree(&cases_dir)
+        .with_context(|| format!("cannot read {}", cases_dir.display()))?
         .into_iter()
         .filter(|(name, _)| name.ends_with(".json"))
         .map(|(name, text)| (format!("tests/{name}"), text))

@@ -20,6 +20,7 @@ pub enum Permission {
     PluginsToggle,
     VersionsWrite,
     AuditRead,
+    RulesReload,
 }
 
 impl Permission {
@@ -29,6 +30,7 @@ impl Permission {
             Self::PluginsToggle => "plugins:toggle",
             Self::VersionsWrite => "versions:write",
             Self::AuditRead => "audit:read",
+            Self::RulesReload => "rules:reload",
         }
     }
 }
@@ -41,7 +43,7 @@ impl Role {
             Role::Admin => true,
             Role::Operator => matches!(
                 permission,
-                Permission::PluginsRead | Permission::PluginsToggle
+                Permission::PluginsRead | Permission::PluginsToggle | Permission::RulesReload
             ),
             Role::Viewer => permission == Permission::PluginsRead,
         }

@@ -33,6 +33,9 @@ pub enum ApiError {
     RateLimited { retry_after_secs: u64 },
     #[error("{message}")]
     Conflict { message: String },
+    /// A rule set with errors; the previous set stays in force.
+    #[error("the rule set was refused ({} error(s)); the previous set stays in force", errors.len())]
+    RulesRefused { errors: Vec<String> },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -95,6 +98,12 @@ impl ApiError {
                 None,
             ),
             Self::Conflict { message } => (StatusCode::CONFLICT, "conflict", message.clone(), None),
+            Self::RulesRefused { .. } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "rules_refused",
+                self.to_string(),
+                None,
+            ),
             Self::Store(error) if error.is_unavailable() => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -119,7 +128,10 @@ impl IntoResponse for ApiError {
             // gets the generic message above.
             tracing::error!(event = "store_error", error = %error, "request failed in the store");
         }
-        let body = json!({"error": {"code": code, "message": message, "field": field}});
+        let mut body = json!({"error": {"code": code, "message": message, "field": field}});
+        if let Self::RulesRefused { errors } = &self {
+            body["error"]["errors"] = json!(errors);
+        }
         let mut response = (status, axum::Json(body)).into_response();
         if let Self::RateLimited { retry_after_secs } = self {
             response.headers_mut().insert(

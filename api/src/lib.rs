@@ -22,6 +22,7 @@ pub mod extract;
 mod http;
 pub mod rate_limit;
 pub mod redact;
+pub mod rules;
 pub mod store;
 pub mod version;
 
@@ -56,6 +57,7 @@ pub struct AppState {
     pub store: store::Store,
     pub clock: Clock,
     pub config: Arc<ServerConfig>,
+    pub rules: Arc<rules::Rules>,
     pub(crate) auth: Arc<auth::AuthCache>,
     pub(crate) rate_limiter: Arc<rate_limit::RateLimiter>,
 }
@@ -69,7 +71,14 @@ impl AppState {
                 config.auth_cache_ttl_ms,
             ))),
             rate_limiter: Arc::default(),
+            rules: Arc::new(rules::Rules::empty()),
             config: Arc::new(config),
         }
+    }
+
+    /// Serves with `rules` in force (and reloadable).
+    pub fn with_rules(mut self, rules: rules::Rules) -> Self {
+        self.rules = Arc::new(rules);
+        self
     }
 }

@@ -149,6 +149,10 @@ struct Server {
 
 impl Server {
     fn start(database_url: &str) -> Self {
+        Self::start_with(database_url, &[])
+    }
+
+    fn start_with(database_url: &str, extra: &[&str]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -157,6 +161,7 @@ impl Server {
         let address = format!("127.0.0.1:{port}");
         let child = Command::new(env!("CARGO_BIN_EXE_autoheal"))
             .args(["serve", "--listen", &address, "--log-format", "json"])
+            .args(extra)
             .env("DATABASE_URL", database_url)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -291,4 +296,94 @@ async fn serve_takes_heartbeats_and_stops_gracefully() {
         "acknowledged means stored"
     );
     store.close().await;
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_rules_and_a_bad_set_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("rules.db").display());
+    let rules = dir.path().join("rules");
+    std::fs::create_dir_all(rules.join("healing")).unwrap();
+    let shipped =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/healing/api_key_expired.rhai");
+    std::fs::copy(&shipped, rules.join("healing/api_key_expired.rhai")).unwrap();
+    let agent = json_stdout(&autoheal(
+        &url,
+        &[
+            "ops-agent",
+            "create",
+            "--email",
+            "o@example.com",
+            "--role",
+            "viewer",
+        ],
+    ));
+    let token = agent["token"].as_str().unwrap().to_owned();
+
+    let server = Server::start_with(
+        &url,
+        &["--rules", rules.to_str().unwrap(), "--rules-poll-ms", "0"],
+    );
+    let status = |server: &Server| {
+        let (code, body) = server
+            .request("GET", "/api/v1/rules/status", Some(&token), None)
+            .unwrap();
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str::<Value>(&body).unwrap()
+    };
+    assert_eq!(status(&server)["files"].as_array().unwrap().len(), 1);
+
+    std::fs::write(rules.join("healing/broken.rhai"), "let rule = #{ name: ").unwrap();
+    Command::new("kill")
+        .args(["-HUP", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let current = status(&server);
+        if current["last_errors"]
+            .as_array()
+            .is_some_and(|errors| !errors.is_empty())
+        {
+            assert!(current["last_errors"][0]
+                .as_str()
+                .unwrap()
+                .starts_with("healing/broken.rhai:"));
+            assert_eq!(
+                current["files"].as_array().unwrap().len(),
+                1,
+                "the previous set stays"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "SIGHUP did not reload");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (exit, logs) = server.terminate();
+    assert!(exit.success(), "{logs}");
+    assert!(logs.contains("rules_refused"));
+}
+
+#[test]
+fn serve_refuses_to_start_on_broken_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("broken.db").display());
+    let rules = dir.path().join("rules");
+    std::fs::create_dir_all(rules.join("healing")).unwrap();
+    std::fs::write(rules.join("healing/broken.rhai"), "let rule = #{ name: ").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_autoheal"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--rules",
+            rules.to_str().unwrap(),
+        ])
+        .env("DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("healing/broken.rhai:"), "{stderr}");
+    assert!(stderr.contains("autoheal rules check"), "{stderr}");
 }

@@ -5,5 +5,6 @@ mod cli;
 mod conformance;
 mod fleet;
 mod ops_cli;
+mod rules;
 mod support;
 mod telemetry;

@@ -131,6 +131,7 @@ pub fn start_time() -> DateTime<Utc> {
 
 pub struct TestApp {
     pub router: Router,
+    pub state: AppState,
     pub store: TestStore,
     pub clock: Clock,
     pub admin: String,
@@ -177,6 +178,16 @@ impl TestApp {
     }
 
     pub async fn with_config(store: TestStore, config: ServerConfig) -> Self {
+        Self::with_parts(store, config, api::rules::Rules::empty()).await
+    }
+
+    /// An app serving the rules under `dir`.
+    pub async fn with_rules(store: TestStore, dir: &std::path::Path) -> Self {
+        let rules = api::rules::Rules::load(dir, start_time()).expect("rules load");
+        Self::with_parts(store, ServerConfig::default(), rules).await
+    }
+
+    async fn with_parts(store: TestStore, config: ServerConfig, rules: api::rules::Rules) -> Self {
         let clock = Clock::manual(start_time());
         let now = clock.now();
         let (admin_id, admin) = store
@@ -199,9 +210,11 @@ impl TestApp {
             .create_merchant("My Shop", "merchant@example.com", now)
             .await
             .unwrap();
-        let router = api::app(AppState::new(store.store.clone(), clock.clone(), config));
+        let state = AppState::new(store.store.clone(), clock.clone(), config).with_rules(rules);
+        let router = api::app(state.clone());
         Self {
             router,
+            state,
             store,
             clock,
             admin: admin.secret,

@@ -4,6 +4,7 @@
 //! and wrong methods.
 
 mod fleet;
+mod rules;
 mod telemetry;
 mod values;
 
@@ -40,6 +41,8 @@ pub fn app(state: AppState) -> Router {
             post(fleet::set_toggle).delete(fleet::lift_toggle),
         )
         .route("/api/v1/audit", get(fleet::audit_log))
+        .route("/api/v1/rules/status", get(rules::status))
+        .route("/api/v1/rules/reload", post(rules::reload))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -229,6 +229,24 @@ impl Store {
         on_pool!(self, pool => pool.close().await);
     }
 
+    /// Records an Ops action that changes nothing in the store (a rules
+    /// reload, say).
+    pub async fn record_audit(
+        &self,
+        audit: &AuditContext,
+        action: &str,
+        target_type: &str,
+        details: Value,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            insert_audit!(tx, audit, action, target_type, None::<String>, details, now);
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
     pub async fn audit_log(&self, limit: i64, offset: i64) -> Result<Vec<AuditEntry>, StoreError> {
         let rows = on_pool!(self, pool => sqlx::query_as::<_, AuditEntry>(
             "SELECT id, actor_kind, actor_id, action, target_type, target_id, details, request_id, at \
