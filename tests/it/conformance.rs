@@ -28,6 +28,22 @@ fn heartbeat(merchant_id: Uuid, site: &str, version: &str) -> HeartbeatRecord {
     }
 }
 
+async fn merchant(store: &Store) -> Uuid {
+    let (merchant_id, _) = store
+        .create_merchant("Shop", "s@example.com", start_time())
+        .await
+        .unwrap();
+    merchant_id
+}
+
+async fn admin(store: &Store) -> Uuid {
+    let (agent_id, _) = store
+        .create_ops_agent("ops@example.com", Role::Admin, start_time())
+        .await
+        .unwrap();
+    agent_id
+}
+
 fn audit(agent_id: Uuid) -> AuditContext {
     AuditContext {
         actor_kind: "ops_agent",
@@ -100,11 +116,7 @@ async fn credentials_authenticate_by_hash_only() {
 async fn concurrent_heartbeats_are_all_durable() {
     each_store(|test: TestStore| async move {
         let now = start_time();
-        let (merchant_id, _) = test
-            .store
-            .create_merchant("Shop", "s@example.com", now)
-            .await
-            .unwrap();
+        let merchant_id = merchant(&test.store).await;
         // 300 installations, each beating twice, all at once: group commit
         // batches them, and every acknowledged write must be there.
         let mut tasks = Vec::new();
@@ -150,11 +162,7 @@ async fn concurrent_heartbeats_are_all_durable() {
 async fn shutdown_commits_what_was_accepted() {
     each_store(|test: TestStore| async move {
         let now = start_time();
-        let (merchant_id, _) = test
-            .store
-            .create_merchant("Shop", "s@example.com", now)
-            .await
-            .unwrap();
+        let merchant_id = merchant(&test.store).await;
         let writes: Vec<_> = (0..50)
             .map(|site| {
                 let store = test.store.clone();
@@ -202,14 +210,8 @@ async fn toggles_replace_expire_and_lift() {
     each_store(|test: TestStore| async move {
         let now = start_time();
         let store = &test.store;
-        let (merchant_id, _) = store
-            .create_merchant("Shop", "s@example.com", now)
-            .await
-            .unwrap();
-        let (agent_id, _) = store
-            .create_ops_agent("ops@example.com", Role::Admin, now)
-            .await
-            .unwrap();
+        let merchant_id = merchant(&store).await;
+        let agent_id = admin(store).await;
         let id = store
             .record_heartbeat(heartbeat(merchant_id, "", "1.0.0"), now)
             .await
@@ -325,10 +327,7 @@ async fn events_link_to_their_installation_and_block() {
     each_store(|test: TestStore| async move {
         let now = start_time();
         let store = &test.store;
-        let (merchant_id, _) = store
-            .create_merchant("Shop", "s@example.com", now)
-            .await
-            .unwrap();
+        let merchant_id = merchant(&store).await;
         let event = |site: &str| EventRecord {
             merchant_id,
             cms: "woocommerce".into(),
@@ -373,14 +372,8 @@ async fn version_order_is_semver_in_sql() {
     each_store(|test: TestStore| async move {
         let now = start_time();
         let store = &test.store;
-        let (merchant_id, _) = store
-            .create_merchant("Shop", "s@example.com", now)
-            .await
-            .unwrap();
-        let (agent_id, _) = store
-            .create_ops_agent("ops@example.com", Role::Admin, now)
-            .await
-            .unwrap();
+        let merchant_id = merchant(&store).await;
+        let agent_id = admin(store).await;
         let latest = api::version::parse("1.10.0").unwrap();
         store
             .register_version(

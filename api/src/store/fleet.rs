@@ -339,29 +339,27 @@ impl Store {
         );
         let count_sql =
             format!("SELECT COUNT(*) FROM ({INSTALLATION_VIEW}) s {INSTALLATION_FILTERS}");
+        // The view's binds ($1–$3) then the filters' ($4–$8), for both queries.
+        macro_rules! bind_view_and_filters {
+            ($query:expr) => {
+                $query
+                    .bind(now)
+                    .bind(stale_before)
+                    .bind(since)
+                    .bind(filter.status.as_deref())
+                    .bind(filter.cms.as_deref())
+                    .bind(filter.plugin_version.as_deref())
+                    .bind(filter.merchant_id)
+                    .bind(filter.environment.as_deref())
+            };
+        }
         let (mut rows, total) = on_pool!(self, pool => {
-            let rows = sqlx::query_as::<_, InstallationSummary>(&page_sql)
-                .bind(now)
-                .bind(stale_before)
-                .bind(since)
-                .bind(filter.status.as_deref())
-                .bind(filter.cms.as_deref())
-                .bind(filter.plugin_version.as_deref())
-                .bind(filter.merchant_id)
-                .bind(filter.environment.as_deref())
+            let rows = bind_view_and_filters!(sqlx::query_as::<_, InstallationSummary>(&page_sql))
                 .bind(filter.limit)
                 .bind(filter.offset)
                 .fetch_all(pool)
                 .await?;
-            let total: i64 = sqlx::query_scalar(&count_sql)
-                .bind(now)
-                .bind(stale_before)
-                .bind(since)
-                .bind(filter.status.as_deref())
-                .bind(filter.cms.as_deref())
-                .bind(filter.plugin_version.as_deref())
-                .bind(filter.merchant_id)
-                .bind(filter.environment.as_deref())
+            let total: i64 = bind_view_and_filters!(sqlx::query_scalar(&count_sql))
                 .fetch_one(pool)
                 .await?;
             (rows, total)
