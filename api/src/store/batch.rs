@@ -209,7 +209,7 @@ async fn commit(backend: &Backend, batch: &mut Vec<Pending>) {
 /// heartbeats of a batch are one multi-row upsert and one toggle query, so a
 /// batch costs two round trips however large it is.
 macro_rules! backend_writes {
-    ($module:ident, $db:ty, $pool:ty, $connection:ty) => {
+    ($module:ident, $db:ty, $pool:ty, $connection:ty, one_statement: $one_statement:literal) => {
         mod $module {
             use super::*;
             use sqlx::types::Json;
@@ -220,7 +220,6 @@ macro_rules! backend_writes {
                 pool: &$pool,
                 batch: &[Pending],
             ) -> Result<Vec<Written>, sqlx::Error> {
-                let mut tx = pool.begin().await?;
                 let heartbeats: Vec<(&HeartbeatRecord, DateTime<Utc>)> = batch
                     .iter()
                     .filter_map(|(write, now, _)| match write {
@@ -228,6 +227,13 @@ macro_rules! backend_writes {
                         Write::Event(_) => None,
                     })
                     .collect();
+                if $one_statement && heartbeats.len() == batch.len() {
+                    // One statement commits on its own: no BEGIN, no COMMIT.
+                    let mut connection = pool.acquire().await?;
+                    let outcomes = heartbeats_bulk(&mut connection, &heartbeats).await?;
+                    return Ok(outcomes.into_iter().map(Written::Heartbeat).collect());
+                }
+                let mut tx = pool.begin().await?;
                 let mut beats = heartbeats_bulk(&mut tx, &heartbeats).await?.into_iter();
                 let mut results = Vec::with_capacity(batch.len());
                 for (write, now, _) in batch {
@@ -243,8 +249,9 @@ macro_rules! backend_writes {
             }
 
             /// Upserts every installation once (the last heartbeat of a key
-            /// wins, and its count adds the duplicates), then reads the
-            /// toggles of them all.
+            /// wins, and its count adds the duplicates) and reads the toggles
+            /// of them all: in the same statement where the dialect allows
+            /// an INSERT in a CTE (PostgreSQL), else in a second one.
             async fn heartbeats_bulk(
                 connection: &mut $connection,
                 heartbeats: &[(&HeartbeatRecord, DateTime<Utc>)],
@@ -281,7 +288,8 @@ macro_rules! backend_writes {
                 let mut unique: Vec<((Uuid, &str, &str), Merged)> = merged.into_iter().collect();
                 unique.sort_unstable_by_key(|(key, _)| *key);
 
-                let mut upsert = sqlx::QueryBuilder::<$db>::new(
+                let mut upsert = sqlx::QueryBuilder::<$db>::new(if $one_statement { "WITH up AS (" } else { "" });
+                upsert.push(
                     "INSERT INTO plugin_installations (id, merchant_id, cms, site_url, plugin_version, \
                        version_key, sdk_language, environment, php_version, wordpress_version, server_info, \
                        reported_state, reported_error_rate, heartbeat_count, first_seen_at, last_heartbeat) ",
@@ -317,24 +325,50 @@ macro_rules! backend_writes {
                        last_heartbeat = excluded.last_heartbeat \
                      RETURNING id, merchant_id, cms, site_url",
                 );
-                let rows: Vec<(Uuid, Uuid, String, String)> =
-                    upsert.build_query_as().fetch_all(&mut *connection).await?;
-                let ids: HashMap<(Uuid, String, String), Uuid> = rows
-                    .into_iter()
-                    .map(|(id, merchant_id, cms, site_url)| ((merchant_id, cms, site_url), id))
-                    .collect();
-
-                let mut select = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT installation_id, toggle_key, toggle_value, expires_at FROM plugin_ops_toggles \
-                     WHERE lifted_at IS NULL AND installation_id IN (",
-                );
-                let mut separated = select.separated(", ");
-                for id in ids.values() {
-                    separated.push_bind(*id);
-                }
-                select.push(")");
-                let toggles: Vec<(Uuid, String, Json<serde_json::Value>, Option<DateTime<Utc>>)> =
-                    select.build_query_as().fetch_all(&mut *connection).await?;
+                type ToggleRow = (Uuid, String, Json<serde_json::Value>, Option<DateTime<Utc>>);
+                let (ids, toggles): (HashMap<(Uuid, String, String), Uuid>, Vec<ToggleRow>) = if $one_statement {
+                    upsert.push(
+                        ") SELECT up.id, up.merchant_id, up.cms, up.site_url, t.toggle_key, t.toggle_value, t.expires_at \
+                         FROM up LEFT JOIN plugin_ops_toggles t ON t.installation_id = up.id AND t.lifted_at IS NULL",
+                    );
+                    type Row = (
+                        Uuid,
+                        Uuid,
+                        String,
+                        String,
+                        Option<String>,
+                        Option<Json<serde_json::Value>>,
+                        Option<DateTime<Utc>>,
+                    );
+                    let rows: Vec<Row> = upsert.build_query_as().fetch_all(&mut *connection).await?;
+                    let mut ids = HashMap::new();
+                    let mut toggles = Vec::new();
+                    for (id, merchant_id, cms, site_url, key, value, expires_at) in rows {
+                        ids.insert((merchant_id, cms, site_url), id);
+                        if let (Some(key), Some(value)) = (key, value) {
+                            toggles.push((id, key, value, expires_at));
+                        }
+                    }
+                    (ids, toggles)
+                } else {
+                    let rows: Vec<(Uuid, Uuid, String, String)> =
+                        upsert.build_query_as().fetch_all(&mut *connection).await?;
+                    let ids: HashMap<(Uuid, String, String), Uuid> = rows
+                        .into_iter()
+                        .map(|(id, merchant_id, cms, site_url)| ((merchant_id, cms, site_url), id))
+                        .collect();
+                    let mut select = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT installation_id, toggle_key, toggle_value, expires_at FROM plugin_ops_toggles \
+                         WHERE lifted_at IS NULL AND installation_id IN (",
+                    );
+                    let mut separated = select.separated(", ");
+                    for id in ids.values() {
+                        separated.push_bind(*id);
+                    }
+                    select.push(")");
+                    let toggles = select.build_query_as().fetch_all(&mut *connection).await?;
+                    (ids, toggles)
+                };
 
                 Ok(heartbeats
                     .iter()
@@ -413,10 +447,5 @@ macro_rules! backend_writes {
     };
 }
 
-backend_writes!(
-    sqlite,
-    sqlx::Sqlite,
-    sqlx::SqlitePool,
-    sqlx::SqliteConnection
-);
-backend_writes!(postgres, sqlx::Postgres, sqlx::PgPool, sqlx::PgConnection);
+backend_writes!(sqlite, sqlx::Sqlite, sqlx::SqlitePool, sqlx::SqliteConnection, one_statement: false);
+backend_writes!(postgres, sqlx::Postgres, sqlx::PgPool, sqlx::PgConnection, one_statement: true);
