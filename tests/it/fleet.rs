@@ -491,6 +491,17 @@ async fn ops_reads_need_a_token_with_permission() {
                 .error(StatusCode::FORBIDDEN);
             app.get(path, &app.viewer).await.ok();
         }
+        let id = app
+            .heartbeat(json!({"cms": "woocommerce", "plugin_version": "1.0.0"}))
+            .await;
+        let detail = format!("/api/v1/plugins/{id}");
+        app.call(Method::GET, &detail, None, None)
+            .await
+            .error(StatusCode::UNAUTHORIZED);
+        app.get(&detail, &app.merchant_key)
+            .await
+            .error(StatusCode::FORBIDDEN);
+        app.get(&detail, &app.viewer).await.ok();
         let sira = app
             .store
             .store

@@ -54,6 +54,12 @@ async fn a_refused_set_keeps_the_previous_one_in_force() {
         "let flag = #{ name: \"spin\" };\nfn evaluate(ctx) { loop { } }\nlet x = 0; loop { x += 1; }\n",
     )
     .unwrap();
+    // A regex over the compiled-size limit.
+    std::fs::write(
+        dir.path().join("healing/huge.rhai"),
+        "let rule = #{ name: \"huge\",\n  pattern: \"\\\\w{100}\", platforms: [\"all\"], auto_apply: true, min_confidence: 90, patch: \"p\" };",
+    )
+    .unwrap();
     let refused = app
         .post("/api/v1/rules/reload", &app.operator, &json!({}))
         .await;
@@ -62,6 +68,14 @@ async fn a_refused_set_keeps_the_previous_one_in_force() {
         "rules_refused"
     );
     let errors = refused.body["error"]["errors"].as_array().unwrap().clone();
+    assert!(
+        errors.iter().any(|error| {
+            let error = error.as_str().unwrap();
+            error.starts_with("healing/huge.rhai:2:")
+                && error.contains("regex compiles to more than")
+        }),
+        "{errors:?}"
+    );
     assert!(
         errors
             .iter()
@@ -89,6 +103,7 @@ async fn a_refused_set_keeps_the_previous_one_in_force() {
     // Fixed: the new set (with one more rule) swaps in.
     std::fs::remove_file(dir.path().join("healing/broken.rhai")).unwrap();
     std::fs::remove_file(dir.path().join("flags/spin.rhai")).unwrap();
+    std::fs::remove_file(dir.path().join("healing/huge.rhai")).unwrap();
     let extra = std::fs::read_to_string(dir.path().join("healing/api_key_expired.rhai"))
         .unwrap()
         .replace("\"api_key_expired\"", "\"api_key_revoked\"")
