@@ -52,13 +52,14 @@ pub struct NewSecret {
     pub secret: String,
 }
 
+/// A credential row joined with its agent's role.
 #[derive(Debug, sqlx::FromRow)]
-pub struct Credential {
-    pub kind: String,
-    pub merchant_id: Option<Uuid>,
-    pub agent_id: Option<Uuid>,
-    pub credential_id: Uuid,
-    pub role: Option<String>,
+struct CredentialRow {
+    kind: String,
+    merchant_id: Option<Uuid>,
+    agent_id: Option<Uuid>,
+    credential_id: Uuid,
+    role: Option<String>,
 }
 
 /// The stored form of a secret.
@@ -184,7 +185,7 @@ impl Store {
     /// The principal a presented secret belongs to, if it is known, not
     /// revoked, and (for an agent) the agent is not disabled.
     pub async fn authenticate(&self, secret: &str) -> Result<Option<Principal>, StoreError> {
-        let row = on_pool!(self, pool => sqlx::query_as::<_, Credential>(
+        let row = on_pool!(self, pool => sqlx::query_as::<_, CredentialRow>(
             "SELECT c.kind, c.merchant_id, c.agent_id, c.id AS credential_id, a.role \
              FROM credentials c LEFT JOIN ops_agents a ON a.id = c.agent_id \
              WHERE c.secret_sha256 = $1 AND c.revoked_at IS NULL AND a.disabled_at IS NULL",

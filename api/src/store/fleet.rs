@@ -10,19 +10,6 @@ use serde_json::{json, Value};
 use sqlx::types::Json;
 use uuid::Uuid;
 
-/// The platforms a plugin runs on. `generic` is a plain PHP/JS site.
-pub const CMS_VALUES: [&str; 5] = ["woocommerce", "prestashop", "shopify", "magento", "generic"];
-pub const ENVIRONMENTS: [&str; 4] = ["production", "staging", "development", "test"];
-pub const EVENT_TYPES: [&str; 5] = [
-    "payment_success",
-    "payment_failed",
-    "error",
-    "warning",
-    "info",
-];
-pub const SEVERITIES: [&str; 5] = ["debug", "info", "warning", "error", "critical"];
-pub const STATUSES: [&str; 4] = ["active", "outdated", "blocked", "error"];
-
 /// No heartbeat for this long marks an installation `error` (stale).
 pub const STALE_AFTER_HOURS: i64 = 48;
 /// The window of the per-installation error rate.
@@ -420,16 +407,6 @@ impl Store {
             InstallationDetail { summary, facts, recent_events, active_toggles }
         });
         Ok(Some(detail))
-    }
-
-    /// Which merchant owns an installation (for tenant checks).
-    pub async fn installation_owner(&self, id: Uuid) -> Result<Option<Uuid>, StoreError> {
-        Ok(on_pool!(self, pool => sqlx::query_scalar(
-            "SELECT merchant_id FROM plugin_installations WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(pool)
-        .await?))
     }
 
     /// Sets a toggle, lifting the one it replaces; audited. None when the

@@ -12,7 +12,7 @@ mod credentials;
 mod fleet;
 
 pub use batch::WriterOptions;
-pub use credentials::{hash_secret, Credential, NewSecret, Principal, Role};
+pub use credentials::{hash_secret, NewSecret, Principal, Role};
 pub use fleet::*;
 
 use chrono::{DateTime, Utc};
