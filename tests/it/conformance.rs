@@ -210,7 +210,7 @@ async fn toggles_replace_expire_and_lift() {
     each_store(|test: TestStore| async move {
         let now = start_time();
         let store = &test.store;
-        let merchant_id = merchant(&store).await;
+        let merchant_id = merchant(store).await;
         let agent_id = admin(store).await;
         let id = store
             .record_heartbeat(heartbeat(merchant_id, "", "1.0.0"), now)
@@ -327,7 +327,7 @@ async fn events_link_to_their_installation_and_block() {
     each_store(|test: TestStore| async move {
         let now = start_time();
         let store = &test.store;
-        let merchant_id = merchant(&store).await;
+        let merchant_id = merchant(store).await;
         let event = |site: &str| EventRecord {
             merchant_id,
             cms: "woocommerce".into(),
@@ -372,7 +372,7 @@ async fn version_order_is_semver_in_sql() {
     each_store(|test: TestStore| async move {
         let now = start_time();
         let store = &test.store;
-        let merchant_id = merchant(&store).await;
+        let merchant_id = merchant(store).await;
         let agent_id = admin(store).await;
         let latest = api::version::parse("1.10.0").unwrap();
         store

@@ -170,12 +170,15 @@ type Pending = (
     oneshot::Sender<Result<Written, StoreError>>,
 );
 
-async fn commit(backend: &Backend, batch: &mut Vec<Pending>) {
-    let outcome = match backend {
+async fn write_all(backend: &Backend, batch: &[Pending]) -> Result<Vec<Written>, sqlx::Error> {
+    match backend {
         Backend::Sqlite(pool) => sqlite::write_all(pool, batch).await,
         Backend::Postgres(pool) => postgres::write_all(pool, batch).await,
-    };
-    match outcome {
+    }
+}
+
+async fn commit(backend: &Backend, batch: &mut Vec<Pending>) {
+    match write_all(backend, batch).await {
         Ok(results) => {
             for ((_, _, reply), result) in batch.drain(..).zip(results) {
                 let _ = reply.send(Ok(result));
@@ -190,10 +193,7 @@ async fn commit(backend: &Backend, batch: &mut Vec<Pending>) {
                 "batched write failed; retrying each write on its own");
             for pending in batch.drain(..) {
                 let mut single = vec![pending];
-                let outcome = match backend {
-                    Backend::Sqlite(pool) => sqlite::write_all(pool, &single).await,
-                    Backend::Postgres(pool) => postgres::write_all(pool, &single).await,
-                };
+                let outcome = write_all(backend, &single).await;
                 let (_, _, reply) = single.pop().expect("one write");
                 let _ = reply.send(
                     outcome
@@ -206,8 +206,10 @@ async fn commit(backend: &Backend, batch: &mut Vec<Pending>) {
 }
 
 /// The statements of a batch, once per backend (the SQL is shared). All the
-/// heartbeats of a batch are one multi-row upsert and one toggle query, so a
-/// batch costs two round trips however large it is.
+/// heartbeats of a batch are one multi-row upsert that also reads their
+/// toggles (PostgreSQL: one autocommitted statement when the batch holds only
+/// heartbeats; SQLite: the upsert and a toggle query in the transaction), so a
+/// batch's cost does not grow with its round trips.
 macro_rules! backend_writes {
     ($module:ident, $db:ty, $pool:ty, $connection:ty, one_statement: $one_statement:literal) => {
         mod $module {
