@@ -67,7 +67,8 @@ fn normalize_site_url(site_url: Option<String>) -> Result<String, ApiError> {
     };
     let trimmed = site_url.trim().trim_end_matches('/');
     check_len("site_url", trimmed, 2048)?;
-    if !trimmed.is_empty() && !(trimmed.starts_with("https://") || trimmed.starts_with("http://")) {
+    let is_url = trimmed.starts_with("https://") || trimmed.starts_with("http://");
+    if !trimmed.is_empty() && !is_url {
         return Err(ApiError::invalid("site_url", "must be an http(s) URL"));
     }
     Ok(trimmed.to_owned())
