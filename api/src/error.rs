@@ -16,7 +16,7 @@ pub enum ApiError {
     /// Well-formed input with a wrong type, an unknown value or a failed rule.
     #[error("{field}: {message}")]
     Invalid { field: String, message: String },
-    #[error("expected Content-Type: application/json")]
+    #[error("expected a JSON body (Content-Type: application/json)")]
     UnsupportedMediaType,
     #[error("request body exceeds {limit_bytes} bytes")]
     PayloadTooLarge { limit_bytes: usize },

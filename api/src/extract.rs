@@ -21,16 +21,25 @@ where
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let is_json = request
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok())
-            .is_some_and(|value| {
-                let mime = value.split(';').next().unwrap_or("").trim();
-                mime.eq_ignore_ascii_case("application/json")
+        // JSON, or a label plugin HTTP clients put on JSON bodies by default:
+        // the seed's WordPress heartbeat posts json_encode() without a
+        // Content-Type, which curl sends as form-urlencoded.
+        let acceptable = match request.headers().get(CONTENT_TYPE) {
+            None => true,
+            Some(value) => value.to_str().is_ok_and(|value| {
+                let mime = value
+                    .split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase();
+                mime == "application/json"
                     || (mime.starts_with("application/") && mime.ends_with("+json"))
-            });
-        if !is_json {
+                    || mime == "application/x-www-form-urlencoded"
+                    || mime == "text/plain"
+            }),
+        };
+        if !acceptable {
             return Err(ApiError::UnsupportedMediaType);
         }
         let limit = request

@@ -54,6 +54,32 @@ async fn heartbeat_upserts_one_installation_and_returns_toggles() {
     .await;
 }
 
+/// The seed's WordPress plugin posts `json_encode($body)` with no
+/// Content-Type, which curl labels form-urlencoded; it must still work.
+#[tokio::test]
+async fn heartbeat_accepts_json_bodies_that_plugins_label_loosely() {
+    each_app(|app| async move {
+        let body = serde_json::to_vec(&heartbeat_body(&app)).unwrap();
+        for content_type in [
+            None,
+            Some("application/x-www-form-urlencoded"),
+            Some("text/plain; charset=utf-8"),
+        ] {
+            let mut request = Request::post("/api/v1/plugins/heartbeat")
+                .header("authorization", format!("Bearer {}", app.merchant_key));
+            if let Some(content_type) = content_type {
+                request = request.header("content-type", content_type);
+            }
+            let response = app
+                .send(request.body(Body::from(body.clone())).unwrap())
+                .await;
+            assert_eq!(response.ok()["status"], "ok", "{content_type:?}");
+        }
+        app
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn heartbeat_keeps_the_reported_state_for_snapshots() {
     each_app(|app| async move {
@@ -214,8 +240,8 @@ async fn heartbeat_rejects_bad_input_naming_the_field() {
 
         let not_json = Request::post("/api/v1/plugins/heartbeat")
             .header("authorization", format!("Bearer {}", app.merchant_key))
-            .header("content-type", "text/plain")
-            .body(Body::from("cms=woocommerce"))
+            .header("content-type", "application/xml")
+            .body(Body::from("<cms>woocommerce</cms>"))
             .unwrap();
         app.send(not_json)
             .await
