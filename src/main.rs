@@ -2,6 +2,7 @@
 //! other commands manage the store and credentials from a shell.
 
 use anyhow::{Context, Result};
+use api::healing::HealingConfig;
 use api::store::{Role, Store, StoreOptions};
 use api::{AppState, Clock, ServerConfig};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -180,9 +181,40 @@ struct ServeArgs {
     /// Folder of Rhai rule files.
     #[arg(long, env = "AUTOHEAL_RULES", default_value = "./rules")]
     rules: PathBuf,
-    /// Folder of signed patch bundles.
-    #[arg(long, env = "AUTOHEAL_PATCHES", default_value = "./patches")]
+    /// Folder of signed patch bundles (`*.bundle.json`), verified at start and on change.
+    #[arg(long, env = "AUTOHEAL_PATCHES", default_value = "./patches/bundles")]
     patches: PathBuf,
+    /// Public key(s) whose signatures the server trusts (repeat for rotation). The default
+    /// is the repository's DEVELOPMENT key, so a fresh clone runs the shipped patches; a
+    /// production deployment passes its own public key and never the private one.
+    #[arg(
+        long = "trusted-key",
+        env = "AUTOHEAL_TRUSTED_KEYS",
+        value_delimiter = ',',
+        default_value = "./patches/dev-key/autoheal.pub"
+    )]
+    trusted_keys: Vec<PathBuf>,
+    /// How often the patches folder is checked for changes, in ms (0: never).
+    #[arg(long, env = "AUTOHEAL_PATCHES_POLL_MS", default_value_t = 2_000)]
+    patches_poll_ms: u64,
+    /// Sira's confidence needed to auto-apply (and the rule's own minimum), in percent.
+    #[arg(long, env = "AUTOHEAL_AUTO_APPLY_THRESHOLD", default_value_t = HealingConfig::default().global_threshold)]
+    auto_apply_threshold: f64,
+    /// How long a command handed to a plugin stays leased before it is handed out again, in s.
+    #[arg(long, env = "AUTOHEAL_COMMAND_LEASE_SECS", default_value_t = HealingConfig::default().command_lease.num_seconds())]
+    command_lease_secs: i64,
+    /// Window of the post-apply error-rate analysis (compared with the window before), in min.
+    #[arg(long, env = "AUTOHEAL_REGRESSION_WINDOW_MINS", default_value_t = HealingConfig::default().regression_window.num_minutes())]
+    regression_window_mins: i64,
+    /// Rise of the error rate, in percentage points, that rolls a patch back.
+    #[arg(long, env = "AUTOHEAL_REGRESSION_MARGIN", default_value_t = HealingConfig::default().regression_margin)]
+    regression_margin: f64,
+    /// Failed or rolled-back auto-applied patches of a rule (within 24 h) that suspend its auto-apply.
+    #[arg(long, env = "AUTOHEAL_BREAKER_MIN_FAILURES", default_value_t = HealingConfig::default().breaker_min_failures)]
+    breaker_min_failures: i64,
+    /// Share (0–1) of a rule's finished auto-applied patches that must have gone bad to suspend it.
+    #[arg(long, env = "AUTOHEAL_BREAKER_FAILURE_RATE", default_value_t = HealingConfig::default().breaker_failure_rate)]
+    breaker_failure_rate: f64,
     /// Largest request body accepted, in bytes (larger: 413).
     #[arg(long, env = "AUTOHEAL_MAX_BODY_BYTES", default_value_t = ServerConfig::default().max_body_bytes)]
     max_body_bytes: usize,
@@ -385,7 +417,32 @@ async fn serve(database_url: &str, args: ServeArgs) -> Result<()> {
         tracing::warn!(event = "no_rules", rules = %args.rules.display(), "no rules folder: every detection waits for Ops");
         api::rules::Rules::empty()
     };
-    let state = AppState::new(store.clone(), clock, config).with_rules(rules);
+    let healing = HealingConfig {
+        global_threshold: args.auto_apply_threshold,
+        command_lease: chrono::Duration::seconds(args.command_lease_secs.max(1)),
+        regression_window: chrono::Duration::minutes(args.regression_window_mins.max(1)),
+        regression_margin: args.regression_margin,
+        breaker_min_failures: args.breaker_min_failures.max(1),
+        breaker_failure_rate: args.breaker_failure_rate.clamp(0.0, 1.0),
+        ..HealingConfig::default()
+    };
+    let patches = patch_registry(&args.patches, &args.trusted_keys, clock.now())?;
+    let state = AppState::new(store.clone(), clock, config)
+        .with_rules(rules)
+        .with_patches(patches)
+        .with_healing(healing);
+    if args.patches_poll_ms > 0 {
+        api::patches::spawn_watcher(
+            state.clone(),
+            std::time::Duration::from_millis(args.patches_poll_ms),
+        );
+    }
+    // The analysis looks at whole windows; checking a few times per window is enough.
+    let analysis_every = (args.regression_window_mins.max(1) as u64 * 60 / 6).max(10);
+    api::healing::spawn_regression_analysis(
+        state.clone(),
+        std::time::Duration::from_secs(analysis_every),
+    );
     if args.rules_poll_ms > 0 {
         api::rules::spawn_watcher(
             state.clone(),
@@ -415,6 +472,34 @@ async fn serve(database_url: &str, args: ServeArgs) -> Result<()> {
     Ok(())
 }
 
+/// The trusted keys and the bundles they verify. A missing key file is an error (the
+/// server would refuse every bundle); bundles that fail verification are refused one by
+/// one and listed at GET /api/v1/plugins/autoheal/patches.
+fn patch_registry(
+    dir: &std::path::Path,
+    key_files: &[PathBuf],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<api::patches::PatchRegistry> {
+    let trusted = host::tools::load_trusted_keys(key_files)
+        .context("cannot read the trusted public keys (--trusted-key)")?;
+    let development = host::PublicKey::from_base64(DEV_PUBLIC_KEY.trim())
+        .ok()
+        .map(|key| key.key_id().to_owned());
+    if let Some(dev) = development.filter(|id| trusted.key_ids().any(|k| k == id)) {
+        tracing::warn!(event = "development_key_trusted", key_id = %dev,
+            "trusting the repository's DEVELOPMENT signing key: fine on a laptop, never in production (pass --trusted-key with your own public key)");
+    }
+    let host =
+        host::Host::new(host::HostConfig::default()).context("cannot start the patch host")?;
+    let registry = api::patches::PatchRegistry::load(host, dir, trusted, now);
+    let status = registry.status();
+    tracing::info!(event = "patches_loaded", dir = %dir.display(), loaded = status.patches.len(), refused = status.refused.len(), "patch bundles verified");
+    Ok(registry)
+}
+
+/// The public half of the repository's development signing key, to warn when it is trusted.
+const DEV_PUBLIC_KEY: &str = include_str!("../patches/dev-key/autoheal.pub");
+
 /// SIGHUP reloads the rules, as daemons do with their configuration.
 fn spawn_sighup_reload(state: AppState) {
     #[cfg(unix)]
@@ -425,6 +510,9 @@ fn spawn_sighup_reload(state: AppState) {
         };
         while hangup.recv().await.is_some() {
             let _ = state.rules.reload(state.clock.now());
+            let registry = state.patches.clone();
+            let now = state.clock.now();
+            let _ = tokio::task::spawn_blocking(move || registry.reload(now)).await;
         }
     });
     #[cfg(not(unix))]

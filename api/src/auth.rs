@@ -21,6 +21,8 @@ pub enum Permission {
     VersionsWrite,
     AuditRead,
     RulesReload,
+    /// Approve, reject and roll back healing patches; resume a suspended rule.
+    AutohealApprove,
 }
 
 impl Permission {
@@ -31,6 +33,7 @@ impl Permission {
             Self::VersionsWrite => "versions:write",
             Self::AuditRead => "audit:read",
             Self::RulesReload => "rules:reload",
+            Self::AutohealApprove => "autoheal:approve",
         }
     }
 }
@@ -43,7 +46,10 @@ impl Role {
             Role::Admin => true,
             Role::Operator => matches!(
                 permission,
-                Permission::PluginsRead | Permission::PluginsToggle | Permission::RulesReload
+                Permission::PluginsRead
+                    | Permission::PluginsToggle
+                    | Permission::RulesReload
+                    | Permission::AutohealApprove
             ),
             Role::Viewer => permission == Permission::PluginsRead,
         }
@@ -123,6 +129,22 @@ impl FromRequestParts<AppState> for Merchant {
             _ => Err(ApiError::forbidden(
                 "this endpoint needs a merchant API key",
             )),
+        }
+    }
+}
+
+/// A request made with Sira's token.
+pub struct Sira {
+    pub credential_id: Uuid,
+}
+
+impl FromRequestParts<AppState> for Sira {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match principal(parts, state).await? {
+            Principal::Sira { credential_id } => Ok(Self { credential_id }),
+            _ => Err(ApiError::forbidden("this endpoint needs a Sira token")),
         }
     }
 }

@@ -104,6 +104,10 @@ impl ApiError {
                 self.to_string(),
                 None,
             ),
+            // Store conflicts carry messages written for clients (an illegal transition).
+            Self::Store(StoreError::Conflict(message)) => {
+                (StatusCode::CONFLICT, "conflict", message.clone(), None)
+            }
             Self::Store(error) if error.is_unavailable() => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -123,7 +127,14 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, message, field) = self.parts();
-        if let Self::Store(error) = &self {
+        if let Self::Store(
+            error @ (StoreError::Database(_)
+            | StoreError::Unavailable(_)
+            | StoreError::Migrate(_)
+            | StoreError::UnsupportedUrl(_)
+            | StoreError::WriterStopped),
+        ) = &self
+        {
             // The only place store internals are written down; the client
             // gets the generic message above.
             tracing::error!(event = "store_error", error = %error, "request failed in the store");

@@ -5,7 +5,7 @@
 use crate::error::ApiError;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, OptionalFromRequest, Request};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
@@ -21,45 +21,66 @@ where
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        // JSON, or a label plugin HTTP clients put on JSON bodies by default:
-        // the seed's WordPress heartbeat posts json_encode() without a
-        // Content-Type, which curl sends as form-urlencoded.
-        let acceptable = match request.headers().get(CONTENT_TYPE) {
-            None => true,
-            Some(value) => value.to_str().is_ok_and(|value| {
-                let mime = value
-                    .split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_ascii_lowercase();
-                mime == "application/json"
-                    || (mime.starts_with("application/") && mime.ends_with("+json"))
-                    || mime == "application/x-www-form-urlencoded"
-                    || mime == "text/plain"
-            }),
-        };
-        if !acceptable {
-            return Err(ApiError::UnsupportedMediaType);
-        }
-        let limit = request
-            .extensions()
-            .get::<BodyLimit>()
-            .map(|limit| limit.0)
-            .unwrap_or(0);
-        let bytes =
-            Bytes::from_request(request, state)
-                .await
-                .map_err(|rejection| match rejection {
-                    BytesRejection::FailedToBufferBody(_) => {
-                        ApiError::PayloadTooLarge { limit_bytes: limit }
-                    }
-                    other => ApiError::BadJson {
-                        message: other.body_text(),
-                    },
-                })?;
+        let bytes = json_bytes(request, state).await?;
         parse_json(&bytes).map(JsonBody)
     }
+}
+
+/// `Option<JsonBody<T>>`: an empty body is `None` (an optional body, like an approval that
+/// edits nothing); anything else must be valid JSON for `T`.
+impl<S, T> OptionalFromRequest<S> for JsonBody<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Option<Self>, ApiError> {
+        let bytes = json_bytes(request, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        parse_json(&bytes).map(|value| Some(JsonBody(value)))
+    }
+}
+
+/// The body's bytes, if its media type is JSON or a label plugin HTTP clients put on JSON
+/// bodies by default: the seed's WordPress heartbeat posts json_encode() without a
+/// Content-Type, which curl sends as form-urlencoded.
+async fn json_bytes<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiError> {
+    let acceptable = match request.headers().get(CONTENT_TYPE) {
+        None => true,
+        Some(value) => value.to_str().is_ok_and(|value| {
+            let mime = value
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            mime == "application/json"
+                || (mime.starts_with("application/") && mime.ends_with("+json"))
+                || mime == "application/x-www-form-urlencoded"
+                || mime == "text/plain"
+        }),
+    };
+    if !acceptable {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let limit = request
+        .extensions()
+        .get::<BodyLimit>()
+        .map(|limit| limit.0)
+        .unwrap_or(0);
+    Bytes::from_request(request, state)
+        .await
+        .map_err(|rejection| match rejection {
+            BytesRejection::FailedToBufferBody(_) => {
+                ApiError::PayloadTooLarge { limit_bytes: limit }
+            }
+            other => ApiError::BadJson {
+                message: other.body_text(),
+            },
+        })
 }
 
 /// The configured body limit, put in request extensions so the 413 message

@@ -19,7 +19,9 @@ pub mod auth;
 pub(crate) mod clock;
 pub mod error;
 pub mod extract;
+pub mod healing;
 mod http;
+pub mod patches;
 pub mod rate_limit;
 pub mod redact;
 pub mod rules;
@@ -58,6 +60,9 @@ pub struct AppState {
     pub clock: Clock,
     pub config: Arc<ServerConfig>,
     pub rules: Arc<rules::Rules>,
+    /// The verified patch bundles and the host that dry-runs them.
+    pub patches: Arc<patches::PatchRegistry>,
+    pub healing: Arc<healing::HealingConfig>,
     pub(crate) auth: Arc<auth::AuthCache>,
     pub(crate) rate_limiter: Arc<rate_limit::RateLimiter>,
 }
@@ -72,8 +77,21 @@ impl AppState {
             ))),
             rate_limiter: Arc::default(),
             rules: Arc::new(rules::Rules::empty()),
+            patches: Arc::new(patches::PatchRegistry::empty()),
+            healing: Arc::default(),
             config: Arc::new(config),
         }
+    }
+
+    /// Serves with the patch bundles of `registry`.
+    pub fn with_patches(mut self, registry: patches::PatchRegistry) -> Self {
+        self.patches = Arc::new(registry);
+        self
+    }
+
+    pub fn with_healing(mut self, config: healing::HealingConfig) -> Self {
+        self.healing = Arc::new(config);
+        self
     }
 
     /// Serves with `rules` in force (and reloadable).

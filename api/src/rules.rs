@@ -146,27 +146,37 @@ impl Rules {
         }
     }
 
-    /// A cheap fingerprint of the folder (paths, sizes, modification times),
-    /// for the watcher.
-    fn fingerprint(&self) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
-        let mut seen = Vec::new();
-        let mut pending: Vec<PathBuf> = self.dir.iter().cloned().collect();
-        while let Some(folder) = pending.pop() {
-            let Ok(entries) = std::fs::read_dir(&folder) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                let path = entry.path();
-                match entry.metadata() {
-                    Ok(meta) if meta.is_dir() => pending.push(path),
-                    Ok(meta) => seen.push((path, meta.len(), meta.modified().ok())),
-                    Err(_) => {}
-                }
+    fn fingerprint(&self) -> Fingerprint {
+        self.dir
+            .as_deref()
+            .map(folder_fingerprint)
+            .unwrap_or_default()
+    }
+}
+
+/// Paths, sizes and modification times of every file under a folder.
+pub(crate) type Fingerprint = Vec<(PathBuf, u64, Option<SystemTime>)>;
+
+/// A cheap fingerprint of a folder tree, for the watchers: it changes when a file is
+/// added, removed, resized or touched.
+pub(crate) fn folder_fingerprint(dir: &Path) -> Fingerprint {
+    let mut seen = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(folder) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            match entry.metadata() {
+                Ok(meta) if meta.is_dir() => pending.push(path),
+                Ok(meta) => seen.push((path, meta.len(), meta.modified().ok())),
+                Err(_) => {}
             }
         }
-        seen.sort();
-        seen
     }
+    seen.sort();
+    seen
 }
 
 /// Polls the rules folder every `interval` and reloads when it changed.

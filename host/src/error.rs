@@ -106,6 +106,37 @@ pub enum RunError {
     PatchRefused(String),
 }
 
+impl RunError {
+    /// A stable snake_case name of the failure, for logs, metrics and stored records.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Compile(_) => "compile",
+            Self::ForbiddenImport { .. } => "forbidden_import",
+            Self::MissingExport { .. } => "missing_export",
+            Self::ExportType { .. } => "export_type",
+            Self::ModuleTooLarge { .. } => "module_too_large",
+            Self::InvalidParams { .. } => "invalid_params",
+            Self::InputTooLarge { .. } => "input_too_large",
+            Self::Busy { .. } => "busy",
+            Self::Instantiate(_) => "instantiate",
+            Self::FuelExhausted { .. } => "fuel_exhausted",
+            Self::DeadlineExceeded { .. } => "deadline_exceeded",
+            Self::MemoryLimit { .. } => "memory_limit",
+            Self::TableLimit { .. } => "table_limit",
+            Self::StackOverflow => "stack_overflow",
+            Self::Trap(_) => "trap",
+            Self::AbiViolation(_) => "abi_violation",
+            Self::OutputTooLarge { .. } => "output_too_large",
+            Self::OutputNotUtf8 { .. } => "output_not_utf8",
+            Self::OutputNotJson(_) => "output_not_json",
+            Self::InvalidOutput(_) => "invalid_output",
+            Self::InvalidOperation(_) => "invalid_operation",
+            Self::StateMismatch => "state_mismatch",
+            Self::PatchRefused(_) => "patch_refused",
+        }
+    }
+}
+
 /// Errors of the CLI-facing helpers in [`crate::tools`].
 #[derive(Debug, thiserror::Error)]
 pub enum ToolError {

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 use wasmtime::{
     Caller, Config, Engine, ExternType, InstanceAllocationStrategy, InstancePre, Linker, Module,
@@ -156,13 +157,16 @@ pub fn abi_input(snapshot: &State, params: &Value) -> Vec<u8> {
     serde_json::to_vec(&AbiInput { params, snapshot }).expect("input serializes")
 }
 
+/// The patch's output. `state` stays raw: the host checks it against the state it computes
+/// itself from the operations, and a byte-for-byte match with that state's canonical JSON
+/// (what the shipped patches emit) spares parsing it into maps.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct AbiOutput {
+struct AbiOutput<'a> {
     #[serde(default)]
     operations: Option<Vec<Operation>>,
-    #[serde(default)]
-    state: Option<State>,
+    #[serde(default, borrow)]
+    state: Option<&'a RawValue>,
     #[serde(default)]
     error: Option<String>,
 }
@@ -395,11 +399,9 @@ impl Host {
             });
         }
         let (output, logs, fuel_consumed) = self.execute(&loaded, &input, limits)?;
-        let (operations, state) = parse_output(&output, limits)?;
-        let (expected, restore) = ops::apply_with_restore(snapshot, &operations)?;
-        if expected != state {
-            return Err(RunError::StateMismatch);
-        }
+        let (operations, claimed_state) = parse_output(&output)?;
+        let (state, restore) = ops::apply_with_restore(snapshot, &operations)?;
+        check_claimed_state(claimed_state, &state)?;
         Ok(DryRun {
             operations,
             state,
@@ -597,7 +599,7 @@ fn check_module_shape(module: &Module) -> Result<(), RunError> {
     Ok(())
 }
 
-fn parse_output(output: &[u8], _limits: Limits) -> Result<(Vec<Operation>, State), RunError> {
+fn parse_output(output: &[u8]) -> Result<(Vec<Operation>, &RawValue), RunError> {
     let text = std::str::from_utf8(output).map_err(|e| RunError::OutputNotUtf8 {
         valid_up_to: e.valid_up_to(),
     })?;
@@ -622,6 +624,23 @@ fn parse_output(output: &[u8], _limits: Limits) -> Result<(Vec<Operation>, State
         _ => Err(RunError::InvalidOutput(
             "expected {\"operations\":[…],\"state\":{…}} or {\"error\":\"…\"}".into(),
         )),
+    }
+}
+
+/// The patch's claimed state must be the snapshot with its operations applied. The common
+/// case, a patch that writes the state canonically (as the host wrote the snapshot), is one
+/// serialization and a byte comparison; any other spelling is parsed and compared as a value.
+fn check_claimed_state(claimed: &RawValue, computed: &State) -> Result<(), RunError> {
+    let canonical = serde_json::to_string(computed).expect("state serializes");
+    if canonical == claimed.get() {
+        return Ok(());
+    }
+    let claimed: State = serde_json::from_str(claimed.get())
+        .map_err(|e| RunError::InvalidOutput(format!("state: {e}")))?;
+    if claimed == *computed {
+        Ok(())
+    } else {
+        Err(RunError::StateMismatch)
     }
 }
 

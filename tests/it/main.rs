@@ -4,6 +4,7 @@
 mod cli;
 mod conformance;
 mod fleet;
+mod healing;
 mod ops_cli;
 mod rules;
 mod support;

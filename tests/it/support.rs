@@ -124,6 +124,11 @@ where
     .await;
 }
 
+/// The repository's root (rules/, patches/).
+pub fn repo() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).to_owned()
+}
+
 /// 2025-01-18T10:00:00Z, the seed's example time.
 pub fn start_time() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2025, 1, 18, 10, 0, 0).unwrap()
@@ -140,6 +145,7 @@ pub struct TestApp {
     pub viewer: String,
     pub merchant_id: Uuid,
     pub merchant_key: String,
+    pub sira: String,
 }
 
 pub struct TestResponse {
@@ -187,6 +193,30 @@ impl TestApp {
         Self::with_parts(store, ServerConfig::default(), rules).await
     }
 
+    /// An app running the healing loop as a fresh clone serves it: the repository's rules,
+    /// and its shipped bundles trusted through the development key.
+    pub async fn healing(store: TestStore, config: api::healing::HealingConfig) -> Self {
+        let mut app = Self::with_rules(store, &repo().join("rules")).await;
+        let trusted =
+            host::tools::load_trusted_keys(&[repo().join("patches/dev-key/autoheal.pub")])
+                .expect("dev key");
+        let host = host::Host::new(host::HostConfig::default()).expect("host");
+        let registry = api::patches::PatchRegistry::load(
+            host,
+            &repo().join("patches/bundles"),
+            trusted,
+            start_time(),
+        );
+        assert!(
+            registry.status().refused.is_empty(),
+            "{:?}",
+            registry.status().refused
+        );
+        app.state = app.state.with_patches(registry).with_healing(config);
+        app.router = api::app(app.state.clone());
+        app
+    }
+
     async fn with_parts(store: TestStore, config: ServerConfig, rules: api::rules::Rules) -> Self {
         let clock = Clock::manual(start_time());
         let now = clock.now();
@@ -210,6 +240,7 @@ impl TestApp {
             .create_merchant("My Shop", "merchant@example.com", now)
             .await
             .unwrap();
+        let sira = store.store.create_sira_token("sira", now).await.unwrap();
         let state = AppState::new(store.store.clone(), clock.clone(), config).with_rules(rules);
         let router = api::app(state.clone());
         Self {
@@ -223,6 +254,7 @@ impl TestApp {
             viewer: viewer.secret,
             merchant_id,
             merchant_key: merchant_key.secret,
+            sira: sira.secret,
         }
     }
 

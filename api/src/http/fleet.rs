@@ -2,7 +2,7 @@
 //! toggles, keep the version registry, read the overview and the audit log.
 
 use super::values::{Cms, Environment, Status};
-use super::{check_len, parse_version};
+use super::{check_len, page, parse_version};
 use crate::auth::{Ops, Permission};
 use crate::error::ApiError;
 use crate::extract::{JsonBody, QueryParams};
@@ -19,9 +19,6 @@ use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
 
-const DEFAULT_PAGE: i64 = 50;
-const MAX_PAGE: i64 = 500;
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
@@ -32,21 +29,6 @@ pub struct ListQuery {
     environment: Option<Environment>,
     limit: Option<i64>,
     offset: Option<i64>,
-}
-
-fn page(limit: Option<i64>, offset: Option<i64>) -> Result<(i64, i64), ApiError> {
-    let limit = limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::invalid(
-            "limit",
-            format!("must be between 1 and {MAX_PAGE}"),
-        ));
-    }
-    let offset = offset.unwrap_or(0);
-    if offset < 0 {
-        return Err(ApiError::invalid("offset", "must be ≥ 0"));
-    }
-    Ok((limit, offset))
 }
 
 fn installation_id(raw: &str) -> Result<Uuid, ApiError> {

@@ -3,6 +3,7 @@
 //! tracing span, a body limit, and a JSON answer for panics, unknown routes
 //! and wrong methods.
 
+mod autoheal;
 mod fleet;
 mod rules;
 mod telemetry;
@@ -41,6 +42,31 @@ pub fn app(state: AppState) -> Router {
             post(fleet::set_toggle).delete(fleet::lift_toggle),
         )
         .route("/api/v1/audit", get(fleet::audit_log))
+        .route("/api/v1/plugins/autoheal", post(autoheal::detect))
+        .route("/api/v1/plugins/autoheal/logs", get(autoheal::logs))
+        .route("/api/v1/plugins/autoheal/stats", get(autoheal::stats))
+        .route("/api/v1/plugins/autoheal/patches", get(autoheal::patches))
+        .route("/api/v1/plugins/autoheal/rules", get(autoheal::breakers))
+        .route(
+            "/api/v1/plugins/autoheal/rules/{name}/resume",
+            post(autoheal::resume_rule),
+        )
+        .route(
+            "/api/v1/plugins/autoheal/commands/{plugin_id}",
+            get(autoheal::poll_commands),
+        )
+        .route(
+            "/api/v1/plugins/autoheal/commands/{command_id}/ack",
+            post(autoheal::ack),
+        )
+        .route(
+            "/api/v1/plugins/autoheal/bundles/{name}/{version}",
+            get(autoheal::bundle),
+        )
+        .route("/api/v1/plugins/autoheal/{id}", get(autoheal::log_detail))
+        .route("/api/v1/plugins/autoheal/{id}/apply", post(autoheal::apply))
+        .route("/api/v1/plugins/autoheal/{id}/reject", post(autoheal::reject))
+        .route("/api/v1/plugins/autoheal/{id}/rollback", post(autoheal::rollback))
         .route("/api/v1/rules/status", get(rules::status))
         .route("/api/v1/rules/reload", post(rules::reload))
         .fallback(not_found)
@@ -95,6 +121,25 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!(event = "handler_panic", "a request handler panicked");
     let body = json!({"error": {"code": "internal", "message": "internal error", "field": null}});
     (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response()
+}
+
+const DEFAULT_PAGE: i64 = 50;
+const MAX_PAGE: i64 = 500;
+
+/// `limit` and `offset` of a list endpoint, checked.
+pub(crate) fn page(limit: Option<i64>, offset: Option<i64>) -> Result<(i64, i64), ApiError> {
+    let limit = limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::invalid(
+            "limit",
+            format!("must be between 1 and {MAX_PAGE}"),
+        ));
+    }
+    let offset = offset.unwrap_or(0);
+    if offset < 0 {
+        return Err(ApiError::invalid("offset", "must be ≥ 0"));
+    }
+    Ok((limit, offset))
 }
 
 /// Rejects strings longer than `max_chars`.

@@ -21,6 +21,7 @@ macro_rules! closed_set {
         }
     };
 }
+pub(crate) use closed_set;
 
 closed_set!(
     /// The platform a plugin runs on; `generic` is a plain PHP/JS site.

@@ -10,10 +10,12 @@
 mod batch;
 mod credentials;
 mod fleet;
+mod healing;
 
 pub use batch::WriterOptions;
 pub use credentials::{hash_secret, NewSecret, Principal, Role};
 pub use fleet::*;
+pub use healing::*;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;

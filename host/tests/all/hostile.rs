@@ -272,6 +272,10 @@ fn output_outside_the_closed_operation_set_is_refused() {
         (r#"{"error":"I refuse"}"#.into(), |e| {
             *e == RunError::PatchRefused("I refuse".into())
         }),
+        (
+            r#"{"operations":[],"state":[1,2]}"#.into(),
+            |e| matches!(e, RunError::InvalidOutput(m) if m.starts_with("state:")),
+        ),
     ];
     for (json, expected) in cases {
         check(&returning(&json), small(), any, expected);
@@ -284,6 +288,22 @@ fn output_outside_the_closed_operation_set_is_refused() {
         serde_json::to_string(&after).unwrap()
     );
     let run = run_on(host(), &wat_bundle(&module(&returning(&honest)), small())).unwrap();
+    assert_eq!(run.state, after);
+    // An honest state in another spelling (keys reordered, spaces) is compared as a value.
+    let mut reordered = serde_json::to_value(&after).unwrap();
+    let tables = reordered.as_object_mut().unwrap().remove("tables").unwrap();
+    reordered
+        .as_object_mut()
+        .unwrap()
+        .insert("tables".into(), tables);
+    let spelled = format!(
+        r#"{{"operations":[{{"op":"set_config","key":"debug","value":true}}], "state": {reordered}}}"#
+    );
+    assert_ne!(
+        reordered.to_string(),
+        serde_json::to_string(&after).unwrap()
+    );
+    let run = run_on(host(), &wat_bundle(&module(&returning(&spelled)), small())).unwrap();
     assert_eq!(run.state, after);
 }
 

@@ -1,0 +1,396 @@
+//! The healing loop end to end, through HTTP only, on SQLite and PostgreSQL: a simulated
+//! WooCommerce install reports its state, Sira posts detections, the install polls, fetches
+//! and verifies the signed bundle and acks; Ops approve, reject and roll back; a failed ack
+//! and an error-rate regression roll back on their own; a rule that keeps failing stops
+//! auto-applying.
+
+use crate::support::{each_store, repo, TestApp};
+use api::healing::HealingConfig;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use chrono::Duration;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+use uuid::Uuid;
+
+const MISSING_COLUMN: &str = "Fatal error: Unknown column 'merchant_fee' in field list";
+
+/// What the WooCommerce install reports in its heartbeat.
+fn woo_heartbeat() -> Value {
+    json!({
+        "cms": "woocommerce",
+        "site_url": "https://shop.example",
+        "plugin_version": "1.3.5",
+        "php_version": "8.1.27",
+        "state": {
+            "config": {"memory_limit": "128M", "debug": false},
+            "tables": {
+                "wp_molam_orders": {"id": "BIGINT UNSIGNED", "amount": "DECIMAL(10,2)", "currency": "CHAR(3)"}
+            }
+        }
+    })
+}
+
+fn detection(plugin_id: Uuid, confidence: f64, table: &str) -> Value {
+    json!({
+        "plugin_id": plugin_id,
+        "detected_issue": MISSING_COLUMN,
+        "issue_severity": "high",
+        "patch_type": "database_patch",
+        "proposed_patch": {
+            "type": "database_patch", "action": "add_missing_column",
+            "table": table, "column": "merchant_fee", "column_type": "DECIMAL(10,2)"
+        },
+        "sira_confidence": confidence
+    })
+}
+
+struct Install<'a> {
+    app: &'a TestApp,
+    id: Uuid,
+}
+
+impl Install<'_> {
+    async fn poll(&self) -> Vec<Value> {
+        let response = self
+            .app
+            .get(
+                &format!("/api/v1/plugins/autoheal/commands/{}", self.id),
+                &self.app.merchant_key,
+            )
+            .await;
+        response.ok().as_array().unwrap().clone()
+    }
+
+    async fn ack(&self, command: &Value, success: bool) -> Value {
+        let response = self
+            .app
+            .post(
+                &format!("/api/v1/plugins/autoheal/commands/{}/ack", command["id"].as_str().unwrap()),
+                &self.app.merchant_key,
+                &json!({"success": success, "result": {"timestamp": 1737201600, "plugin_version": "1.3.5", "error": if success { Value::Null } else { json!("ALTER TABLE failed: disk full") }}}),
+            )
+            .await;
+        response.ok().clone()
+    }
+
+    /// Fetches the command's bundle and verifies it as a plugin does: against the trusted
+    /// public key, with the sha256 the command names.
+    async fn fetch_and_verify(&self, command: &Value) -> host::VerifiedBundle {
+        let patch = &command["command_payload"]["patch"];
+        let request = Request::get(patch["bundle_url"].as_str().unwrap())
+            .header("authorization", format!("Bearer {}", self.app.merchant_key))
+            .body(Body::empty())
+            .unwrap();
+        let response = self.app.router.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let etag = response.headers()["etag"].to_str().unwrap().to_owned();
+        assert!(response.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("immutable"));
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(
+            host::bundle::sha256_hex(&bytes),
+            patch["bundle_sha256"].as_str().unwrap()
+        );
+        assert_eq!(
+            etag,
+            format!("\"{}\"", patch["bundle_sha256"].as_str().unwrap())
+        );
+        let on_disk = std::fs::read(repo().join(format!(
+            "patches/bundles/{}-{}.bundle.json",
+            patch["name"].as_str().unwrap(),
+            patch["version"].as_str().unwrap()
+        )))
+        .unwrap();
+        assert_eq!(bytes.as_ref(), on_disk.as_slice(), "served unchanged");
+        // A second fetch with the ETag is a 304.
+        let again = Request::get(patch["bundle_url"].as_str().unwrap())
+            .header("authorization", format!("Bearer {}", self.app.merchant_key))
+            .header("if-none-match", &etag)
+            .body(Body::empty())
+            .unwrap();
+        let response = self.app.router.clone().oneshot(again).await.unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_MODIFIED);
+        let key =
+            host::tools::read_public_key(&repo().join("patches/dev-key/autoheal.pub")).unwrap();
+        host::verify_bundle(
+            &bytes,
+            &[key].into_iter().collect(),
+            &host::AcceptedVersions::new(),
+            self.app.clock.now(),
+        )
+        .expect("the plugin verifies the bundle")
+    }
+}
+
+async fn detect(app: &TestApp, body: &Value) -> Value {
+    let response = app.post("/api/v1/plugins/autoheal", &app.sira, body).await;
+    assert_eq!(response.status, StatusCode::CREATED, "{}", response.body);
+    response.body
+}
+
+async fn log(app: &TestApp, id: &Value) -> Value {
+    app.get(
+        &format!("/api/v1/plugins/autoheal/{}", id.as_str().unwrap()),
+        &app.viewer,
+    )
+    .await
+    .ok()
+    .clone()
+}
+
+async fn send_outcomes(app: &TestApp, site_url: &str, successes: usize, failures: usize) {
+    for (event_type, count) in [("payment_success", successes), ("payment_failed", failures)] {
+        for _ in 0..count {
+            let body =
+                json!({"cms": "woocommerce", "site_url": site_url, "event_type": event_type});
+            app.post("/api/v1/plugins/event", &app.merchant_key, &body)
+                .await
+                .ok();
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_healing_loop_end_to_end() {
+    each_store(|store| async {
+        let app = TestApp::healing(store, HealingConfig::default()).await;
+        let id = app.heartbeat(woo_heartbeat()).await;
+        let install = Install { app: &app, id };
+
+        // 92.5 → auto-applied: dry run clean, snapshot stored, command queued.
+        let created = detect(&app, &detection(id, 92.5, "wp_molam_orders")).await;
+        assert_eq!(created["status"], "applied");
+        let first = &created["log"];
+        assert_eq!(first["status"], "approved", "awaits the plugin's ack");
+        assert_eq!(first["rule_name"], "missing_database_column");
+        assert_eq!(first["decision"]["confidence"], 92.5);
+        assert_eq!(first["patch_name"], "add_missing_column");
+        assert_eq!(first["operations"][0]["op"], "add_column");
+        assert_eq!(first["restore_operations"][0]["op"], "drop_column");
+        assert!(first["snapshot_id"].is_string());
+
+        // The install polls: one apply_patch command naming the bundle; it is leased.
+        let commands = install.poll().await;
+        assert_eq!(commands.len(), 1, "{commands:?}");
+        let command = &commands[0];
+        assert_eq!(command["command_type"], "apply_patch");
+        assert_eq!(command["command_payload"]["healing_log_id"], first["id"]);
+        assert_eq!(command["priority"], 8);
+        let verified = install.fetch_and_verify(command).await;
+        assert_eq!(verified.manifest().name, "add_missing_column");
+        assert!(install.poll().await.is_empty(), "leased to the first poll");
+        // The plugin died before acking: after the lease the command is handed out again.
+        app.clock.advance(Duration::minutes(11));
+        let again = install.poll().await;
+        assert_eq!(again[0]["id"], command["id"]);
+        assert_eq!(again[0]["deliveries"], 2);
+
+        let acked = install.ack(command, true).await;
+        assert_eq!(acked["repeated"], false);
+        assert_eq!(log(&app, &first["id"]).await["status"], "applied");
+        // The same ack again changes nothing; a contradicting one is a conflict.
+        assert_eq!(install.ack(command, true).await["repeated"], true);
+        let contradiction = app
+            .post(
+                &format!(
+                    "/api/v1/plugins/autoheal/commands/{}/ack",
+                    command["id"].as_str().unwrap()
+                ),
+                &app.merchant_key,
+                &json!({"success": false}),
+            )
+            .await;
+        contradiction.error(StatusCode::CONFLICT);
+        assert!(install.poll().await.is_empty());
+
+        // 70 → pending review; Ops approve → command → ack → applied.
+        let pending = detect(&app, &detection(id, 70.0, "wp_molam_orders")).await;
+        assert_eq!(pending["status"], "pending_review");
+        assert_eq!(pending["log"]["status"], "pending_review");
+        assert!(
+            install.poll().await.is_empty(),
+            "nothing queued without approval"
+        );
+        let apply_path = format!(
+            "/api/v1/plugins/autoheal/{}/apply",
+            pending["log"]["id"].as_str().unwrap()
+        );
+        app.call(Method::POST, &apply_path, Some(&app.viewer), None)
+            .await
+            .error(StatusCode::FORBIDDEN);
+        let approved = app
+            .call(Method::POST, &apply_path, Some(&app.operator), None)
+            .await;
+        assert_eq!(approved.ok()["status"], "ok");
+        assert_eq!(approved.body["log"]["status"], "approved");
+        assert!(approved.body["log"]["reviewed_by"].is_string());
+        let (code, _) = app
+            .call(Method::POST, &apply_path, Some(&app.operator), None)
+            .await
+            .error(StatusCode::CONFLICT);
+        assert_eq!(code, "conflict");
+        let commands = install.poll().await;
+        assert_eq!(commands.len(), 1);
+        install.ack(&commands[0], true).await;
+        assert_eq!(log(&app, &pending["log"]["id"]).await["status"], "applied");
+
+        // A failed ack → failed, and the rollback is queued at once with the snapshot.
+        let failing = detect(&app, &detection(id, 92.5, "wp_molam_orders")).await;
+        let commands = install.poll().await;
+        install.ack(&commands[0], false).await;
+        let failed = log(&app, &failing["log"]["id"]).await;
+        assert_eq!(failed["status"], "rolled_back");
+        assert_eq!(failed["rollback_trigger"], "failed_ack");
+        assert_eq!(failed["failure_kind"], "plugin_failed");
+        assert_eq!(failed["failure_reason"], "ALTER TABLE failed: disk full");
+        let rollback = install.poll().await;
+        assert_eq!(rollback.len(), 1);
+        assert_eq!(rollback[0]["command_type"], "rollback");
+        assert_eq!(rollback[0]["priority"], 10);
+        let payload = &rollback[0]["command_payload"];
+        assert_eq!(payload["restore_operations"][0]["op"], "drop_column");
+        assert_eq!(payload["snapshot"]["plugin_version"], "1.3.5");
+        assert_eq!(
+            payload["snapshot"]["state"]["tables"],
+            woo_heartbeat()["state"]["tables"]
+        );
+        install.ack(&rollback[0], true).await;
+
+        // An error-rate regression after an apply → automatic rollback (on a second site of
+        // the merchant, so the first site's patches stay out of its windows).
+        let mut second_site = woo_heartbeat();
+        second_site["site_url"] = json!("https://second.example");
+        let second = Install {
+            app: &app,
+            id: app.heartbeat(second_site).await,
+        };
+        send_outcomes(&app, "https://second.example", 20, 0).await;
+        app.clock.advance(Duration::minutes(30));
+        let regressing = detect(&app, &detection(second.id, 95.0, "wp_molam_orders")).await;
+        let commands = second.poll().await;
+        second.ack(&commands[0], true).await;
+        app.clock.advance(Duration::minutes(10));
+        send_outcomes(&app, "https://second.example", 10, 10).await;
+        // Not yet a full window after the apply: nothing happens.
+        assert!(
+            api::healing::analyze_regressions(&app.state, app.clock.now())
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        app.clock.advance(Duration::minutes(55));
+        let rolled = api::healing::analyze_regressions(&app.state, app.clock.now())
+            .await
+            .unwrap();
+        assert_eq!(rolled.len(), 1);
+        let regressed = log(&app, &regressing["log"]["id"]).await;
+        assert_eq!(regressed["status"], "rolled_back");
+        assert_eq!(regressed["rollback_trigger"], "regression");
+        assert!(
+            regressed["rollback_reason"]
+                .as_str()
+                .unwrap()
+                .contains("50.0 %"),
+            "{regressed}"
+        );
+        // The first site's patches saw no regression.
+        assert_eq!(log(&app, &first["id"]).await["status"], "applied");
+        assert_eq!(second.poll().await[0]["command_type"], "rollback");
+
+        // A third failure of the rule (its dry run refuses a missing table) → suspended.
+        let refused = detect(&app, &detection(id, 92.5, "wp_no_such_table")).await;
+        assert_eq!(refused["status"], "failed");
+        assert_eq!(refused["log"]["failure_kind"], "patch_refused");
+        assert!(
+            install.poll().await.is_empty(),
+            "a failed dry run queues nothing"
+        );
+        let breakers = app.get("/api/v1/plugins/autoheal/rules", &app.viewer).await;
+        assert_eq!(breakers.ok()[0]["rule_name"], "missing_database_column");
+        assert_eq!(breakers.body[0]["suspended"], true);
+        let held = detect(&app, &detection(id, 99.0, "wp_molam_orders")).await;
+        assert_eq!(held["status"], "pending_review");
+        assert_eq!(held["log"]["decision"]["auto_apply_suspended"], true);
+        let resume = app
+            .post(
+                "/api/v1/plugins/autoheal/rules/missing_database_column/resume",
+                &app.operator,
+                &json!({"reason": "column types fixed in Sira"}),
+            )
+            .await;
+        assert_eq!(resume.ok()["resumed"], true);
+        let audit = app.get("/api/v1/audit", &app.admin).await;
+        let actions: Vec<&str> = audit
+            .ok()
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["action"].as_str())
+            .collect();
+        assert!(
+            actions.contains(&"autoheal.rule_resume") && actions.contains(&"autoheal.approve"),
+            "{actions:?}"
+        );
+
+        // Ops roll back an applied patch: restored version and the rollback command.
+        let rollback_path = format!(
+            "/api/v1/plugins/autoheal/{}/rollback",
+            first["id"].as_str().unwrap()
+        );
+        let (_, field) = app
+            .post(&rollback_path, &app.operator, &json!({"reason": ""}))
+            .await
+            .error(StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(field.as_deref(), Some("reason"));
+        let rolled = app
+            .post(
+                &rollback_path,
+                &app.operator,
+                &json!({"reason": "New version causing checkout failures"}),
+            )
+            .await;
+        assert_eq!(rolled.ok()["result"]["success"], true);
+        assert_eq!(rolled.body["result"]["restored_version"], "1.3.5");
+        assert_eq!(rolled.body["result"]["plugin_id"], json!(id));
+        assert_eq!(rolled.body["log"]["rollback_trigger"], "ops");
+        app.post(&rollback_path, &app.operator, &json!({"reason": "again"}))
+            .await
+            .error(StatusCode::CONFLICT);
+
+        // Logs and stats.
+        let logs = app
+            .get(
+                "/api/v1/plugins/autoheal/logs?status=rolled_back&issue_severity=high&limit=50",
+                &app.viewer,
+            )
+            .await;
+        assert_eq!(logs.ok().as_array().unwrap().len(), 3);
+        let stats = app
+            .get("/api/v1/plugins/autoheal/stats?days=30", &app.viewer)
+            .await;
+        let stats = stats.ok();
+        let fields: Vec<&String> = stats.as_object().unwrap().keys().collect();
+        assert_eq!(
+            fields,
+            [
+                "applied",
+                "avg_confidence",
+                "failed",
+                "rolled_back",
+                "success_rate",
+                "total_patches"
+            ]
+        );
+        assert_eq!(stats["total_patches"], 5);
+        assert_eq!(stats["applied"], 1);
+        assert_eq!(stats["rolled_back"], 3);
+        assert_eq!(stats["failed"], 1);
+        assert_eq!(stats["success_rate"], 20.0);
+        app.store
+    })
+    .await;
+}
