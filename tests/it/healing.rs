@@ -394,3 +394,262 @@ async fn the_healing_loop_end_to_end() {
     })
     .await;
 }
+
+/// Posts `body` to `path` with `token` and expects `status` naming `field`.
+async fn check_refused(
+    app: &TestApp,
+    path: &str,
+    token: &str,
+    body: Value,
+    status: StatusCode,
+    field: Option<&str>,
+) {
+    let response = app.post(path, token, &body).await;
+    let (_, got) = response.error(status);
+    assert_eq!(got.as_deref(), field, "{path} {body}: {}", response.body);
+}
+
+#[tokio::test]
+async fn detections_are_idempotent_and_bad_input_is_refused_by_field() {
+    each_store(|store| async {
+        let app = TestApp::healing(store, HealingConfig::default()).await;
+        let id = app.heartbeat(woo_heartbeat()).await;
+        let path = "/api/v1/plugins/autoheal";
+
+        // A retry with the same key (body or header) returns the same log and queues nothing more.
+        let mut body = detection(id, 92.5, "wp_molam_orders");
+        body["idempotency_key"] = json!("sira-7f3a");
+        let first = detect(&app, &body).await;
+        let retry = app.post(path, &app.sira, &body).await;
+        assert_eq!(retry.status, StatusCode::OK);
+        assert_eq!(retry.body["log"]["id"], first["log"]["id"]);
+        assert_eq!(retry.body["replayed"], true);
+        let by_header = Request::post(path)
+            .header("authorization", format!("Bearer {}", app.sira))
+            .header("idempotency-key", "sira-7f3a")
+            .body(Body::from(
+                detection(id, 92.5, "wp_molam_orders").to_string(),
+            ))
+            .unwrap();
+        assert_eq!(
+            app.send(by_header).await.body["log"]["id"],
+            first["log"]["id"]
+        );
+        let commands = app
+            .get(
+                &format!("/api/v1/plugins/autoheal/commands/{id}"),
+                &app.merchant_key,
+            )
+            .await;
+        assert_eq!(
+            commands.ok().as_array().unwrap().len(),
+            1,
+            "one command for one detection"
+        );
+        // The same key for another detection is a conflict.
+        body["sira_confidence"] = json!(93.0);
+        app.post(path, &app.sira, &body)
+            .await
+            .error(StatusCode::CONFLICT);
+
+        let sira = app.sira.clone();
+        let good = detection(id, 92.5, "wp_molam_orders");
+        let with = |key: &str, value: Value| {
+            let mut body = good.clone();
+            body[key] = value;
+            body
+        };
+        for (body, field) in [
+            (with("sira_confidence", json!(150)), "sira_confidence"),
+            (with("sira_confidence", json!("high")), "sira_confidence"),
+            (with("plugin_id", json!("not-a-uuid")), "plugin_id"),
+            (with("plugin_id", json!(Uuid::nil())), "plugin_id"),
+            (
+                with("issue_severity", json!("apocalyptic")),
+                "issue_severity",
+            ),
+            (with("patch_type", json!("rm_rf")), "patch_type"),
+            (with("detected_issue", json!("  ")), "detected_issue"),
+            (with("proposed_patch", json!([1])), "proposed_patch"),
+            (with("idempotency_key", json!("")), "idempotency_key"),
+        ] {
+            check_refused(
+                &app,
+                path,
+                &sira,
+                body,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some(field),
+            )
+            .await;
+        }
+        let mut missing = good.clone();
+        missing.as_object_mut().unwrap().remove("detected_issue");
+        check_refused(
+            &app,
+            path,
+            &sira,
+            missing,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("detected_issue"),
+        )
+        .await;
+        let not_json = Request::post(path)
+            .header("authorization", format!("Bearer {sira}"))
+            .header("content-type", "application/json")
+            .body(Body::from("{\"plugin_id\":"))
+            .unwrap();
+        app.send(not_json).await.error(StatusCode::BAD_REQUEST);
+        // Only Sira posts detections.
+        app.post(path, &app.merchant_key, &good)
+            .await
+            .error(StatusCode::FORBIDDEN);
+        app.post(path, &app.admin, &good)
+            .await
+            .error(StatusCode::FORBIDDEN);
+        app.call(Method::POST, path, None, Some(&good))
+            .await
+            .error(StatusCode::UNAUTHORIZED);
+        // Nothing refused was recorded.
+        let logs = app.get("/api/v1/plugins/autoheal/logs", &app.viewer).await;
+        assert_eq!(logs.ok().as_array().unwrap().len(), 1);
+        app.store
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn plugins_reach_only_their_own_commands_and_bundles() {
+    each_store(|store| async {
+        let app = TestApp::healing(store, HealingConfig::default()).await;
+        let id = app.heartbeat(woo_heartbeat()).await;
+        detect(&app, &detection(id, 92.5, "wp_molam_orders")).await;
+        let (_, other_key) = app.create_merchant("Other Shop").await;
+        let poll = format!("/api/v1/plugins/autoheal/commands/{id}");
+        app.get(&poll, &other_key)
+            .await
+            .error(StatusCode::NOT_FOUND);
+        app.get(&poll, &app.admin)
+            .await
+            .error(StatusCode::FORBIDDEN);
+        app.get("/api/v1/plugins/autoheal/commands/nope", &app.merchant_key)
+            .await
+            .error(StatusCode::UNPROCESSABLE_ENTITY);
+        let commands = app.get(&poll, &app.merchant_key).await.ok().clone();
+        let ack = format!(
+            "/api/v1/plugins/autoheal/commands/{}/ack",
+            commands[0]["id"].as_str().unwrap()
+        );
+        app.post(&ack, &other_key, &json!({"success": true}))
+            .await
+            .error(StatusCode::NOT_FOUND);
+        check_refused(
+            &app,
+            &ack,
+            &app.merchant_key,
+            json!({"success": "yes"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("success"),
+        )
+        .await;
+        check_refused(
+            &app,
+            &ack,
+            &app.merchant_key,
+            json!({}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("success"),
+        )
+        .await;
+        let bundle = "/api/v1/plugins/autoheal/bundles/add_missing_column";
+        app.get(&format!("{bundle}/1.0.2"), &app.admin)
+            .await
+            .error(StatusCode::FORBIDDEN);
+        app.get(&format!("{bundle}/9.9.9"), &app.merchant_key)
+            .await
+            .error(StatusCode::NOT_FOUND);
+        let (_, field) = app
+            .get(&format!("{bundle}/latest"), &app.merchant_key)
+            .await
+            .error(StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(field.as_deref(), Some("version"));
+        app.store
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn illegal_transitions_are_conflicts_that_change_nothing() {
+    each_store(|store| async {
+        let app = TestApp::healing(store, HealingConfig::default()).await;
+        let id = app.heartbeat(woo_heartbeat()).await;
+        let pending = detect(&app, &detection(id, 70.0, "wp_molam_orders")).await;
+        let pending_id = pending["log"]["id"].as_str().unwrap().to_owned();
+        let base = format!("/api/v1/plugins/autoheal/{pending_id}");
+        let reason = json!({"reason": "not needed"});
+        // Nothing was applied, so there is nothing to roll back.
+        app.post(&format!("{base}/rollback"), &app.operator, &reason).await.error(StatusCode::CONFLICT);
+        // An edited patch with parameters the patch does not accept changes nothing.
+        let bad_edit = json!({"patch": {"params": {"table": "wp_molam_orders", "column": "x; DROP TABLE", "column_type": "INT"}}});
+        let (_, field) = app.post(&format!("{base}/apply"), &app.operator, &bad_edit).await.error(StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(field.as_deref(), Some("patch.params"));
+        let unknown = json!({"patch": {"name": "format_disk", "params": {}}});
+        let (_, field) = app.post(&format!("{base}/apply"), &app.operator, &unknown).await.error(StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(field.as_deref(), Some("patch.name"));
+        assert_eq!(log(&app, &json!(pending_id)).await["status"], "pending_review");
+        // Rejected is final.
+        let rejected = app.post(&format!("{base}/reject"), &app.operator, &reason).await;
+        assert_eq!(rejected.ok()["log"]["status"], "rejected");
+        for (action, body) in [("apply", json!({})), ("reject", reason.clone()), ("rollback", reason.clone())] {
+            let (code, _) = app.post(&format!("{base}/{action}"), &app.operator, &body).await.error(StatusCode::CONFLICT);
+            assert_eq!(code, "conflict");
+        }
+        assert_eq!(log(&app, &json!(pending_id)).await["status"], "rejected");
+        // An Ops edit in the seed's spelling is re-validated and applied.
+        let memory = json!({
+            "plugin_id": id, "detected_issue": "Allowed memory size of 134217728 bytes exhausted",
+            "issue_severity": "medium", "patch_type": "config_update", "sira_confidence": 88.5
+        });
+        let waiting = detect(&app, &memory).await;
+        assert_eq!(waiting["status"], "pending_review", "memory rule never auto-applies");
+        let edit = json!({"patch": {"type": "config_update", "target": "memory_limit", "value": "256M"}});
+        let approved = app
+            .post(&format!("/api/v1/plugins/autoheal/{}/apply", waiting["log"]["id"].as_str().unwrap()), &app.operator, &edit)
+            .await;
+        assert_eq!(approved.ok()["log"]["status"], "approved", "{}", approved.body);
+        assert_eq!(approved.body["log"]["operations"], json!([{"op": "set_config", "key": "memory_limit", "value": "256M"}]));
+        // A detection nothing matches is rejected and recorded.
+        let unmatched = json!({"plugin_id": id, "detected_issue": "The moon is full", "sira_confidence": 99});
+        assert_eq!(detect(&app, &unmatched).await["status"], "rejected");
+        // Unknown ids and malformed ones.
+        let missing = format!("/api/v1/plugins/autoheal/{}/apply", Uuid::nil());
+        app.post(&missing, &app.operator, &json!({})).await.error(StatusCode::NOT_FOUND);
+        let (_, field) = app.post("/api/v1/plugins/autoheal/xyz/apply", &app.operator, &json!({})).await.error(StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(field.as_deref(), Some("id"));
+        app.store
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_install_without_reported_state_gets_no_command() {
+    each_store(|store| async {
+        let app = TestApp::healing(store, HealingConfig::default()).await;
+        let mut heartbeat = woo_heartbeat();
+        heartbeat.as_object_mut().unwrap().remove("state");
+        let id = app.heartbeat(heartbeat).await;
+        let created = detect(&app, &detection(id, 92.5, "wp_molam_orders")).await;
+        assert_eq!(created["status"], "failed");
+        assert_eq!(created["log"]["failure_kind"], "no_snapshot");
+        assert!(created["log"]["snapshot_id"].is_null());
+        let commands = app
+            .get(
+                &format!("/api/v1/plugins/autoheal/commands/{id}"),
+                &app.merchant_key,
+            )
+            .await;
+        assert!(commands.ok().as_array().unwrap().is_empty());
+        app.store
+    })
+    .await;
+}
