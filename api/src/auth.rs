@@ -23,6 +23,8 @@ pub enum Permission {
     RulesReload,
     /// Approve, reject and roll back healing patches; resume a suspended rule.
     AutohealApprove,
+    /// Create and change interop event mappings.
+    InteropWrite,
 }
 
 impl Permission {
@@ -34,6 +36,7 @@ impl Permission {
             Self::AuditRead => "audit:read",
             Self::RulesReload => "rules:reload",
             Self::AutohealApprove => "autoheal:approve",
+            Self::InteropWrite => "interop:write",
         }
     }
 }
@@ -50,6 +53,7 @@ impl Role {
                     | Permission::PluginsToggle
                     | Permission::RulesReload
                     | Permission::AutohealApprove
+                    | Permission::InteropWrite
             ),
             Role::Viewer => permission == Permission::PluginsRead,
         }

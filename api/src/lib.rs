@@ -21,6 +21,7 @@ pub mod error;
 pub mod extract;
 pub mod healing;
 mod http;
+pub mod interop;
 pub mod patches;
 pub mod rate_limit;
 pub mod redact;
@@ -63,6 +64,8 @@ pub struct AppState {
     /// The verified patch bundles and the host that dry-runs them.
     pub patches: Arc<patches::PatchRegistry>,
     pub healing: Arc<healing::HealingConfig>,
+    /// Interop mappings held in the store, compiled.
+    pub(crate) interop_mappings: Arc<interop::StoreMappings>,
     pub(crate) auth: Arc<auth::AuthCache>,
     pub(crate) rate_limiter: Arc<rate_limit::RateLimiter>,
 }
@@ -79,6 +82,7 @@ impl AppState {
             rules: Arc::new(rules::Rules::empty()),
             patches: Arc::new(patches::PatchRegistry::empty()),
             healing: Arc::default(),
+            interop_mappings: Arc::default(),
             config: Arc::new(config),
         }
     }

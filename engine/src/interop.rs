@@ -396,39 +396,14 @@ impl Mapping {
             };
         }
         self.convert_amounts(&mut data)?;
-        let subject = data.get(&self.subject_field).and_then(|v| match v {
-            Value::String(s) => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
-            _ => None,
-        });
-        let id = event_id(
+        Ok(cloud_event(
             self.source_platform.as_str(),
-            &input.shop,
-            &input.event_type,
-            input.event_id.as_deref(),
-            subject.as_deref(),
-            &input.payload,
-        );
-        Ok(NormalizedEvent {
-            specversion: "1.0".into(),
-            id,
-            source: {
-                let mut source = String::with_capacity(10 + 12 + input.shop.len());
-                source.push_str("/plugins/");
-                source.push_str(self.source_platform.as_str());
-                source.push('/');
-                source.push_str(&input.shop);
-                source
-            },
-            event_type: self.normalized_event_type.clone(),
-            time: input.time,
-            subject,
-            datacontenttype: "application/json".into(),
-            category: category_of(&self.normalized_event_type).to_string(),
-            sourceplatform: self.source_platform.as_str().to_string(),
-            sourceevent: self.source_event_type.clone(),
+            &self.normalized_event_type,
+            &self.source_event_type,
+            &self.subject_field,
+            input,
             data,
-        })
+        ))
     }
 
     fn convert_amounts(&self, data: &mut Map<String, Value>) -> Result<(), NormalizeError> {
@@ -519,6 +494,70 @@ pub fn to_minor_units(value: &Value, exponent: u32) -> Result<i64, String> {
             .ok_or_else(overflow)?;
     }
     Ok(if neg { -v } else { v })
+}
+
+/// An event the plugin already sent in the normalized vocabulary (`checkout.created`, …,
+/// see [`EVENT_TYPES`]): wrapped as a CloudEvent as it is, with the same deterministic id a
+/// mapped event gets. Anything else needs a mapping.
+pub fn already_normalized(input: &InteropEvent) -> Result<NormalizedEvent, NormalizeError> {
+    if !EVENT_TYPES.contains(&input.event_type.as_str()) {
+        return Err(NormalizeError::NoMapping {
+            platform: input.platform.clone(),
+            event_type: input.event_type.clone(),
+        });
+    }
+    let Value::Object(data) = &input.payload else {
+        return Err(NormalizeError::PayloadNotObject);
+    };
+    Ok(cloud_event(
+        &input.platform,
+        &input.event_type,
+        &input.event_type,
+        "order_id",
+        input,
+        data.clone(),
+    ))
+}
+
+fn cloud_event(
+    platform: &str,
+    normalized_event_type: &str,
+    source_event_type: &str,
+    subject_field: &str,
+    input: &InteropEvent,
+    data: Map<String, Value>,
+) -> NormalizedEvent {
+    let subject = data.get(subject_field).and_then(|v| match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    });
+    let id = event_id(
+        platform,
+        &input.shop,
+        &input.event_type,
+        input.event_id.as_deref(),
+        subject.as_deref(),
+        &input.payload,
+    );
+    let mut source = String::with_capacity(10 + platform.len() + input.shop.len());
+    source.push_str("/plugins/");
+    source.push_str(platform);
+    source.push('/');
+    source.push_str(&input.shop);
+    NormalizedEvent {
+        specversion: "1.0".into(),
+        id,
+        source,
+        event_type: normalized_event_type.to_owned(),
+        time: input.time,
+        subject,
+        datacontenttype: "application/json".into(),
+        category: category_of(normalized_event_type).to_string(),
+        sourceplatform: platform.to_owned(),
+        sourceevent: source_event_type.to_owned(),
+        data,
+    }
 }
 
 /// Deterministic CloudEvents `id`: the same platform, shop and source event id

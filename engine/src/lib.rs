@@ -31,8 +31,8 @@ pub use healing::{
     Platforms, DEFAULT_GLOBAL_THRESHOLD,
 };
 pub use interop::{
-    category_of, currency_exponent, event_id, to_minor_units, InteropEvent, Mapping, MappingSpec,
-    NormalizedEvent, EVENT_TYPES,
+    already_normalized, category_of, currency_exponent, event_id, to_minor_units, InteropEvent,
+    Mapping, MappingSpec, NormalizedEvent, EVENT_TYPES,
 };
 pub use ruleset::{decide, normalize, sha256_hex, FileInfo, LoadOptions, RuleSet};
 pub use sandbox::Limits;

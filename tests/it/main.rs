@@ -5,6 +5,7 @@ mod cli;
 mod conformance;
 mod fleet;
 mod healing;
+mod interop;
 mod ops_cli;
 mod rules;
 mod support;

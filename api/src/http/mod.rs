@@ -5,6 +5,7 @@
 
 mod autoheal;
 mod fleet;
+mod interop;
 mod rules;
 mod telemetry;
 mod values;
@@ -67,6 +68,13 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/plugins/autoheal/{id}/apply", post(autoheal::apply))
         .route("/api/v1/plugins/autoheal/{id}/reject", post(autoheal::reject))
         .route("/api/v1/plugins/autoheal/{id}/rollback", post(autoheal::rollback))
+        .route("/api/v1/plugins/interop/event", post(interop::ingest))
+        .route("/api/v1/plugins/interop/events", get(interop::events))
+        .route("/api/v1/plugins/interop/stats", get(interop::stats))
+        .route(
+            "/api/v1/plugins/interop/mappings",
+            get(interop::mappings).post(interop::upsert_mapping),
+        )
         .route("/api/v1/rules/status", get(rules::status))
         .route("/api/v1/rules/reload", post(rules::reload))
         .fallback(not_found)

@@ -1,4 +1,4 @@
-//! Group commit for plugin telemetry. Heartbeats and events arrive from the
+//! Group commit for plugin telemetry. Heartbeats, events and interop events arrive from the
 //! whole fleet at once; one writer task takes whatever is queued (up to
 //! `max_batch`), writes it in one transaction and answers every caller only
 //! after that commit. Throughput then scales with the batch instead of with
@@ -6,7 +6,10 @@
 //! as a whole, each write is retried in a transaction of its own so one bad
 //! write cannot sink its neighbours.
 
-use super::{Backend, EventOutcome, EventRecord, HeartbeatOutcome, HeartbeatRecord, StoreError};
+use super::{
+    Backend, EventOutcome, EventRecord, HeartbeatOutcome, HeartbeatRecord, InteropOutcome,
+    InteropRecord, StoreError,
+};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, Mutex};
@@ -36,11 +39,13 @@ impl Default for WriterOptions {
 enum Write {
     Heartbeat(HeartbeatRecord),
     Event(EventRecord),
+    Interop(Box<InteropRecord>),
 }
 
 enum Written {
     Heartbeat(HeartbeatOutcome),
     Event(EventOutcome),
+    Interop(InteropOutcome),
 }
 
 enum Job {
@@ -89,7 +94,7 @@ impl Writer {
     ) -> Result<HeartbeatOutcome, StoreError> {
         match self.submit(Write::Heartbeat(record), now).await? {
             Written::Heartbeat(outcome) => Ok(outcome),
-            Written::Event(_) => unreachable!("a heartbeat is answered with a heartbeat"),
+            _ => unreachable!("a heartbeat is answered with a heartbeat"),
         }
     }
 
@@ -100,7 +105,18 @@ impl Writer {
     ) -> Result<EventOutcome, StoreError> {
         match self.submit(Write::Event(record), now).await? {
             Written::Event(outcome) => Ok(outcome),
-            Written::Heartbeat(_) => unreachable!("an event is answered with an event"),
+            _ => unreachable!("an event is answered with an event"),
+        }
+    }
+
+    pub(super) async fn interop(
+        &self,
+        record: InteropRecord,
+        now: DateTime<Utc>,
+    ) -> Result<InteropOutcome, StoreError> {
+        match self.submit(Write::Interop(Box::new(record)), now).await? {
+            Written::Interop(outcome) => Ok(outcome),
+            _ => unreachable!("an interop event is answered with an interop outcome"),
         }
     }
 
@@ -226,7 +242,7 @@ macro_rules! backend_writes {
                     .iter()
                     .filter_map(|(write, now, _)| match write {
                         Write::Heartbeat(record) => Some((record, *now)),
-                        Write::Event(_) => None,
+                        Write::Event(_) | Write::Interop(_) => None,
                     })
                     .collect();
                 if $one_statement && heartbeats.len() == batch.len() {
@@ -244,6 +260,7 @@ macro_rules! backend_writes {
                             Written::Heartbeat(beats.next().expect("one outcome per heartbeat"))
                         }
                         Write::Event(record) => Written::Event(event(&mut tx, record, *now).await?),
+                        Write::Interop(record) => Written::Interop(interop(&mut tx, record, *now).await?),
                     });
                 }
                 tx.commit().await?;
@@ -444,6 +461,52 @@ macro_rules! backend_writes {
                     installation_id,
                     install_blocked,
                 })
+            }
+
+            /// Stores an interop event once per (merchant, CloudEvents id): a redelivery
+            /// answers with the row stored the first time.
+            async fn interop(
+                connection: &mut $connection,
+                record: &InteropRecord,
+                now: DateTime<Utc>,
+            ) -> Result<InteropOutcome, sqlx::Error> {
+                let inserted: Option<Uuid> = sqlx::query_scalar(
+                    "INSERT INTO plugin_interop_events (id, installation_id, merchant_id, event_id, \
+                       source_platform, source_event_type, event_type, event_category, payload, \
+                       normalized_payload, cloud_event, mapping, processing_status, failure_code, \
+                       failure_reason, received_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+                     ON CONFLICT (merchant_id, event_id) DO NOTHING RETURNING id",
+                )
+                .bind(Uuid::now_v7())
+                .bind(record.installation_id)
+                .bind(record.merchant_id)
+                .bind(&record.event_id)
+                .bind(&record.source_platform)
+                .bind(&record.source_event_type)
+                .bind(record.event_type.as_deref())
+                .bind(record.event_category.as_deref())
+                .bind(Json(&record.payload))
+                .bind(record.normalized_payload.as_ref().map(Json))
+                .bind(record.cloud_event.as_ref().map(Json))
+                .bind(record.mapping.as_deref())
+                .bind(record.processing_status)
+                .bind(record.failure_code.as_deref())
+                .bind(record.failure_reason.as_deref())
+                .bind(now)
+                .fetch_optional(&mut *connection)
+                .await?;
+                if let Some(id) = inserted {
+                    return Ok(InteropOutcome { id, duplicate: false });
+                }
+                let id = sqlx::query_scalar(
+                    "SELECT id FROM plugin_interop_events WHERE merchant_id = $1 AND event_id = $2",
+                )
+                .bind(record.merchant_id)
+                .bind(&record.event_id)
+                .fetch_one(&mut *connection)
+                .await?;
+                Ok(InteropOutcome { id, duplicate: true })
             }
         }
     };

@@ -11,11 +11,13 @@ mod batch;
 mod credentials;
 mod fleet;
 mod healing;
+mod interop;
 
 pub use batch::WriterOptions;
 pub use credentials::{hash_secret, NewSecret, Principal, Role};
 pub use fleet::*;
 pub use healing::*;
+pub use interop::*;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;

@@ -1,0 +1,272 @@
+//! Interop events (raw and normalized, deduplicated by their CloudEvents id) and the event
+//! mappings Ops keep in the store.
+
+use super::{insert_audit, on_pool, AuditContext, Store, StoreError};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{json, Value};
+use sqlx::types::Json;
+use uuid::Uuid;
+
+/// An interop event to store, normalized or failed.
+#[derive(Clone, Debug)]
+pub struct InteropRecord {
+    pub installation_id: Uuid,
+    pub merchant_id: Uuid,
+    /// The deterministic CloudEvents id: the same source event always gets the same one.
+    pub event_id: String,
+    pub source_platform: String,
+    pub source_event_type: String,
+    pub event_type: Option<String>,
+    pub event_category: Option<String>,
+    pub payload: Value,
+    pub normalized_payload: Option<Value>,
+    pub cloud_event: Option<Value>,
+    pub mapping: Option<String>,
+    pub processing_status: &'static str,
+    pub failure_code: Option<String>,
+    pub failure_reason: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct InteropOutcome {
+    pub id: Uuid,
+    /// The event had been stored before: nothing was written.
+    pub duplicate: bool,
+}
+
+/// An interop event as Ops read it (seed 001's fields, plus the failure and mapping).
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+pub struct StoredInteropEvent {
+    pub id: Uuid,
+    pub plugin_id: Uuid,
+    pub merchant_id: Uuid,
+    pub event_id: String,
+    pub event_type: Option<String>,
+    pub event_category: Option<String>,
+    pub source_event_type: String,
+    pub payload: Json<Value>,
+    pub normalized_payload: Option<Json<Value>>,
+    pub source_platform: String,
+    pub received_at: DateTime<Utc>,
+    pub processing_status: String,
+    pub mapping: Option<String>,
+    pub failure_code: Option<String>,
+    pub failure_reason: Option<String>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct InteropFilter {
+    pub event_category: Option<String>,
+    pub event_type: Option<String>,
+    pub source_platform: Option<String>,
+    pub processing_status: Option<String>,
+    pub plugin_id: Option<Uuid>,
+    pub since: Option<DateTime<Utc>>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+pub struct CategoryCount {
+    pub event_category: String,
+    pub count: i64,
+}
+
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+pub struct PlatformCount {
+    pub source_platform: String,
+    pub count: i64,
+}
+
+/// Seed 001's interop stats, exactly its fields.
+#[derive(Clone, Debug, Serialize)]
+pub struct InteropStats {
+    pub total_events: i64,
+    pub processed: i64,
+    pub failed: i64,
+    pub pending: i64,
+    pub unique_plugins: i64,
+    pub platforms: i64,
+    pub success_rate: f64,
+    pub by_category: Vec<CategoryCount>,
+    pub by_platform: Vec<PlatformCount>,
+}
+
+/// A mapping kept in the store.
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+pub struct StoredMapping {
+    pub id: Uuid,
+    pub source_platform: String,
+    pub source_event_type: String,
+    pub normalized_event_type: String,
+    pub field_mappings: Json<Value>,
+    #[serde(skip)]
+    pub spec: Json<Value>,
+    pub is_active: bool,
+    pub created_by: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const EVENT_COLUMNS: &str = "id, installation_id AS plugin_id, merchant_id, event_id, event_type, \
+     event_category, source_event_type, payload, normalized_payload, source_platform, received_at, \
+     processing_status, mapping, failure_code, failure_reason";
+
+const MAPPING_COLUMNS: &str = "id, source_platform, source_event_type, normalized_event_type, \
+     field_mappings, spec, is_active, created_by, created_at, updated_at";
+
+impl Store {
+    /// Stores an interop event, once per source event (group committed like telemetry).
+    pub async fn record_interop_event(
+        &self,
+        record: InteropRecord,
+        now: DateTime<Utc>,
+    ) -> Result<InteropOutcome, StoreError> {
+        self.writer.interop(record, now).await
+    }
+
+    pub async fn interop_event(&self, id: Uuid) -> Result<Option<StoredInteropEvent>, StoreError> {
+        Ok(
+            on_pool!(self, pool => sqlx::query_as::<_, StoredInteropEvent>(&format!(
+            "SELECT {EVENT_COLUMNS} FROM plugin_interop_events WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(pool)
+        .await?),
+        )
+    }
+
+    pub async fn list_interop_events(
+        &self,
+        filter: &InteropFilter,
+    ) -> Result<Vec<StoredInteropEvent>, StoreError> {
+        Ok(
+            on_pool!(self, pool => sqlx::query_as::<_, StoredInteropEvent>(&format!(
+            "SELECT {EVENT_COLUMNS} FROM plugin_interop_events \
+             WHERE ($1 IS NULL OR event_category = $1) AND ($2 IS NULL OR event_type = $2) \
+               AND ($3 IS NULL OR source_platform = $3) AND ($4 IS NULL OR processing_status = $4) \
+               AND ($5 IS NULL OR installation_id = $5) AND ($6 IS NULL OR received_at >= $6) \
+             ORDER BY received_at DESC, id DESC LIMIT $7 OFFSET $8"
+        ))
+        .bind(&filter.event_category)
+        .bind(&filter.event_type)
+        .bind(&filter.source_platform)
+        .bind(&filter.processing_status)
+        .bind(filter.plugin_id)
+        .bind(filter.since)
+        .bind(filter.limit)
+        .bind(filter.offset)
+        .fetch_all(pool)
+        .await?),
+        )
+    }
+
+    /// Seed 001's stats over the events received since `since`; `success_rate` is
+    /// processed ÷ total, in percent with one decimal.
+    pub async fn interop_stats(&self, since: DateTime<Utc>) -> Result<InteropStats, StoreError> {
+        let stats = on_pool!(self, pool => {
+            let (total, processed, failed, pending, plugins, platforms): (i64, i64, i64, i64, i64, i64) =
+                sqlx::query_as(
+                    "SELECT COUNT(*), \
+                            COALESCE(SUM(CASE WHEN processing_status = 'processed' THEN 1 ELSE 0 END), 0), \
+                            COALESCE(SUM(CASE WHEN processing_status = 'failed' THEN 1 ELSE 0 END), 0), \
+                            COALESCE(SUM(CASE WHEN processing_status = 'pending' THEN 1 ELSE 0 END), 0), \
+                            COUNT(DISTINCT installation_id), COUNT(DISTINCT source_platform) \
+                     FROM plugin_interop_events WHERE received_at >= $1",
+                )
+                .bind(since)
+                .fetch_one(pool)
+                .await?;
+            let by_category = sqlx::query_as::<_, CategoryCount>(
+                "SELECT event_category, COUNT(*) AS count FROM plugin_interop_events \
+                 WHERE received_at >= $1 AND event_category IS NOT NULL \
+                 GROUP BY event_category ORDER BY count DESC, event_category",
+            )
+            .bind(since)
+            .fetch_all(pool)
+            .await?;
+            let by_platform = sqlx::query_as::<_, PlatformCount>(
+                "SELECT source_platform, COUNT(*) AS count FROM plugin_interop_events \
+                 WHERE received_at >= $1 GROUP BY source_platform ORDER BY count DESC, source_platform",
+            )
+            .bind(since)
+            .fetch_all(pool)
+            .await?;
+            InteropStats {
+                total_events: total,
+                processed,
+                failed,
+                pending,
+                unique_plugins: plugins,
+                platforms,
+                success_rate: if total == 0 {
+                    0.0
+                } else {
+                    (processed as f64 * 1000.0 / total as f64).round() / 10.0
+                },
+                by_category,
+                by_platform,
+            }
+        });
+        Ok(stats)
+    }
+
+    /// Creates or replaces the mapping of (platform, source event); audited. The flag
+    /// says whether it was created (rather than replaced).
+    pub async fn upsert_mapping(
+        &self,
+        spec: &engine::MappingSpec,
+        is_active: bool,
+        audit: &AuditContext,
+        now: DateTime<Utc>,
+    ) -> Result<(StoredMapping, bool), StoreError> {
+        let id = Uuid::now_v7();
+        let spec_json = serde_json::to_value(spec).expect("a mapping spec serializes");
+        let mapping = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let mapping = sqlx::query_as::<_, StoredMapping>(&format!(
+                "INSERT INTO interop_event_mappings (id, source_platform, source_event_type, \
+                   normalized_event_type, field_mappings, spec, is_active, created_by, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) \
+                 ON CONFLICT (source_platform, source_event_type) DO UPDATE SET \
+                   normalized_event_type = excluded.normalized_event_type, \
+                   field_mappings = excluded.field_mappings, spec = excluded.spec, \
+                   is_active = excluded.is_active, updated_at = excluded.updated_at \
+                 RETURNING {MAPPING_COLUMNS}"
+            ))
+            .bind(id)
+            .bind(&spec.source_platform)
+            .bind(&spec.source_event_type)
+            .bind(&spec.normalized_event_type)
+            .bind(Json(&spec.field_mappings))
+            .bind(Json(&spec_json))
+            .bind(is_active)
+            .bind(audit.actor_id)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            insert_audit!(tx, audit, "interop.mapping_upsert", "interop_mapping", Some(mapping.id.to_string()),
+                json!({"spec": spec_json, "is_active": is_active}), now);
+            tx.commit().await?;
+            mapping
+        });
+        let created = mapping.id == id;
+        Ok((mapping, created))
+    }
+
+    pub async fn list_mappings(
+        &self,
+        source_platform: Option<&str>,
+    ) -> Result<Vec<StoredMapping>, StoreError> {
+        Ok(
+            on_pool!(self, pool => sqlx::query_as::<_, StoredMapping>(&format!(
+            "SELECT {MAPPING_COLUMNS} FROM interop_event_mappings \
+             WHERE ($1 IS NULL OR source_platform = $1) ORDER BY source_platform, source_event_type"
+        ))
+        .bind(source_platform)
+        .fetch_all(pool)
+        .await?),
+        )
+    }
+}
