@@ -653,3 +653,151 @@ async fn an_install_without_reported_state_gets_no_command() {
     })
     .await;
 }
+
+/// The patch registry over a folder it is given: each bundle verified on its own, bad ones
+/// refused with the reason while the others serve, reloads that add versions and refuse
+/// downgrades, and per-patch run figures.
+#[tokio::test]
+async fn the_patch_registry_refuses_bad_bundles_and_keeps_the_rest() {
+    let folder = tempfile::tempdir().unwrap();
+    let dir = folder.path();
+    for entry in std::fs::read_dir(repo().join("patches/bundles")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+    }
+    let dev_key = repo().join("patches/dev-key/autoheal.key");
+    let now = crate::support::start_time();
+    let sign = |version: &str, key: &std::path::Path, out: &str| {
+        host::tools::sign_patch_to_file(
+            &repo().join("patches/add_missing_column"),
+            key,
+            version,
+            chrono::Duration::days(30),
+            now,
+            &dir.join(out),
+        )
+        .unwrap();
+    };
+    // Signed by a key the server does not trust, and a module swapped under its manifest.
+    let rogue = host::tools::generate_keys(&folder.path().join("rogue")).unwrap();
+    sign("2.0.0", &rogue.private_key, "rogue-2.0.0.bundle.json");
+    let mut tampered: Value = serde_json::from_slice(
+        &std::fs::read(dir.join("update_memory_limit-1.0.2.bundle.json")).unwrap(),
+    )
+    .unwrap();
+    // One base64 character of the module changed: other bytes under the signed manifest.
+    let mut module = tampered["module"].as_str().unwrap().to_owned();
+    let flipped = if &module[100..101] == "A" { "B" } else { "A" };
+    module.replace_range(100..101, flipped);
+    tampered["module"] = json!(module);
+    std::fs::write(
+        dir.join("tampered.bundle.json"),
+        serde_json::to_vec(&tampered).unwrap(),
+    )
+    .unwrap();
+
+    let trusted =
+        host::tools::load_trusted_keys(&[repo().join("patches/dev-key/autoheal.pub")]).unwrap();
+    let registry = api::patches::PatchRegistry::load(
+        host::Host::new(host::HostConfig::default()).unwrap(),
+        dir,
+        trusted,
+        now,
+    );
+    let status = registry.status();
+    let loaded: Vec<(&str, &str)> = status
+        .patches
+        .iter()
+        .map(|p| (p.name.as_str(), p.version.as_str()))
+        .collect();
+    assert_eq!(
+        loaded,
+        [
+            ("add_missing_column", "1.0.2"),
+            ("api_key_refresh_notice", "1.0.2"),
+            ("php_upgrade_notice", "1.0.2"),
+            ("update_memory_limit", "1.0.2")
+        ]
+    );
+    let refused: Vec<(&str, &str)> = status
+        .refused
+        .iter()
+        .map(|r| (r.file.as_str(), r.reason.as_str()))
+        .collect();
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    assert!(
+        refused
+            .iter()
+            .any(|(f, r)| *f == "rogue-2.0.0.bundle.json" && r.contains("trusted key")),
+        "{refused:?}"
+    );
+    assert!(
+        refused
+            .iter()
+            .any(|(f, r)| *f == "tampered.bundle.json" && r.contains("module SHA-256")),
+        "{refused:?}"
+    );
+
+    // A newer version appears: it becomes current; the older stays downloadable.
+    sign("1.0.3", &dev_key, "add_missing_column-1.0.3.bundle.json");
+    registry.reload(now);
+    assert_eq!(
+        registry
+            .current("add_missing_column")
+            .unwrap()
+            .version()
+            .to_string(),
+        "1.0.3"
+    );
+    assert!(registry
+        .get("add_missing_column", &"1.0.2".parse().unwrap())
+        .is_some());
+    // An older one appearing later is a downgrade, refused; the current one stays.
+    sign("1.0.1", &dev_key, "add_missing_column-1.0.1.bundle.json");
+    let refused = registry.reload(now);
+    assert!(
+        refused
+            .iter()
+            .any(|r| r.file == "add_missing_column-1.0.1.bundle.json"
+                && r.reason.contains("downgrade")),
+        "{refused:?}"
+    );
+    assert_eq!(
+        registry
+            .current("add_missing_column")
+            .unwrap()
+            .version()
+            .to_string(),
+        "1.0.3"
+    );
+
+    // Over HTTP: the listing with run figures after a detection's dry run.
+    each_store(|store| async {
+        let app = TestApp::healing(store, HealingConfig::default()).await;
+        let id = app.heartbeat(woo_heartbeat()).await;
+        detect(&app, &detection(id, 92.5, "wp_molam_orders")).await;
+        detect(&app, &detection(id, 92.5, "wp_missing")).await;
+        let listing = app
+            .get("/api/v1/plugins/autoheal/patches", &app.viewer)
+            .await;
+        let patch = listing.ok()["patches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "add_missing_column")
+            .unwrap()
+            .clone();
+        assert_eq!(patch["status"], "loaded");
+        assert_eq!(patch["current"], true);
+        assert_eq!(patch["runs"]["runs"], 2);
+        assert_eq!(patch["runs"]["failures"], 1);
+        assert_eq!(patch["runs"]["failures_by_kind"]["patch_refused"], 1);
+        assert_eq!(patch["key_ids"].as_array().unwrap().len(), 1);
+        assert!(listing.body["refused"].as_array().unwrap().is_empty());
+        app.get("/api/v1/plugins/autoheal/patches", &app.merchant_key)
+            .await
+            .error(StatusCode::FORBIDDEN);
+        app.store
+    })
+    .await;
+}
