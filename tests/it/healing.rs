@@ -801,3 +801,41 @@ async fn the_patch_registry_refuses_bad_bundles_and_keeps_the_rest() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn metrics_expose_the_loop_and_the_registry() {
+    each_store(|store| async {
+        let app = TestApp::healing(store, HealingConfig::default()).await;
+        let id = app.heartbeat(woo_heartbeat()).await;
+        detect(&app, &detection(id, 92.5, "wp_molam_orders")).await;
+        detect(&app, &detection(id, 70.0, "wp_molam_orders")).await;
+        let body = json!({"plugin_id": id, "event_type": "checkout.created", "payload": {"order_id": "1"}});
+        app.post("/api/v1/plugins/interop/event", &app.merchant_key, &body).await.ok();
+        let response = app
+            .router
+            .clone()
+            .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+        let text = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+        for line in [
+            "plugin_autoheal_patches_total{status=\"approved\"} 1",
+            "plugin_autoheal_patches_total{status=\"pending_review\"} 1",
+            "plugin_autoheal_patches_total{status=\"rolled_back\"} 0",
+            "plugin_autoheal_avg_confidence 81.25",
+            "plugin_interop_events_total{platform=\"woocommerce\"} 1",
+            "plugin_interop_events_total{category=\"checkout\"} 1",
+            "plugin_interop_events_total{processing_status=\"processed\"} 1",
+            "plugin_interop_success_rate 100.00",
+            "autoheal_patch_bundles{state=\"loaded\"} 4",
+            "autoheal_patch_dry_runs_total{patch=\"add_missing_column\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        }
+        assert!(!text.contains(&id.to_string()), "no install ids in labels");
+        app.store
+    })
+    .await;
+}

@@ -6,6 +6,7 @@
 mod autoheal;
 mod fleet;
 mod interop;
+mod metrics;
 mod rules;
 mod telemetry;
 mod values;
@@ -29,6 +30,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::metrics))
         .route("/api/v1/plugins/heartbeat", post(telemetry::heartbeat))
         .route("/api/v1/plugins/event", post(telemetry::event))
         .route("/api/v1/plugins/list", get(fleet::list))

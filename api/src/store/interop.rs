@@ -270,3 +270,47 @@ impl Store {
         )
     }
 }
+
+/// Counts for the Prometheus exposition, over all time.
+#[derive(Clone, Debug, Default)]
+pub struct LoopCounts {
+    pub patches_by_status: Vec<(String, i64)>,
+    pub avg_confidence: f64,
+    pub interop_by_platform: Vec<(String, i64)>,
+    pub interop_by_category: Vec<(String, i64)>,
+    pub interop_by_status: Vec<(String, i64)>,
+}
+
+impl Store {
+    pub async fn loop_counts(&self) -> Result<LoopCounts, StoreError> {
+        let counts = on_pool!(self, pool => {
+            let grouped = |sql: &'static str| sqlx::query_as::<_, (String, i64)>(sql).fetch_all(pool);
+            LoopCounts {
+                patches_by_status: grouped(
+                    "SELECT status, COUNT(*) FROM plugin_auto_healing_logs GROUP BY status ORDER BY status",
+                )
+                .await?,
+                avg_confidence: sqlx::query_scalar::<_, Option<f64>>(
+                    "SELECT AVG(sira_confidence) FROM plugin_auto_healing_logs",
+                )
+                .fetch_one(pool)
+                .await?
+                .unwrap_or(0.0),
+                interop_by_platform: grouped(
+                    "SELECT source_platform, COUNT(*) FROM plugin_interop_events GROUP BY source_platform ORDER BY source_platform",
+                )
+                .await?,
+                interop_by_category: grouped(
+                    "SELECT event_category, COUNT(*) FROM plugin_interop_events \
+                     WHERE event_category IS NOT NULL GROUP BY event_category ORDER BY event_category",
+                )
+                .await?,
+                interop_by_status: grouped(
+                    "SELECT processing_status, COUNT(*) FROM plugin_interop_events GROUP BY processing_status ORDER BY processing_status",
+                )
+                .await?,
+            }
+        });
+        Ok(counts)
+    }
+}

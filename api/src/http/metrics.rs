@@ -1,0 +1,168 @@
+//! `GET /metrics`: the Prometheus text exposition of the healing loop and the interop
+//! layer (seed 001's series) and of the patch registry. Aggregates only: no tenant, install
+//! or secret appears in a label, so a scraper on the internal network needs no token.
+
+use crate::error::ApiError;
+use crate::AppState;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use std::fmt::Write;
+
+/// Label values are escaped as the exposition format requires.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let counts = state.store.loop_counts().await?;
+    let mut out = String::with_capacity(4096);
+
+    family(
+        &mut out,
+        "plugin_autoheal_patches_total",
+        "gauge",
+        "Healing logs by status.",
+    );
+    for status in crate::store::HealingStatus::ALL {
+        let count = counts
+            .patches_by_status
+            .iter()
+            .find(|(s, _)| s == status.as_str())
+            .map_or(0, |(_, n)| *n);
+        let _ = writeln!(
+            out,
+            "plugin_autoheal_patches_total{{status=\"{}\"}} {count}",
+            status.as_str()
+        );
+    }
+    family(
+        &mut out,
+        "plugin_autoheal_avg_confidence",
+        "gauge",
+        "Mean Sira confidence of all detections, in percent.",
+    );
+    let _ = writeln!(
+        out,
+        "plugin_autoheal_avg_confidence {:.2}",
+        counts.avg_confidence
+    );
+
+    family(
+        &mut out,
+        "plugin_interop_events_total",
+        "gauge",
+        "Interop events stored, by platform, category and processing status.",
+    );
+    for (platform, n) in &counts.interop_by_platform {
+        let _ = writeln!(
+            out,
+            "plugin_interop_events_total{{platform=\"{}\"}} {n}",
+            label(platform)
+        );
+    }
+    for (category, n) in &counts.interop_by_category {
+        let _ = writeln!(
+            out,
+            "plugin_interop_events_total{{category=\"{}\"}} {n}",
+            label(category)
+        );
+    }
+    for (status, n) in &counts.interop_by_status {
+        let _ = writeln!(
+            out,
+            "plugin_interop_events_total{{processing_status=\"{}\"}} {n}",
+            label(status)
+        );
+    }
+    let total: i64 = counts.interop_by_status.iter().map(|(_, n)| n).sum();
+    let processed = counts
+        .interop_by_status
+        .iter()
+        .find(|(s, _)| s == "processed")
+        .map_or(0, |(_, n)| *n);
+    family(
+        &mut out,
+        "plugin_interop_success_rate",
+        "gauge",
+        "Processed interop events, in percent of all.",
+    );
+    let rate = if total == 0 {
+        100.0
+    } else {
+        processed as f64 * 100.0 / total as f64
+    };
+    let _ = writeln!(out, "plugin_interop_success_rate {rate:.2}");
+
+    let registry = state.patches.status();
+    family(
+        &mut out,
+        "autoheal_patch_bundles",
+        "gauge",
+        "Patch bundles loaded and refused by the registry.",
+    );
+    let _ = writeln!(
+        out,
+        "autoheal_patch_bundles{{state=\"loaded\"}} {}",
+        registry.patches.len()
+    );
+    let _ = writeln!(
+        out,
+        "autoheal_patch_bundles{{state=\"refused\"}} {}",
+        registry.refused.len()
+    );
+    family(
+        &mut out,
+        "autoheal_patch_dry_runs_total",
+        "counter",
+        "Dry runs per patch since start.",
+    );
+    family(
+        &mut out,
+        "autoheal_patch_dry_run_failures_total",
+        "counter",
+        "Failed dry runs per patch and kind since start.",
+    );
+    family(
+        &mut out,
+        "autoheal_patch_dry_run_seconds_sum",
+        "counter",
+        "Time spent in dry runs per patch since start.",
+    );
+    for patch in registry.patches.iter().filter(|p| p.current) {
+        let name = label(&patch.name);
+        let runs = &patch.runs;
+        let _ = writeln!(
+            out,
+            "autoheal_patch_dry_runs_total{{patch=\"{name}\"}} {}",
+            runs.runs
+        );
+        for (kind, n) in &runs.failures_by_kind {
+            let _ = writeln!(
+                out,
+                "autoheal_patch_dry_run_failures_total{{patch=\"{name}\",kind=\"{}\"}} {n}",
+                label(kind)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "autoheal_patch_dry_run_seconds_sum{{patch=\"{name}\"}} {:.6}",
+            runs.total_micros as f64 / 1e6
+        );
+    }
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        out,
+    ))
+}
