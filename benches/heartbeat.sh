@@ -7,9 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-20}
 pg_admin=${AUTOHEAL_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
-cargo build --release -q -p autoheal -p benches --bin autoheal --bin heartbeat_load
+cargo build --release -q -p autoheal -p benches --bin autoheal --bin plugin_load
 bin=target/release/autoheal
-load=target/release/heartbeat_load
+load=target/release/plugin_load
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
@@ -20,8 +20,8 @@ run() { # name database_url
   RUST_LOG=warn DATABASE_URL=$url $bin serve --listen 127.0.0.1:$port ${AUTOHEAL_BENCH_SERVE_ARGS:-} &
   local server=$!
   for _ in $(seq 1 100); do curl -sf http://127.0.0.1:$port/healthz >/dev/null && break; sleep 0.1; done
-  $load 127.0.0.1:$port "$key" 64 2 >/dev/null   # warm-up: creates the installations
-  echo "$name $($load 127.0.0.1:$port "$key" 64 "$seconds")"
+  $load heartbeat 127.0.0.1:$port "$key" 64 2 >/dev/null   # warm-up: creates the installations
+  echo "$name $($load heartbeat 127.0.0.1:$port "$key" 64 "$seconds")"
   kill -TERM $server; wait $server || true
 }
 

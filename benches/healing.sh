@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Healing loop and interop benchmark (issue 7): on SQLite and on PostgreSQL, in the same
+# run and against the same server, heartbeats (the reference rate), interop events, and
+# Sira detections that auto-apply (decision, sandboxed dry run, durable snapshot and
+# command before the 201: detection-to-command latency). Loopback only, bounded in time.
+#   bash benches/healing.sh [SECONDS=15]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-15}
+pg_admin=${AUTOHEAL_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
+cargo build --release -q -p autoheal -p benches --bin autoheal --bin plugin_load
+bin=target/release/autoheal
+load=target/release/plugin_load
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+
+run() { # name database_url
+  local name=$1 url=$2 port key sira
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  key=$(DATABASE_URL=$url $bin merchant create --name bench --email bench@example.com | python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"])')
+  sira=$(DATABASE_URL=$url $bin sira-token create --name bench | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+  RUST_LOG=warn DATABASE_URL=$url $bin serve --listen 127.0.0.1:$port ${AUTOHEAL_BENCH_SERVE_ARGS:-} &
+  local server=$!
+  for _ in $(seq 1 100); do curl -sf http://127.0.0.1:$port/healthz >/dev/null && break; sleep 0.1; done
+  $load heartbeat 127.0.0.1:$port "$key" 64 2 >/dev/null   # warm-up: creates the installations
+  echo "$name $($load heartbeat 127.0.0.1:$port "$key" 64 "$seconds")"
+  echo "$name $($load interop 127.0.0.1:$port "$key" 64 "$seconds")"
+  echo "$name $($load detect 127.0.0.1:$port "$key:$sira" 16 "$seconds")"
+  kill -TERM $server; wait $server || true
+}
+
+run sqlite "sqlite://$work/bench.db"
+psql -q "$pg_admin" -c "DROP DATABASE IF EXISTS autoheal_bench" -c "CREATE DATABASE autoheal_bench"
+run postgres "${pg_admin%/*}/autoheal_bench"
+psql -q "$pg_admin" -c "DROP DATABASE autoheal_bench"

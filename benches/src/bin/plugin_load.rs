@@ -1,0 +1,245 @@
+//! Load generator for what plugins and Sira send: N keep-alive HTTP/1.1 clients on loopback
+//! post to a running `autoheal serve` for a fixed time and report the acknowledged rate and
+//! latency percentiles as one JSON line. Bounded in time; talks only to the address it is
+//! given (loopback in BENCHMARKS.md).
+//!
+//! plugin_load heartbeat ADDR MERCHANT_KEY [CLIENTS=64] [SECONDS=20] [INSTALLS=10000]
+//! plugin_load interop   ADDR MERCHANT_KEY [CLIENTS=64] [SECONDS=20] [INSTALLS=1000]
+//! plugin_load detect    ADDR MERCHANT_KEY:SIRA_TOKEN [CLIENTS=16] [SECONDS=20] [INSTALLS=200]
+//!
+//! `interop` and `detect` first register INSTALLS WooCommerce installs (a heartbeat each,
+//! with a reported state) and spread their requests over them. Every interop event is a new
+//! order (nothing is deduplicated); every detection auto-applies, so its response comes
+//! after the decision, the dry run and the durable snapshot and command: its latency is the
+//! detection-to-command latency.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Heartbeat,
+    Interop,
+    Detect,
+}
+
+struct Connection {
+    stream: BufReader<TcpStream>,
+    address: String,
+}
+
+impl Connection {
+    async fn open(address: &str) -> Self {
+        let stream = TcpStream::connect(address).await.expect("connect");
+        stream.set_nodelay(true).expect("nodelay");
+        Self {
+            stream: BufReader::new(stream),
+            address: address.to_owned(),
+        }
+    }
+
+    /// POSTs `body` and returns the status code and the response body.
+    async fn post(&mut self, path: &str, token: &str, body: &str) -> (u16, Vec<u8>) {
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            self.address,
+            body.len()
+        );
+        self.stream
+            .get_mut()
+            .write_all(request.as_bytes())
+            .await
+            .expect("write");
+        let mut status_line = String::new();
+        self.stream.read_line(&mut status_line).await.expect("status");
+        let status = status_line
+            .split(' ')
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .expect("status code");
+        let mut content_length = 0usize;
+        loop {
+            let mut line = String::new();
+            self.stream.read_line(&mut line).await.expect("header");
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    content_length = value.trim().parse().expect("content-length");
+                }
+            }
+        }
+        let mut body = vec![0; content_length];
+        self.stream.read_exact(&mut body).await.expect("body");
+        (status, body)
+    }
+}
+
+fn heartbeat_body(site: usize) -> String {
+    format!(
+        r#"{{"cms":"woocommerce","plugin_version":"1.3.5","site_url":"https://shop-{site}.example","errors_last_hour":0.5,"php_version":"8.1.0","server_info":{{"memory_limit":"256M"}},"state":{{"config":{{"memory_limit":"128M"}},"tables":{{"wp_molam_orders":{{"id":"BIGINT UNSIGNED","amount":"DECIMAL(10,2)"}}}}}}}}"#
+    )
+}
+
+/// Registers `installs` installs and returns their ids.
+async fn register(address: &str, key: &str, installs: usize) -> Vec<String> {
+    let mut connection = Connection::open(address).await;
+    let mut ids = Vec::with_capacity(installs);
+    for site in 0..installs {
+        let (status, body) = connection
+            .post("/api/v1/plugins/heartbeat", key, &heartbeat_body(site))
+            .await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("heartbeat answer");
+        ids.push(body["installation_id"].as_str().expect("id").to_owned());
+    }
+    ids
+}
+
+struct Report {
+    latencies_us: Vec<u32>,
+    errors: u64,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn client(
+    mode: Mode,
+    address: String,
+    key: String,
+    sira: String,
+    ids: Arc<Vec<String>>,
+    client: usize,
+    clients: usize,
+    installs: usize,
+    deadline: Instant,
+) -> Report {
+    let mut report = Report {
+        latencies_us: Vec::new(),
+        errors: 0,
+    };
+    let mut connection = Connection::open(&address).await;
+    let mut sequence = client;
+    while Instant::now() < deadline {
+        // Each client walks its own slice of the installs; every sequence number is unique.
+        let site = sequence % installs;
+        let (path, token, body, expected) = match mode {
+            Mode::Heartbeat => ("/api/v1/plugins/heartbeat", &key, heartbeat_body(site), 200),
+            Mode::Interop => (
+                "/api/v1/plugins/interop/event",
+                &key,
+                format!(
+                    r#"{{"plugin_id":"{}","event_type":"woocommerce_checkout_order_processed","payload":{{"id":"{sequence}","total":"12.50","currency":"EUR","customer_id":"c-{site}"}}}}"#,
+                    ids[site]
+                ),
+                201,
+            ),
+            Mode::Detect => (
+                "/api/v1/plugins/autoheal",
+                &sira,
+                format!(
+                    r#"{{"plugin_id":"{}","detected_issue":"Fatal error: Unknown column 'merchant_fee' in field list","issue_severity":"high","proposed_patch":{{"table":"wp_molam_orders","column_type":"DECIMAL(10,2)"}},"sira_confidence":92.5}}"#,
+                    ids[site]
+                ),
+                201,
+            ),
+        };
+        sequence += clients;
+        let started = Instant::now();
+        let (status, answer) = connection.post(path, token, &body).await;
+        let elapsed = started.elapsed();
+        if status == expected && (mode != Mode::Detect || answer.windows(9).any(|w| w == b"\"applied\"")) {
+            report.latencies_us.push(elapsed.as_micros() as u32);
+        } else {
+            report.errors += 1;
+        }
+    }
+    report
+}
+
+fn percentile(sorted: &[u32], fraction: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
+    f64::from(sorted[index]) / 1000.0
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let mode = match args.get(1).map(String::as_str) {
+        Some("heartbeat") => Mode::Heartbeat,
+        Some("interop") => Mode::Interop,
+        Some("detect") => Mode::Detect,
+        _ => panic!("MODE: heartbeat, interop or detect"),
+    };
+    let address = args.get(2).expect("ADDR").clone();
+    let (key, sira) = match (mode, args.get(3).expect("KEY")) {
+        (Mode::Detect, keys) => {
+            let (key, sira) = keys.split_once(':').expect("MERCHANT_KEY:SIRA_TOKEN");
+            (key.to_owned(), sira.to_owned())
+        }
+        (_, key) => (key.clone(), String::new()),
+    };
+    let default_clients = if mode == Mode::Detect { 16 } else { 64 };
+    let clients: usize = args
+        .get(4)
+        .map_or(default_clients, |value| value.parse().expect("CLIENTS"));
+    let seconds: u64 = args
+        .get(5)
+        .map_or(20, |value| value.parse().expect("SECONDS"));
+    let default_installs = match mode {
+        Mode::Heartbeat => 10_000,
+        Mode::Interop => 1_000,
+        Mode::Detect => 200,
+    };
+    let installs: usize = args
+        .get(6)
+        .map_or(default_installs, |value| value.parse().expect("INSTALLS"));
+    let ids = Arc::new(match mode {
+        Mode::Heartbeat => Vec::new(),
+        _ => register(&address, &key, installs).await,
+    });
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(seconds);
+    let tasks: Vec<_> = (0..clients)
+        .map(|index| {
+            tokio::spawn(client(
+                mode,
+                address.clone(),
+                key.clone(),
+                sira.clone(),
+                ids.clone(),
+                index,
+                clients,
+                installs,
+                deadline,
+            ))
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        let report = task.await.expect("client");
+        latencies.extend(report.latencies_us);
+        errors += report.errors;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    println!(
+        "{}",
+        serde_json::json!({
+            "mode": args[1],
+            "clients": clients,
+            "seconds": elapsed,
+            "acknowledged": latencies.len(),
+            "errors": errors,
+            "per_second": (latencies.len() as f64 / elapsed).round(),
+            "p50_ms": percentile(&latencies, 0.50),
+            "p99_ms": percentile(&latencies, 0.99),
+        })
+    );
+}
