@@ -184,14 +184,14 @@ struct ServeArgs {
     /// Folder of signed patch bundles (`*.bundle.json`), verified at start and on change.
     #[arg(long, env = "AUTOHEAL_PATCHES", default_value = "./patches/bundles")]
     patches: PathBuf,
-    /// Public key(s) whose signatures the server trusts (repeat for rotation). The default
-    /// is the repository's DEVELOPMENT key, so a fresh clone runs the shipped patches; a
-    /// production deployment passes its own public key and never the private one.
+    /// Public key(s) whose signatures the server trusts (repeat for rotation). Without one,
+    /// the repository's DEVELOPMENT key (./patches/dev-key/autoheal.pub) when it is there, so
+    /// a fresh clone runs the shipped patches; a production deployment passes its own public
+    /// key and never the private one.
     #[arg(
         long = "trusted-key",
         env = "AUTOHEAL_TRUSTED_KEYS",
-        value_delimiter = ',',
-        default_value = "./patches/dev-key/autoheal.pub"
+        value_delimiter = ','
     )]
     trusted_keys: Vec<PathBuf>,
     /// How often the patches folder is checked for changes, in ms (0: never).
@@ -480,8 +480,20 @@ fn patch_registry(
     key_files: &[PathBuf],
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<api::patches::PatchRegistry> {
-    let trusted = host::tools::load_trusted_keys(key_files)
-        .context("cannot read the trusted public keys (--trusted-key)")?;
+    let dev_key_file = std::path::Path::new(DEV_PUBLIC_KEY_FILE);
+    let trusted = if !key_files.is_empty() {
+        host::tools::load_trusted_keys(key_files)
+            .context("cannot read the trusted public keys (--trusted-key)")?
+    } else if dev_key_file.is_file() {
+        host::tools::load_trusted_keys(&[dev_key_file])
+            .context("cannot read the development public key")?
+    } else {
+        tracing::warn!(
+            event = "no_trusted_keys",
+            "no --trusted-key and no development key here: every patch bundle is refused"
+        );
+        host::TrustedKeys::new()
+    };
     let development = host::PublicKey::from_base64(DEV_PUBLIC_KEY.trim())
         .ok()
         .map(|key| key.key_id().to_owned());
@@ -499,6 +511,8 @@ fn patch_registry(
 
 /// The public half of the repository's development signing key, to warn when it is trusted.
 const DEV_PUBLIC_KEY: &str = include_str!("../patches/dev-key/autoheal.pub");
+/// Where a checkout keeps it: trusted when no `--trusted-key` is given.
+const DEV_PUBLIC_KEY_FILE: &str = "./patches/dev-key/autoheal.pub";
 
 /// SIGHUP reloads the rules, as daemons do with their configuration.
 fn spawn_sighup_reload(state: AppState) {

@@ -387,3 +387,176 @@ fn serve_refuses_to_start_on_broken_rules() {
     assert!(stderr.contains("healing/broken.rhai:"), "{stderr}");
     assert!(stderr.contains("autoheal rules check"), "{stderr}");
 }
+
+/// A fresh clone's `serve` runs the healing loop with the shipped rules and bundles: the
+/// bundles verify with the development key (and the server says it trusts that key), a
+/// detection is dry-run and its command queued.
+#[tokio::test]
+async fn serve_runs_the_shipped_patches_out_of_the_box() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("serve.db").display());
+    let merchant = json_stdout(&autoheal(
+        &url,
+        &[
+            "merchant",
+            "create",
+            "--name",
+            "Shop",
+            "--email",
+            "s@example.com",
+        ],
+    ));
+    let key = merchant["api_key"].as_str().unwrap().to_owned();
+    let sira = json_stdout(&autoheal(&url, &["sira-token", "create", "--name", "sira"]))["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ops = json_stdout(&autoheal(
+        &url,
+        &[
+            "ops-agent",
+            "create",
+            "--email",
+            "o@example.com",
+            "--role",
+            "viewer",
+        ],
+    ))["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let server = Server::start(&url);
+    let (status, body) = server
+        .request("GET", "/api/v1/plugins/autoheal/patches", Some(&ops), None)
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let registry: Value = serde_json::from_str(&body).unwrap();
+    let names: Vec<&str> = registry["patches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "add_missing_column",
+            "api_key_refresh_notice",
+            "php_upgrade_notice",
+            "update_memory_limit"
+        ]
+    );
+    assert!(registry["refused"].as_array().unwrap().is_empty(), "{body}");
+
+    let heartbeat = r#"{"cms": "woocommerce", "plugin_version": "1.3.5", "state": {"config": {}, "tables": {"wp_molam_orders": {"id": "BIGINT"}}}}"#;
+    let (_, body) = server
+        .request(
+            "POST",
+            "/api/v1/plugins/heartbeat",
+            Some(&key),
+            Some(heartbeat),
+        )
+        .unwrap();
+    let id = serde_json::from_str::<Value>(&body).unwrap()["installation_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let detection = format!(
+        r#"{{"plugin_id": "{id}", "detected_issue": "Unknown column 'merchant_fee' in field list", "sira_confidence": 92.5,
+            "proposed_patch": {{"table": "wp_molam_orders", "column_type": "DECIMAL(10,2)"}}}}"#
+    );
+    let (status, body) = server
+        .request(
+            "POST",
+            "/api/v1/plugins/autoheal",
+            Some(&sira),
+            Some(&detection),
+        )
+        .unwrap();
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["status"],
+        "applied"
+    );
+    let (_, body) = server
+        .request(
+            "GET",
+            &format!("/api/v1/plugins/autoheal/commands/{id}"),
+            Some(&key),
+            None,
+        )
+        .unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()[0]["command_type"],
+        "apply_patch"
+    );
+
+    let (exit, logs) = server.terminate();
+    assert!(exit.success(), "{logs}");
+    assert!(logs.contains("development_key_trusted"), "{logs}");
+}
+
+/// The patches folder is watched: a bundle added while serving is verified and listed (a
+/// bad one refused with its reason) without a restart.
+#[tokio::test]
+async fn serve_picks_up_new_bundles() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("serve.db").display());
+    let bundles = dir.path().join("bundles");
+    std::fs::create_dir(&bundles).unwrap();
+    let ops = json_stdout(&autoheal(
+        &url,
+        &[
+            "ops-agent",
+            "create",
+            "--email",
+            "o@example.com",
+            "--role",
+            "viewer",
+        ],
+    ))["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let dev = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("patches");
+    let public = dev.join("dev-key/autoheal.pub");
+    let server = Server::start_with(
+        &url,
+        &[
+            "--patches",
+            bundles.to_str().unwrap(),
+            "--patches-poll-ms",
+            "50",
+            "--trusted-key",
+            public.to_str().unwrap(),
+        ],
+    );
+    let listing = || {
+        let (_, body) = server
+            .request("GET", "/api/v1/plugins/autoheal/patches", Some(&ops), None)
+            .unwrap();
+        serde_json::from_str::<Value>(&body).unwrap()
+    };
+    assert!(listing()["patches"].as_array().unwrap().is_empty());
+    std::fs::copy(
+        dev.join("bundles/update_memory_limit-1.0.2.bundle.json"),
+        bundles.join("update_memory_limit-1.0.2.bundle.json"),
+    )
+    .unwrap();
+    std::fs::write(bundles.join("junk.bundle.json"), b"{}").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = listing();
+        if now["patches"].as_array().unwrap().len() == 1
+            && now["refused"].as_array().unwrap().len() == 1
+        {
+            assert_eq!(now["patches"][0]["name"], "update_memory_limit");
+            assert_eq!(now["refused"][0]["file"], "junk.bundle.json");
+            break;
+        }
+        assert!(Instant::now() < deadline, "not picked up: {now}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (exit, logs) = server.terminate();
+    assert!(exit.success(), "{logs}");
+}
