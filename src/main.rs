@@ -3,6 +3,7 @@
 
 use anyhow::{Context, Result};
 use api::healing::HealingConfig;
+use api::outbox::OutboxConfig;
 use api::store::{Role, Store, StoreOptions};
 use api::{AppState, Clock, ServerConfig};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -209,6 +210,34 @@ struct ServeArgs {
     /// Rise of the error rate, in percentage points, that rolls a patch back.
     #[arg(long, env = "AUTOHEAL_REGRESSION_MARGIN", default_value_t = HealingConfig::default().regression_margin)]
     regression_margin: f64,
+    /// Forward every normalized interop event as a CloudEvent to this URL (repeatable).
+    #[arg(
+        long = "cloudevents-webhook",
+        env = "AUTOHEAL_CLOUDEVENTS_WEBHOOKS",
+        value_delimiter = ','
+    )]
+    cloudevents_webhooks: Vec<String>,
+    /// Key of the HMAC-SHA256 signature on outbound webhooks (X-Autoheal-Signature).
+    #[arg(long, env = "AUTOHEAL_WEBHOOK_SECRET", hide_env_values = true)]
+    webhook_secret: Option<String>,
+    /// How often the outbox is checked for due messages, in ms.
+    #[arg(long, env = "AUTOHEAL_DELIVERY_POLL_MS", default_value_t = 250)]
+    delivery_poll_ms: u64,
+    /// Attempts of a retryable delivery before it becomes a dead letter.
+    #[arg(long, env = "AUTOHEAL_DELIVERY_MAX_ATTEMPTS", default_value_t = OutboxConfig::default().max_attempts)]
+    delivery_max_attempts: i32,
+    /// First retry delay of a failed delivery, in ms (doubling, with jitter, up to 1 h).
+    #[arg(long, env = "AUTOHEAL_DELIVERY_BACKOFF_MS", default_value_t = OutboxConfig::default().backoff_base.num_milliseconds())]
+    delivery_backoff_ms: i64,
+    /// Longest a delivery attempt may take, in ms (a message is leased for twice this).
+    #[arg(long, env = "AUTOHEAL_DELIVERY_TIMEOUT_MS", default_value_t = OutboxConfig::default().request_timeout.as_millis() as u64)]
+    delivery_timeout_ms: u64,
+    /// Consecutive failures that open a destination's circuit breaker.
+    #[arg(long, env = "AUTOHEAL_BREAKER_THRESHOLD", default_value_t = OutboxConfig::default().breaker_threshold)]
+    breaker_threshold: u32,
+    /// How long an open breaker waits before a probe, in ms.
+    #[arg(long, env = "AUTOHEAL_BREAKER_COOLDOWN_MS", default_value_t = OutboxConfig::default().breaker_cooldown.num_milliseconds())]
+    breaker_cooldown_ms: i64,
     /// Failed or rolled-back auto-applied patches of a rule (within 24 h) that suspend its auto-apply.
     #[arg(long, env = "AUTOHEAL_BREAKER_MIN_FAILURES", default_value_t = HealingConfig::default().breaker_min_failures)]
     breaker_min_failures: i64,
@@ -426,11 +455,32 @@ async fn serve(database_url: &str, args: ServeArgs) -> Result<()> {
         breaker_failure_rate: args.breaker_failure_rate.clamp(0.0, 1.0),
         ..HealingConfig::default()
     };
+    let outbox = OutboxConfig {
+        cloudevents_webhooks: args.cloudevents_webhooks.clone(),
+        webhook_secret: args.webhook_secret.clone(),
+        max_attempts: args.delivery_max_attempts.max(1),
+        backoff_base: chrono::Duration::milliseconds(args.delivery_backoff_ms.max(1)),
+        breaker_threshold: args.breaker_threshold.max(1),
+        breaker_cooldown: chrono::Duration::milliseconds(args.breaker_cooldown_ms.max(1)),
+        request_timeout: std::time::Duration::from_millis(args.delivery_timeout_ms.max(1)),
+        ..OutboxConfig::default()
+    };
+    for url in &outbox.cloudevents_webhooks {
+        anyhow::ensure!(
+            url.starts_with("https://") || url.starts_with("http://"),
+            "--cloudevents-webhook {url}: expected an http(s) URL"
+        );
+    }
     let patches = patch_registry(&args.patches, &args.trusted_keys, clock.now())?;
     let state = AppState::new(store.clone(), clock, config)
         .with_rules(rules)
         .with_patches(patches)
-        .with_healing(healing);
+        .with_healing(healing)
+        .with_outbox(outbox);
+    api::outbox::spawn_delivery(
+        state.clone(),
+        std::time::Duration::from_millis(args.delivery_poll_ms.max(10)),
+    );
     if args.patches_poll_ms > 0 {
         api::patches::spawn_watcher(
             state.clone(),

@@ -25,6 +25,8 @@ pub enum Permission {
     AutohealApprove,
     /// Create and change interop event mappings.
     InteropWrite,
+    /// Retry dead letters of the outbox.
+    OutboxManage,
 }
 
 impl Permission {
@@ -37,6 +39,7 @@ impl Permission {
             Self::RulesReload => "rules:reload",
             Self::AutohealApprove => "autoheal:approve",
             Self::InteropWrite => "interop:write",
+            Self::OutboxManage => "outbox:manage",
         }
     }
 }
@@ -54,6 +57,7 @@ impl Role {
                     | Permission::RulesReload
                     | Permission::AutohealApprove
                     | Permission::InteropWrite
+                    | Permission::OutboxManage
             ),
             Role::Viewer => permission == Permission::PluginsRead,
         }

@@ -22,6 +22,7 @@ pub mod extract;
 pub mod healing;
 mod http;
 pub mod interop;
+pub mod outbox;
 pub mod patches;
 pub mod rate_limit;
 pub mod redact;
@@ -64,6 +65,8 @@ pub struct AppState {
     /// The verified patch bundles and the host that dry-runs them.
     pub patches: Arc<patches::PatchRegistry>,
     pub healing: Arc<healing::HealingConfig>,
+    /// Outbound delivery: its settings, HTTP client and breakers.
+    pub outbox: Arc<outbox::Outbox>,
     /// Interop mappings held in the store, compiled.
     pub(crate) interop_mappings: Arc<interop::StoreMappings>,
     pub(crate) auth: Arc<auth::AuthCache>,
@@ -83,6 +86,7 @@ impl AppState {
             patches: Arc::new(patches::PatchRegistry::empty()),
             healing: Arc::default(),
             interop_mappings: Arc::default(),
+            outbox: Arc::new(outbox::Outbox::new(outbox::OutboxConfig::default())),
             config: Arc::new(config),
         }
     }
@@ -90,6 +94,11 @@ impl AppState {
     /// Serves with the patch bundles of `registry`.
     pub fn with_patches(mut self, registry: patches::PatchRegistry) -> Self {
         self.patches = Arc::new(registry);
+        self
+    }
+
+    pub fn with_outbox(mut self, config: outbox::OutboxConfig) -> Self {
+        self.outbox = Arc::new(outbox::Outbox::new(config));
         self
     }
 

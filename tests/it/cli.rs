@@ -205,6 +205,12 @@ impl Server {
         Some((status, body))
     }
 
+    /// `kill -9`: no shutdown, no flush.
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
     fn terminate(mut self) -> (std::process::ExitStatus, String) {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
@@ -557,6 +563,95 @@ async fn serve_picks_up_new_bundles() {
         assert!(Instant::now() < deadline, "not picked up: {now}");
         std::thread::sleep(Duration::from_millis(50));
     }
+    let (exit, logs) = server.terminate();
+    assert!(exit.success(), "{logs}");
+}
+
+/// A message accepted into the outbox is delivered even when the server is killed (-9)
+/// before it could deliver, once a server runs again on the same store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outbox_survives_kill_9_and_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("serve.db").display());
+    let key = json_stdout(&autoheal(
+        &url,
+        &[
+            "merchant",
+            "create",
+            "--name",
+            "Shop",
+            "--email",
+            "s@example.com",
+        ],
+    ))["api_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The receiver's port, with nothing listening yet: every delivery fails.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let webhook = format!("http://127.0.0.1:{port}/events");
+    let flags = [
+        "--cloudevents-webhook",
+        &webhook,
+        "--delivery-poll-ms",
+        "20",
+        "--delivery-backoff-ms",
+        "50",
+    ];
+    let server = Server::start_with(&url, &flags);
+    let (_, body) = server
+        .request(
+            "POST",
+            "/api/v1/plugins/heartbeat",
+            Some(&key),
+            Some(r#"{"cms": "shopify", "plugin_version": "2.0.0"}"#),
+        )
+        .unwrap();
+    let id = serde_json::from_str::<Value>(&body).unwrap()["installation_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let event = format!(
+        r#"{{"plugin_id": "{id}", "event_type": "orders/paid", "payload": {{"id": 5, "total_price": "19.99", "currency": "USD"}}}}"#
+    );
+    let (status, body) = server
+        .request(
+            "POST",
+            "/api/v1/plugins/interop/event",
+            Some(&key),
+            Some(&event),
+        )
+        .unwrap();
+    assert_eq!(status, 201, "{body}");
+    std::thread::sleep(Duration::from_millis(200));
+    server.kill();
+
+    let receiver = crate::support::Receiver::start_on(
+        tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap(),
+    )
+    .await;
+    let server = Server::start_with(&url, &flags);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while receiver.requests().is_empty() {
+        if Instant::now() > deadline {
+            let (_, logs) = server.terminate();
+            let store = Store::connect(&url, &StoreOptions::default())
+                .await
+                .unwrap();
+            let rows = store.list_outbox(None, 10, 0).await.unwrap();
+            panic!("not delivered after the restart: {rows:?}\n{logs}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let cloud: Value = serde_json::from_slice(&receiver.requests()[0].body).unwrap();
+    assert_eq!(cloud["type"], "payment.succeeded");
+    assert_eq!(cloud["data"]["amount"], 1999);
     let (exit, logs) = server.terminate();
     assert!(exit.success(), "{logs}");
 }

@@ -7,6 +7,7 @@ mod fleet;
 mod healing;
 mod interop;
 mod ops_cli;
+mod outbox;
 mod rules;
 mod support;
 mod telemetry;

@@ -217,6 +217,13 @@ impl TestApp {
         app
     }
 
+    /// The same app delivering its outbox with `config`.
+    pub fn with_outbox(mut self, config: api::outbox::OutboxConfig) -> Self {
+        self.state = self.state.with_outbox(config);
+        self.router = api::app(self.state.clone());
+        self
+    }
+
     async fn with_parts(store: TestStore, config: ServerConfig, rules: api::rules::Rules) -> Self {
         let clock = Clock::manual(start_time());
         let now = clock.now();
@@ -325,5 +332,84 @@ impl TestApp {
             .await
             .unwrap();
         (id, key.secret)
+    }
+}
+
+/// A real HTTP receiver on loopback for outbound webhooks: records every request and
+/// answers from a script (status and headers), 200 once the script is empty.
+pub struct Receiver {
+    pub base: String,
+    pub received: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
+    script: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<(u16, Option<String>)>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Receiver {
+    pub async fn start() -> Self {
+        Self::start_on(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()).await
+    }
+
+    pub async fn start_on(listener: tokio::net::TcpListener) -> Self {
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let received: std::sync::Arc<std::sync::Mutex<Vec<Received>>> = Default::default();
+        let script: std::sync::Arc<
+            std::sync::Mutex<std::collections::VecDeque<(u16, Option<String>)>>,
+        > = Default::default();
+        let (log, answers) = (received.clone(), script.clone());
+        let app = Router::new().fallback(move |request: Request<Body>| {
+            let (log, answers) = (log.clone(), answers.clone());
+            async move {
+                let (parts, body) = request.into_parts();
+                let body = body.collect().await.unwrap().to_bytes().to_vec();
+                log.lock().unwrap().push(Received {
+                    path: parts.uri.path().to_owned(),
+                    headers: parts.headers,
+                    body,
+                });
+                let (status, retry_after) =
+                    answers.lock().unwrap().pop_front().unwrap_or((200, None));
+                let mut response = axum::http::Response::builder().status(status);
+                if let Some(after) = retry_after {
+                    response = response.header("retry-after", after);
+                }
+                response
+                    .body(Body::from("provider internals: stack trace here"))
+                    .unwrap()
+            }
+        });
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self {
+            base,
+            received,
+            script,
+            task,
+        }
+    }
+
+    /// The next answers, in order: (status, Retry-After).
+    pub fn answer(&self, answers: &[(u16, Option<&str>)]) {
+        self.script
+            .lock()
+            .unwrap()
+            .extend(answers.iter().map(|(s, r)| (*s, r.map(str::to_owned))));
+    }
+
+    pub fn requests(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }

@@ -7,7 +7,9 @@ use super::values::Cms;
 use crate::auth::{Merchant, Ops, Permission};
 use crate::error::ApiError;
 use crate::extract::{JsonBody, QueryParams};
-use crate::store::{InteropFilter, InteropRecord, InteropStats, StoredInteropEvent};
+use crate::store::{
+    InteropFilter, InteropRecord, InteropStats, NewOutboxMessage, StoredInteropEvent,
+};
 use crate::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -80,6 +82,7 @@ pub async fn ingest(
             processing_status: "processed",
             failure_code: None,
             failure_reason: None,
+            forwards: forwards(&state, cloud_event),
         },
         Err(error) => InteropRecord {
             installation_id: target.id,
@@ -103,6 +106,7 @@ pub async fn ingest(
             processing_status: "failed",
             failure_code: Some(error.code().to_owned()),
             failure_reason: Some(error.to_string()),
+            forwards: Vec::new(),
         },
     };
     let outcome = state.store.record_interop_event(record, now).await?;
@@ -137,6 +141,25 @@ pub async fn ingest(
         ),
     };
     Ok(response.into_response())
+}
+
+/// The normalized event, as a CloudEvent, for each configured webhook.
+fn forwards(state: &AppState, cloud_event: &engine::NormalizedEvent) -> Vec<NewOutboxMessage> {
+    let webhooks = &state.outbox.config.cloudevents_webhooks;
+    if webhooks.is_empty() {
+        return Vec::new();
+    }
+    let payload = serde_json::to_value(cloud_event).unwrap_or_default();
+    webhooks
+        .iter()
+        .map(|url| NewOutboxMessage {
+            channel: "cloudevents",
+            destination: url.clone(),
+            payload: payload.clone(),
+            source_type: "interop_event",
+            source_id: Some(cloud_event.id.clone()),
+        })
+        .collect()
 }
 
 super::values::closed_set!(ProcessingStatus {

@@ -7,6 +7,7 @@ mod autoheal;
 mod fleet;
 mod interop;
 mod metrics;
+mod outbox;
 mod rules;
 mod telemetry;
 mod values;
@@ -76,6 +77,12 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/api/v1/plugins/interop/mappings",
             get(interop::mappings).post(interop::upsert_mapping),
+        )
+        .route("/api/platform/outbox", get(outbox::overview))
+        .route("/api/platform/outbox/messages", get(outbox::messages))
+        .route(
+            "/api/platform/outbox/messages/{id}/retry",
+            post(outbox::retry),
         )
         .route("/api/v1/rules/status", get(rules::status))
         .route("/api/v1/rules/reload", post(rules::reload))

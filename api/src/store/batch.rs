@@ -497,6 +497,7 @@ macro_rules! backend_writes {
                 .fetch_optional(&mut *connection)
                 .await?;
                 if let Some(id) = inserted {
+                    crate::store::insert_outbox!(connection, &record.forwards, now);
                     return Ok(InteropOutcome { id, duplicate: false });
                 }
                 let id = sqlx::query_scalar(

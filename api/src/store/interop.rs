@@ -26,6 +26,9 @@ pub struct InteropRecord {
     pub processing_status: &'static str,
     pub failure_code: Option<String>,
     pub failure_reason: Option<String>,
+    /// Outbox messages to write with the event (the CloudEvent forwarded to webhooks):
+    /// written only the first time the event is stored.
+    pub forwards: Vec<super::NewOutboxMessage>,
 }
 
 #[derive(Clone, Debug)]

@@ -12,12 +12,14 @@ mod credentials;
 mod fleet;
 mod healing;
 mod interop;
+mod outbox;
 
 pub use batch::WriterOptions;
 pub use credentials::{hash_secret, NewSecret, Principal, Role};
 pub use fleet::*;
 pub use healing::*;
 pub use interop::*;
+pub use outbox::*;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;

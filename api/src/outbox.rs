@@ -1,0 +1,403 @@
+//! Delivery of the outbox (seed 003's runbook): each due message is sent to its destination;
+//! a failure is classified `TRANSIENT`, `RATE_LIMITED` (honouring `Retry-After`),
+//! `PERMANENT` or `AUTH`; the first two are retried with exponential backoff and jitter up to
+//! a maximum of attempts, the others go straight to the dead letters, which Ops list and
+//! retry. A circuit breaker per destination (closed → open after consecutive failures →
+//! half-open probe after a cool-down → closed) keeps a failing destination from being
+//! hammered; its state is visible. Delivery is at least once: every request carries the
+//! message id (`X-Autoheal-Delivery`) for the receiver to deduplicate.
+//!
+//! Webhooks are signed: `X-Autoheal-Timestamp: <unix seconds>` and
+//! `X-Autoheal-Signature: v1=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`.
+
+use crate::store::{AttemptOutcome, OutboxMessage, StoreError};
+use crate::AppState;
+use chrono::{DateTime, Duration, Utc};
+use hmac::{Hmac, Mac};
+use serde::Serialize;
+use sha2::Sha256;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// Settings of delivery; each has a `serve` flag.
+#[derive(Clone, Debug)]
+pub struct OutboxConfig {
+    /// Normalized interop events are forwarded as CloudEvents to these URLs.
+    pub cloudevents_webhooks: Vec<String>,
+    /// Key of the webhook signatures; without one, webhooks go unsigned.
+    pub webhook_secret: Option<String>,
+    /// Attempts before a retryable failure becomes a dead letter.
+    pub max_attempts: i32,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// Consecutive failures that open a destination's breaker, and how long it stays open
+    /// before one probe is let through.
+    pub breaker_threshold: u32,
+    pub breaker_cooldown: Duration,
+    /// Longest an attempt may take. A message is leased for twice this while it is sent,
+    /// so a lease outlives any attempt, and a message whose sender died (crash, kill -9) is
+    /// sent again once its lease runs out.
+    pub request_timeout: std::time::Duration,
+    /// Messages leased per round.
+    pub batch: i64,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        Self {
+            cloudevents_webhooks: Vec::new(),
+            webhook_secret: None,
+            max_attempts: 8,
+            backoff_base: Duration::seconds(2),
+            backoff_max: Duration::hours(1),
+            breaker_threshold: 5,
+            breaker_cooldown: Duration::seconds(30),
+            request_timeout: std::time::Duration::from_secs(10),
+            batch: 64,
+        }
+    }
+}
+
+/// How long messages queued behind a half-open breaker's probe wait before asking again.
+const PROBE_VERDICT_WAIT: Duration = Duration::seconds(1);
+
+/// The breaker states, as `GET /api/platform/outbox` shows them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakerState {
+    Closed,
+    Open,
+    HalfOpen,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Breaker {
+    pub destination: String,
+    pub state: BreakerState,
+    pub consecutive_failures: u32,
+    pub opened_at: Option<DateTime<Utc>>,
+    /// When an open breaker lets a probe through.
+    pub probe_at: Option<DateTime<Utc>>,
+    pub changed_at: DateTime<Utc>,
+}
+
+/// What one round did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RoundReport {
+    pub delivered: usize,
+    pub retrying: usize,
+    pub dead: usize,
+    pub deferred: usize,
+}
+
+/// Why an attempt failed, in seed 003's classes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Failure {
+    pub class: &'static str,
+    /// A short summary for Ops (a status code, "timeout"); never a provider's body.
+    pub summary: String,
+    pub retry_after: Option<Duration>,
+}
+
+impl Failure {
+    fn retryable(&self) -> bool {
+        matches!(self.class, "TRANSIENT" | "RATE_LIMITED")
+    }
+}
+
+/// Classifies an HTTP answer.
+pub fn classify_status(
+    status: u16,
+    retry_after: Option<&str>,
+    now: DateTime<Utc>,
+) -> Option<Failure> {
+    let failure = |class, retry_after| {
+        Some(Failure {
+            class,
+            summary: format!("HTTP {status}"),
+            retry_after,
+        })
+    };
+    match status {
+        200..=299 => None,
+        429 => failure(
+            "RATE_LIMITED",
+            retry_after.and_then(|v| parse_retry_after(v, now)),
+        ),
+        401 | 403 => failure("AUTH", None),
+        408 | 425 | 500..=599 => failure(
+            "TRANSIENT",
+            retry_after.and_then(|v| parse_retry_after(v, now)),
+        ),
+        _ => failure("PERMANENT", None),
+    }
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<i64>() {
+        return Some(Duration::seconds(seconds.clamp(0, 86_400)));
+    }
+    DateTime::parse_from_rfc2822(value)
+        .ok()
+        .map(|at| (at.with_timezone(&Utc) - now).max(Duration::zero()))
+}
+
+/// The wait before attempt `attempts + 1`: base × 2^(attempts − 1), capped, with "equal
+/// jitter" (half fixed, half random) so retries of many messages spread out.
+pub fn backoff(config: &OutboxConfig, attempts: i32) -> Duration {
+    let exponent = attempts.saturating_sub(1).clamp(0, 30) as u32;
+    let full = config
+        .backoff_base
+        .checked_mul(2_i32.saturating_pow(exponent))
+        .unwrap_or(config.backoff_max)
+        .min(config.backoff_max);
+    let half = full / 2;
+    let random = uuid::Uuid::new_v4().as_u128() as u64;
+    let spread = half.num_milliseconds().max(1) as u64;
+    half + Duration::milliseconds((random % spread) as i64)
+}
+
+/// HMAC-SHA256 signature header value of a webhook body.
+pub fn signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!("v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// The delivery side: the HTTP client and the breakers (per process).
+pub struct Outbox {
+    pub config: OutboxConfig,
+    client: reqwest::Client,
+    breakers: Mutex<HashMap<String, Breaker>>,
+}
+
+impl Outbox {
+    pub fn new(config: OutboxConfig) -> Self {
+        let client = reqwest::Client::builder()
+            .timeout(config.request_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("the HTTP client builds");
+        Self {
+            config,
+            client,
+            breakers: Mutex::default(),
+        }
+    }
+
+    /// The breakers, by destination.
+    pub fn breakers(&self) -> Vec<Breaker> {
+        let mut all: Vec<Breaker> = self
+            .breakers
+            .lock()
+            .expect("breakers")
+            .values()
+            .cloned()
+            .collect();
+        all.sort_by(|a, b| a.destination.cmp(&b.destination));
+        all
+    }
+
+    /// May a message go to `destination` now? An open breaker past its cool-down turns
+    /// half-open and lets this one probe through; otherwise it says when to try again.
+    fn admit(&self, destination: &str, now: DateTime<Utc>) -> Result<(), DateTime<Utc>> {
+        let mut breakers = self.breakers.lock().expect("breakers");
+        let Some(breaker) = breakers.get_mut(destination) else {
+            return Ok(());
+        };
+        match breaker.state {
+            BreakerState::Closed => Ok(()),
+            BreakerState::Open => {
+                let probe_at = breaker.probe_at.unwrap_or(now);
+                if now >= probe_at {
+                    breaker.state = BreakerState::HalfOpen;
+                    breaker.changed_at = now;
+                    Ok(())
+                } else {
+                    Err(probe_at)
+                }
+            }
+            // One probe at a time: the others wait a moment for its verdict.
+            BreakerState::HalfOpen => Err(now + PROBE_VERDICT_WAIT),
+        }
+    }
+
+    fn observe(&self, destination: &str, failed: bool, now: DateTime<Utc>) {
+        let mut breakers = self.breakers.lock().expect("breakers");
+        let breaker = breakers
+            .entry(destination.to_owned())
+            .or_insert_with(|| Breaker {
+                destination: destination.to_owned(),
+                state: BreakerState::Closed,
+                consecutive_failures: 0,
+                opened_at: None,
+                probe_at: None,
+                changed_at: now,
+            });
+        if !failed {
+            if breaker.state != BreakerState::Closed {
+                tracing::info!(
+                    event = "breaker_closed",
+                    destination,
+                    "destination recovered; breaker closed"
+                );
+                breaker.changed_at = now;
+            }
+            breaker.state = BreakerState::Closed;
+            breaker.consecutive_failures = 0;
+            breaker.opened_at = None;
+            breaker.probe_at = None;
+            return;
+        }
+        breaker.consecutive_failures += 1;
+        let trips = breaker.state == BreakerState::HalfOpen
+            || breaker.consecutive_failures >= self.config.breaker_threshold;
+        if trips && breaker.state != BreakerState::Open {
+            tracing::warn!(
+                event = "breaker_opened",
+                destination,
+                failures = breaker.consecutive_failures,
+                "destination failing; breaker open"
+            );
+            breaker.state = BreakerState::Open;
+            breaker.opened_at = Some(now);
+            breaker.changed_at = now;
+        }
+        if breaker.state == BreakerState::Open {
+            breaker.probe_at = Some(now + self.config.breaker_cooldown);
+        }
+    }
+
+    /// Sends one message; None when delivered.
+    async fn send(&self, message: &OutboxMessage, now: DateTime<Utc>) -> Option<Failure> {
+        let body = serde_json::to_vec(&message.payload.0).expect("JSON serializes");
+        let content_type = match message.channel.as_str() {
+            "cloudevents" => "application/cloudevents+json",
+            _ => "application/json",
+        };
+        let timestamp = now.timestamp();
+        let mut request = self
+            .client
+            .post(&message.destination)
+            .header("content-type", content_type)
+            .header("x-autoheal-delivery", message.id.to_string())
+            .header("x-autoheal-timestamp", timestamp.to_string());
+        if let Some(secret) = &self.config.webhook_secret {
+            request = request.header("x-autoheal-signature", signature(secret, timestamp, &body));
+        }
+        match request.body(body).send().await {
+            Ok(response) => {
+                let retry_after = response
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                classify_status(response.status().as_u16(), retry_after.as_deref(), now)
+            }
+            Err(error) => Some(Failure {
+                class: "TRANSIENT",
+                summary: if error.is_timeout() {
+                    "timeout".into()
+                } else if error.is_connect() {
+                    "connection failed".into()
+                } else {
+                    "request failed".into()
+                },
+                retry_after: None,
+            }),
+        }
+    }
+}
+
+/// One delivery round: leases the due messages and sends them, concurrently.
+pub async fn deliver_due(state: &AppState, now: DateTime<Utc>) -> Result<RoundReport, StoreError> {
+    let outbox = &state.outbox;
+    let lease =
+        Duration::from_std(outbox.config.request_timeout * 2).unwrap_or(Duration::minutes(1));
+    let due = state
+        .store
+        .lease_outbox(now, lease, outbox.config.batch)
+        .await?;
+    tracing::debug!(
+        event = "delivery_round",
+        leased = due.len(),
+        "delivery round"
+    );
+    let attempts = due.into_iter().map(|message| async move {
+        if let Err(until) = outbox.admit(&message.destination, now) {
+            return (message.id, AttemptOutcome::Deferred { until });
+        }
+        let failure = outbox.send(&message, now).await;
+        outbox.observe(
+            &message.destination,
+            failure.as_ref().is_some_and(|f| f.retryable()),
+            now,
+        );
+        let outcome = match failure {
+            None => AttemptOutcome::Delivered,
+            Some(failure) => {
+                let retry_at = (failure.retryable()
+                    && message.attempts < outbox.config.max_attempts)
+                    .then(|| {
+                        let wait = backoff(&outbox.config, message.attempts);
+                        now + failure.retry_after.map_or(wait, |after| after.max(wait))
+                    });
+                AttemptOutcome::Failed {
+                    class: failure.class,
+                    error: failure.summary,
+                    retry_at,
+                }
+            }
+        };
+        (message.id, outcome)
+    });
+    let outcomes = futures_util::future::join_all(attempts).await;
+    let mut report = RoundReport::default();
+    for (id, outcome) in outcomes {
+        match &outcome {
+            AttemptOutcome::Delivered => report.delivered += 1,
+            AttemptOutcome::Failed {
+                retry_at: Some(_), ..
+            } => report.retrying += 1,
+            AttemptOutcome::Failed {
+                retry_at: None,
+                class,
+                ..
+            } => {
+                tracing::warn!(event = "dead_letter", message = %id, class, "outbound message gave up; listed as a dead letter");
+                report.dead += 1
+            }
+            AttemptOutcome::Deferred { .. } => report.deferred += 1,
+        }
+        state.store.record_attempt(id, &outcome, now).await?;
+    }
+    Ok(report)
+}
+
+/// Runs delivery rounds every `interval` (at once again when a round was full).
+pub fn spawn_delivery(
+    state: AppState,
+    interval: std::time::Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            match deliver_due(&state, state.clock.now()).await {
+                Ok(report)
+                    if report.delivered + report.retrying + report.dead
+                        >= state.outbox.config.batch as usize =>
+                {
+                    continue
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(event = "delivery_round_failed", error = %error, "delivery round failed; retrying")
+                }
+            }
+            tokio::time::sleep(interval).await;
+        }
+    })
+}
