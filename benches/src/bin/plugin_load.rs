@@ -53,7 +53,10 @@ impl Connection {
             .await
             .expect("write");
         let mut status_line = String::new();
-        self.stream.read_line(&mut status_line).await.expect("status");
+        self.stream
+            .read_line(&mut status_line)
+            .await
+            .expect("status");
         let status = status_line
             .split(' ')
             .nth(1)
@@ -150,7 +153,9 @@ async fn client(
         let started = Instant::now();
         let (status, answer) = connection.post(path, token, &body).await;
         let elapsed = started.elapsed();
-        if status == expected && (mode != Mode::Detect || answer.windows(9).any(|w| w == b"\"applied\"")) {
+        if status == expected
+            && (mode != Mode::Detect || answer.windows(9).any(|w| w == b"\"applied\""))
+        {
             report.latencies_us.push(elapsed.as_micros() as u32);
         } else {
             report.errors += 1;
