@@ -69,7 +69,7 @@ impl Writer {
         let (jobs, queue) = mpsc::channel(options.queue_capacity.max(1));
         let queue = Arc::new(Mutex::new(queue));
         let writers = options.writers.unwrap_or(match backend {
-            Backend::Sqlite(_) => 1,
+            Backend::Sqlite { .. } => 1,
             Backend::Postgres(_) => 2,
         });
         let tasks = (0..writers.max(1))
@@ -188,7 +188,7 @@ type Pending = (
 
 async fn write_all(backend: &Backend, batch: &[Pending]) -> Result<Vec<Written>, sqlx::Error> {
     match backend {
-        Backend::Sqlite(pool) => sqlite::write_all(pool, batch).await,
+        Backend::Sqlite { writes, .. } => sqlite::write_all(writes, batch).await,
         Backend::Postgres(pool) => postgres::write_all(pool, batch).await,
     }
 }

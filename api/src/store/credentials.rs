@@ -3,7 +3,7 @@
 //! (A slow password hash buys nothing for 256-bit random secrets and would cost
 //! every heartbeat.)
 
-use super::{on_pool, Store, StoreError};
+use super::{on_pool, on_write_pool, Store, StoreError};
 use chrono::{DateTime, Utc};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -85,7 +85,7 @@ impl Store {
             credential_id: Uuid::now_v7(),
             secret: mint("ahm"),
         };
-        on_pool!(self, pool => {
+        on_write_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             sqlx::query("INSERT INTO merchants (id, name, email, created_at) VALUES ($1, $2, $3, $4)")
                 .bind(merchant_id)
@@ -121,7 +121,7 @@ impl Store {
             credential_id: Uuid::now_v7(),
             secret: mint("aho"),
         };
-        let inserted = on_pool!(self, pool => {
+        let inserted = on_write_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let inserted = sqlx::query(
                 "INSERT INTO ops_agents (id, email, role, created_at) VALUES ($1, $2, $3, $4) \
@@ -167,7 +167,7 @@ impl Store {
             credential_id: Uuid::now_v7(),
             secret: mint("ahs"),
         };
-        on_pool!(self, pool => {
+        on_write_pool!(self, pool => {
             sqlx::query(
                 "INSERT INTO credentials (id, kind, secret_sha256, name, created_at) \
                  VALUES ($1, 'sira_token', $2, $3, $4)",

@@ -3,7 +3,7 @@
 //! time from heartbeats, toggles, the registry and events, so they are never
 //! stale between monitoring runs.
 
-use super::{insert_audit, on_pool, AuditContext, Store, StoreError};
+use super::{insert_audit, on_pool, on_write_pool, AuditContext, Store, StoreError};
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -419,7 +419,7 @@ impl Store {
     ) -> Result<Option<Toggle>, StoreError> {
         let id = Uuid::now_v7();
         let agent = audit.actor_id;
-        let toggle = on_pool!(self, pool => {
+        let toggle = on_write_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let exists: Option<Uuid> =
                 sqlx::query_scalar("SELECT id FROM plugin_installations WHERE id = $1")
@@ -483,7 +483,7 @@ impl Store {
         audit: &AuditContext,
         now: DateTime<Utc>,
     ) -> Result<Option<Toggle>, StoreError> {
-        let lifted = on_pool!(self, pool => {
+        let lifted = on_write_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let lifted = sqlx::query_as::<_, Toggle>(&format!(
                 "UPDATE plugin_ops_toggles SET lifted_at = $1, lifted_by = $2 \
@@ -525,7 +525,7 @@ impl Store {
     ) -> Result<(VersionEntry, bool), StoreError> {
         const COLUMNS: &str =
             "id, cms, version, is_latest, security, min_supported, release_notes, created_at";
-        let result = on_pool!(self, pool => {
+        let result = on_write_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             if version.is_latest {
                 sqlx::query(

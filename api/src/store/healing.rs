@@ -2,7 +2,7 @@
 //! auto-apply breaker. Every state change is one transaction with a guard on the current
 //! status, so a racing or illegal transition changes nothing and reports a conflict.
 
-use super::{insert_audit, on_pool, AuditContext, Backend, Store, StoreError};
+use super::{insert_audit, on_pool, on_write_pool, AuditContext, Backend, Store, StoreError};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -467,7 +467,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(HealingLog, bool), StoreError> {
         let id = Uuid::now_v7();
-        let inserted = on_pool!(self, pool => {
+        let inserted = on_write_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let done = sqlx::query(
                 "INSERT INTO plugin_auto_healing_logs \
@@ -543,7 +543,7 @@ impl Store {
         if !log.status().can_move_to(next) {
             return Err(conflict(log, next));
         }
-        on_pool!(self, pool => {
+        on_write_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let moved = sqlx::query(
                 "UPDATE plugin_auto_healing_logs SET reviewed_by = $1, reviewed_at = $2, updated_at = $2 \
@@ -576,7 +576,7 @@ impl Store {
         if !log.status().can_move_to(HealingStatus::Rejected) {
             return Err(conflict(log, HealingStatus::Rejected));
         }
-        on_pool!(self, pool => {
+        on_write_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let moved = sqlx::query(
                 "UPDATE plugin_auto_healing_logs SET status = 'rejected', reviewed_by = $1, reviewed_at = $2, \
@@ -615,7 +615,7 @@ impl Store {
             return Err(conflict(log, next));
         }
         let command_id = Uuid::now_v7();
-        on_pool!(self, pool => {
+        on_write_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             rollback_in_tx!(tx, log, trigger, reason, audit.and_then(|a| a.actor_id), command_id, now);
             if let Some(audit) = audit {
@@ -664,7 +664,7 @@ impl Store {
         // One statement, so two polls never lease the same command: SQLite runs it under
         // its write lock, PostgreSQL skips rows another poll has locked.
         let lock = match self.backend {
-            Backend::Sqlite(_) => "",
+            Backend::Sqlite { .. } => "",
             Backend::Postgres(_) => "FOR UPDATE SKIP LOCKED",
         };
         let sql = format!(
@@ -675,7 +675,7 @@ impl Store {
                           ORDER BY priority DESC, issued_at, id LIMIT $4 {lock}) \
              RETURNING id"
         );
-        let ids: Vec<Uuid> = on_pool!(self, pool => sqlx::query_scalar(&sql)
+        let ids: Vec<Uuid> = on_write_pool!(self, pool => sqlx::query_scalar(&sql)
             .bind(now + lease)
             .bind(plugin_id)
             .bind(now)
@@ -719,7 +719,7 @@ impl Store {
             }
         }
         let rollback_id = Uuid::now_v7();
-        let acked = on_pool!(self, pool => {
+        let acked = on_write_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let moved = sqlx::query(
                 "UPDATE plugin_commands SET status = $1, acked_at = $2, ack_result = $3 \
@@ -887,7 +887,7 @@ impl Store {
         audit: Option<&AuditContext>,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let changed = on_pool!(self, pool => {
+        let changed = on_write_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let done = sqlx::query(
                 "INSERT INTO healing_rule_breakers (rule_name, suspended, reason, changed_by, changed_at) \

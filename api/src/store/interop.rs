@@ -1,7 +1,7 @@
 //! Interop events (raw and normalized, deduplicated by their CloudEvents id) and the event
 //! mappings Ops keep in the store.
 
-use super::{insert_audit, on_pool, AuditContext, Store, StoreError};
+use super::{insert_audit, on_pool, on_write_pool, AuditContext, Store, StoreError};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -226,7 +226,7 @@ impl Store {
     ) -> Result<(StoredMapping, bool), StoreError> {
         let id = Uuid::now_v7();
         let spec_json = serde_json::to_value(spec).expect("a mapping spec serializes");
-        let mapping = on_pool!(self, pool => {
+        let mapping = on_write_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let mapping = sqlx::query_as::<_, StoredMapping>(&format!(
                 "INSERT INTO interop_event_mappings (id, source_platform, source_event_type, \

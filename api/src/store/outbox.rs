@@ -1,7 +1,7 @@
 //! The outbox: outbound messages written with what caused them, leased by the delivery
 //! worker, and their fate (delivered, retried later, or dead for Ops to retry).
 
-use super::{insert_audit, on_pool, AuditContext, Backend, Store, StoreError};
+use super::{insert_audit, on_pool, on_write_pool, AuditContext, Backend, Store, StoreError};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -96,7 +96,7 @@ impl Store {
         messages: &[NewOutboxMessage],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        on_pool!(self, pool => {
+        on_write_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             insert_outbox!(tx, messages, now);
             tx.commit().await?;
@@ -112,7 +112,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<OutboxMessage>, StoreError> {
         let lock = match self.backend {
-            Backend::Sqlite(_) => "",
+            Backend::Sqlite { .. } => "",
             Backend::Postgres(_) => "FOR UPDATE SKIP LOCKED",
         };
         let sql = format!(
@@ -123,7 +123,7 @@ impl Store {
                           ORDER BY next_attempt_at, id LIMIT $3 {lock}) \
              RETURNING {OUTBOX_COLUMNS}"
         );
-        let mut leased: Vec<OutboxMessage> = on_pool!(self, pool => sqlx::query_as(&sql)
+        let mut leased: Vec<OutboxMessage> = on_write_pool!(self, pool => sqlx::query_as(&sql)
             .bind(now + lease)
             .bind(now)
             .bind(limit)
@@ -144,7 +144,7 @@ impl Store {
         outcome: &AttemptOutcome,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        on_pool!(self, pool => {
+        on_write_pool!(self, pool => {
             let query = match outcome {
                 AttemptOutcome::Delivered => sqlx::query(
                     "UPDATE outbox_messages SET status = 'delivered', delivered_at = $1, leased_until = NULL \
@@ -235,7 +235,7 @@ impl Store {
         audit: &AuditContext,
         now: DateTime<Utc>,
     ) -> Result<Option<OutboxMessage>, StoreError> {
-        let retried = on_pool!(self, pool => {
+        let retried = on_write_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let moved = sqlx::query(
                 "UPDATE outbox_messages SET status = 'pending', attempts = 0, next_attempt_at = $1, \
