@@ -21,6 +21,7 @@ pub mod error;
 pub mod extract;
 pub mod healing;
 mod http;
+pub mod installs;
 pub mod interop;
 pub mod outbox;
 pub mod patches;
@@ -67,6 +68,8 @@ pub struct AppState {
     pub healing: Arc<healing::HealingConfig>,
     /// Outbound delivery: its settings, HTTP client and breakers.
     pub outbox: Arc<outbox::Outbox>,
+    /// Installations' owners and platforms, cached.
+    pub(crate) installs: Arc<installs::InstallDirectory>,
     /// Interop mappings held in the store, compiled.
     pub(crate) interop_mappings: Arc<interop::StoreMappings>,
     pub(crate) auth: Arc<auth::AuthCache>,
@@ -86,6 +89,7 @@ impl AppState {
             patches: Arc::new(patches::PatchRegistry::empty()),
             healing: Arc::default(),
             interop_mappings: Arc::default(),
+            installs: Arc::default(),
             outbox: Arc::new(outbox::Outbox::new(outbox::OutboxConfig::default())),
             config: Arc::new(config),
         }

@@ -49,8 +49,8 @@ pub async fn ingest(
         check_len("source_event_id", id, 200)?;
     }
     let target = state
-        .store
-        .healing_target(request.plugin_id)
+        .installs
+        .get(&state.store, request.plugin_id)
         .await?
         .filter(|t| t.merchant_id == merchant.merchant_id)
         .ok_or_else(|| ApiError::invalid("plugin_id", "no such installation of this merchant"))?;
