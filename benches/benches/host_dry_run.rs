@@ -1,6 +1,10 @@
 //! Patch host (issue 4): dry runs of a shipped patch through the host (verified once,
 //! compiled once, pre-instantiated, pooled) against a naive embedding that compiles and
-//! instantiates the module on every call — same module, same input, same run.
+//! instantiates the module on every call — same module, same input, same run. In the same
+//! run, Extism 1.30 on an equivalent guest written with extism-pdk
+//! (`benches/guests/add_missing_column_extism/`, committed as .wasm): a new `extism::Plugin`
+//! from a compiled plugin per call (Extism's "new instance and call"), one plugin called
+//! repeatedly, and `extism::Plugin::new` (compile, no cache) per call.
 //!
 //! `cargo bench -p benches --bench host_dry_run` prints a latency table (p50/p99 over many
 //! single runs, runs/s) and then the criterion figures.
@@ -117,6 +121,48 @@ impl Naive {
     }
 }
 
+/// Extism 1.30 on `benches/guests/add_missing_column_extism/add_missing_column.wasm`: the same
+/// patch logic written in Rust with extism-pdk (one export, `run`: the ABI's input JSON in, the
+/// patch's output JSON out). No WASI, no compilation cache, and the naive embedding's fuel.
+/// Like `Naive`, each call builds the input with `host::abi_input` and parses the output.
+struct Extism {
+    wasm: Vec<u8>,
+    compiled: extism::CompiledPlugin,
+}
+
+impl Extism {
+    fn new() -> Self {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("guests/add_missing_column_extism/add_missing_column.wasm");
+        let wasm = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let compiled = Self::builder(&wasm).compile().unwrap();
+        Self { wasm, compiled }
+    }
+
+    fn builder(wasm: &[u8]) -> extism::PluginBuilder<'_> {
+        extism::PluginBuilder::new(wasm)
+            .with_wasi(false)
+            .with_cache_disabled()
+            .with_fuel_limit(10_000_000)
+    }
+
+    /// A new plugin (store + instance) from the compiled one.
+    fn instance(&self) -> extism::Plugin {
+        extism::Plugin::new_from_compiled(&self.compiled).unwrap()
+    }
+
+    /// A new plugin compiled from the bytes (guest and Extism's kernel), as `Plugin::new` does.
+    fn compile_and_instantiate(&self) -> extism::Plugin {
+        Self::builder(&self.wasm).build().unwrap()
+    }
+
+    fn call(plugin: &mut extism::Plugin, snapshot: &State, params: &Value) -> Value {
+        let input = host::abi_input(snapshot, params);
+        let out: &[u8] = plugin.call("run", input.as_slice()).unwrap();
+        serde_json::from_slice(out).unwrap()
+    }
+}
+
 struct Figures {
     runs_per_s: f64,
     p50: Duration,
@@ -143,7 +189,7 @@ fn measure(iterations: usize, mut f: impl FnMut()) -> Figures {
     }
 }
 
-fn latency_report(host: &Host, bundle: &VerifiedBundle, naive: &Naive) {
+fn latency_report(host: &Host, bundle: &VerifiedBundle, naive: &Naive, extism: &Extism) {
     let snapshot = snapshot();
     let params = params();
     let input_bytes = host::abi_input(&snapshot, &params).len();
@@ -158,26 +204,72 @@ fn latency_report(host: &Host, bundle: &VerifiedBundle, naive: &Naive) {
     let naive_f = measure(300, || {
         black_box(naive.run(&snapshot, &params));
     });
+    let extism_instance = measure(5_000, || {
+        black_box(Extism::call(&mut extism.instance(), &snapshot, &params));
+    });
+    let mut reused = extism.instance();
+    let extism_reused = measure(20_000, || {
+        black_box(Extism::call(&mut reused, &snapshot, &params));
+    });
+    let extism_compile = measure(100, || {
+        black_box(Extism::call(
+            &mut extism.compile_and_instantiate(),
+            &snapshot,
+            &params,
+        ));
+    });
     let fuel = host
         .dry_run(bundle, &snapshot, &params)
         .unwrap()
         .fuel_consumed;
+    let extism_fuel = reused.fuel_consumed().unwrap_or(0);
+    let extism_output_bytes = {
+        let input = host::abi_input(&snapshot, &params);
+        reused
+            .call::<_, &[u8]>("run", input.as_slice())
+            .unwrap()
+            .len()
+    };
     println!("\n== host_dry_run: add_missing_column, {input_bytes} B JSON in, {output_bytes} B out, {fuel} fuel ==");
-    println!("{:<34} {:>12} {:>10} {:>10}", "", "runs/s", "p50", "p99");
+    println!("{:<46} {:>12} {:>10} {:>10}", "", "runs/s", "p50", "p99");
     for (name, f) in [
         ("host (cached, pre-instantiated, pooled)", &pooled),
         ("naive (compile + instantiate each call)", &naive_f),
+        (
+            "extism 1.30 (new instance from compiled, call)",
+            &extism_instance,
+        ),
+        (
+            "extism 1.30 (one instance, called repeatedly)",
+            &extism_reused,
+        ),
+        ("extism 1.30 (Plugin::new, no cache, call)", &extism_compile),
     ] {
         println!(
-            "{name:<34} {:>12.0} {:>10.1?} {:>10.1?}",
+            "{name:<46} {:>12.0} {:>10.1?} {:>10.1?}",
             f.runs_per_s, f.p50, f.p99
         );
     }
     println!(
-        "ratio host/naive: {:.1}x runs/s, p50 {:.1}x lower, p99 {:.1}x lower\n",
+        "ratio host/naive: {:.1}x runs/s, p50 {:.1}x lower, p99 {:.1}x lower",
         pooled.runs_per_s / naive_f.runs_per_s,
         naive_f.p50.as_secs_f64() / pooled.p50.as_secs_f64(),
         naive_f.p99.as_secs_f64() / pooled.p99.as_secs_f64(),
+    );
+    for (name, f) in [
+        ("extism new instance", &extism_instance),
+        ("extism one instance", &extism_reused),
+    ] {
+        println!(
+            "ratio host/{name}: {:.1}x runs/s, p50 {:.1}x lower, p99 {:.1}x lower",
+            pooled.runs_per_s / f.runs_per_s,
+            f.p50.as_secs_f64() / pooled.p50.as_secs_f64(),
+            f.p99.as_secs_f64() / pooled.p99.as_secs_f64(),
+        );
+    }
+    println!(
+        "extism guest (Rust, extism-pdk, serde_json): {} B module, {extism_output_bytes} B out, {extism_fuel} fuel\n",
+        extism.wasm.len()
     );
 }
 
@@ -248,7 +340,8 @@ fn main() {
     let bundle = bundle();
     host.prepare(&bundle).unwrap();
     let naive = Naive::new(bundle.module_bytes());
-    // Both give the same answer.
+    let extism = Extism::new();
+    // All give the same answer.
     let snapshot = snapshot();
     let params = params();
     let ours = host.dry_run(&bundle, &snapshot, &params).unwrap();
@@ -257,8 +350,30 @@ fn main() {
         serde_json::from_slice::<Value>(&ours.output).unwrap(),
         theirs
     );
+    let extism_out = Extism::call(&mut extism.instance(), &snapshot, &params);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&ours.output).unwrap(),
+        extism_out
+    );
+    #[derive(serde::Deserialize)]
+    struct Output {
+        operations: Vec<host::Operation>,
+        state: State,
+    }
+    let (host_out, extism_typed): (Output, Output) = (
+        serde_json::from_slice(&ours.output).unwrap(),
+        serde_json::from_value(extism_out).unwrap(),
+    );
+    assert_eq!(host_out.operations, extism_typed.operations);
+    assert_eq!(host_out.state, extism_typed.state);
+    assert_eq!(host_out.operations.len(), 1);
+    for mut plugin in [extism.compile_and_instantiate(), extism.instance()] {
+        for _ in 0..3 {
+            assert_eq!(theirs, Extism::call(&mut plugin, &snapshot, &params));
+        }
+    }
 
-    latency_report(&host, &bundle, &naive);
+    latency_report(&host, &bundle, &naive, &extism);
     breakdown(&host);
 
     let mut c = Criterion::default().configure_from_args();
@@ -266,9 +381,19 @@ fn main() {
     group.bench_function("host_pooled", |b| {
         b.iter(|| host.dry_run(&bundle, &snapshot, &params).unwrap())
     });
+    group.bench_function("extism_new_instance_and_call", |b| {
+        b.iter(|| Extism::call(&mut extism.instance(), &snapshot, &params))
+    });
+    let mut reused = extism.instance();
+    group.bench_function("extism_reused_instance_call", |b| {
+        b.iter(|| Extism::call(&mut reused, &snapshot, &params))
+    });
     group.sample_size(20);
     group.bench_function("naive_compile_each_call", |b| {
         b.iter(|| naive.run(&snapshot, &params))
+    });
+    group.bench_function("extism_plugin_new_no_cache_and_call", |b| {
+        b.iter(|| Extism::call(&mut extism.compile_and_instantiate(), &snapshot, &params))
     });
     group.finish();
     c.final_summary();
