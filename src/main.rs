@@ -3,6 +3,7 @@
 
 use anyhow::{Context, Result};
 use api::healing::HealingConfig;
+use api::notifications::NotificationConfig;
 use api::outbox::OutboxConfig;
 use api::store::{Role, Store, StoreOptions};
 use api::{AppState, Clock, ServerConfig};
@@ -238,6 +239,28 @@ struct ServeArgs {
     /// How long an open breaker waits before a probe, in ms.
     #[arg(long, env = "AUTOHEAL_BREAKER_COOLDOWN_MS", default_value_t = OutboxConfig::default().breaker_cooldown.num_milliseconds())]
     breaker_cooldown_ms: i64,
+    /// SMTP server of the email channel: smtp://[user:password@]host[:port][?tls=required]
+    /// (STARTTLS) or smtps://… (implicit TLS).
+    #[arg(long, env = "AUTOHEAL_SMTP_URL", hide_env_values = true)]
+    smtp_url: Option<String>,
+    /// A PEM CA certificate to trust for the SMTP server's TLS (a private CA).
+    #[arg(long, env = "AUTOHEAL_SMTP_CA_FILE")]
+    smtp_ca_file: Option<PathBuf>,
+    /// `From:` of notification emails.
+    #[arg(long, env = "AUTOHEAL_EMAIL_FROM", default_value_t = NotificationConfig::default().email_from)]
+    email_from: String,
+    /// Incoming-webhook URL (Slack or compatible) of the slack channel.
+    #[arg(long, env = "AUTOHEAL_SLACK_WEBHOOK_URL", hide_env_values = true)]
+    slack_webhook_url: Option<String>,
+    /// HTTP endpoint of the SMS provider: receives {"to", "message"}.
+    #[arg(long, env = "AUTOHEAL_SMS_PROVIDER_URL")]
+    sms_provider_url: Option<String>,
+    /// The same version is not notified again to an install on a channel within this, in hours.
+    #[arg(long, env = "AUTOHEAL_NOTIFY_QUIET_HOURS", default_value_t = NotificationConfig::default().quiet_period.num_hours())]
+    notify_quiet_hours: i64,
+    /// Base of the upgrade link in notices (the install id is appended).
+    #[arg(long, env = "AUTOHEAL_UPGRADE_URL_BASE", default_value_t = NotificationConfig::default().upgrade_url_base)]
+    upgrade_url_base: String,
     /// Failed or rolled-back auto-applied patches of a rule (within 24 h) that suspend its auto-apply.
     #[arg(long, env = "AUTOHEAL_BREAKER_MIN_FAILURES", default_value_t = HealingConfig::default().breaker_min_failures)]
     breaker_min_failures: i64,
@@ -273,6 +296,12 @@ enum MerchantCommand {
         name: String,
         #[arg(long)]
         email: String,
+        /// Phone number for SMS notices (E.164, e.g. +221771234567).
+        #[arg(long)]
+        phone: Option<String>,
+        /// The merchant's endpoint for webhook notices.
+        #[arg(long)]
+        webhook_url: Option<String>,
     },
 }
 
@@ -346,10 +375,27 @@ async fn main() -> Result<()> {
             println!("{}", json!({"status": "migrated"}));
         }
         Command::Merchant {
-            command: MerchantCommand::Create { name, email },
+            command:
+                MerchantCommand::Create {
+                    name,
+                    email,
+                    phone,
+                    webhook_url,
+                },
         } => {
+            if let Some(url) = &webhook_url {
+                anyhow::ensure!(
+                    url.starts_with("https://") || url.starts_with("http://"),
+                    "--webhook-url {url}: expected an http(s) URL"
+                );
+            }
             let store = open_store(&cli.database_url, &StoreOptions::default()).await?;
             let (merchant_id, key) = store.create_merchant(&name, &email, now).await?;
+            if phone.is_some() || webhook_url.is_some() {
+                store
+                    .set_merchant_contacts(merchant_id, phone.as_deref(), webhook_url.as_deref())
+                    .await?;
+            }
             store.close().await;
             println!(
                 "{}",
@@ -463,7 +509,22 @@ async fn serve(database_url: &str, args: ServeArgs) -> Result<()> {
         breaker_threshold: args.breaker_threshold.max(1),
         breaker_cooldown: chrono::Duration::milliseconds(args.breaker_cooldown_ms.max(1)),
         request_timeout: std::time::Duration::from_millis(args.delivery_timeout_ms.max(1)),
+        smtp_url: args.smtp_url.clone(),
+        smtp_ca_pem: match &args.smtp_ca_file {
+            Some(path) => Some(
+                std::fs::read(path)
+                    .with_context(|| format!("cannot read --smtp-ca-file {}", path.display()))?,
+            ),
+            None => None,
+        },
         ..OutboxConfig::default()
+    };
+    let notifications = NotificationConfig {
+        quiet_period: chrono::Duration::hours(args.notify_quiet_hours.max(0)),
+        upgrade_url_base: args.upgrade_url_base.clone(),
+        slack_webhook_url: args.slack_webhook_url.clone(),
+        sms_provider_url: args.sms_provider_url.clone(),
+        email_from: args.email_from.clone(),
     };
     for url in &outbox.cloudevents_webhooks {
         anyhow::ensure!(
@@ -476,7 +537,8 @@ async fn serve(database_url: &str, args: ServeArgs) -> Result<()> {
         .with_rules(rules)
         .with_patches(patches)
         .with_healing(healing)
-        .with_outbox(outbox);
+        .with_outbox(api::outbox::Outbox::try_new(outbox).map_err(anyhow::Error::msg)?)
+        .with_notifications(notifications);
     api::outbox::spawn_delivery(
         state.clone(),
         std::time::Duration::from_millis(args.delivery_poll_ms.max(10)),

@@ -27,6 +27,8 @@ pub enum Permission {
     InteropWrite,
     /// Retry dead letters of the outbox.
     OutboxManage,
+    /// Send upgrade notifications.
+    NotificationsSend,
 }
 
 impl Permission {
@@ -40,6 +42,7 @@ impl Permission {
             Self::AutohealApprove => "autoheal:approve",
             Self::InteropWrite => "interop:write",
             Self::OutboxManage => "outbox:manage",
+            Self::NotificationsSend => "notifications:send",
         }
     }
 }
@@ -58,6 +61,7 @@ impl Role {
                     | Permission::AutohealApprove
                     | Permission::InteropWrite
                     | Permission::OutboxManage
+                    | Permission::NotificationsSend
             ),
             Role::Viewer => permission == Permission::PluginsRead,
         }

@@ -23,6 +23,7 @@ pub mod healing;
 mod http;
 pub mod installs;
 pub mod interop;
+pub mod notifications;
 pub mod outbox;
 pub mod patches;
 pub mod rate_limit;
@@ -66,6 +67,7 @@ pub struct AppState {
     /// The verified patch bundles and the host that dry-runs them.
     pub patches: Arc<patches::PatchRegistry>,
     pub healing: Arc<healing::HealingConfig>,
+    pub notifications: Arc<notifications::NotificationConfig>,
     /// Outbound delivery: its settings, HTTP client and breakers.
     pub outbox: Arc<outbox::Outbox>,
     /// Installations' owners and platforms, cached.
@@ -90,6 +92,7 @@ impl AppState {
             healing: Arc::default(),
             interop_mappings: Arc::default(),
             installs: Arc::default(),
+            notifications: Arc::default(),
             outbox: Arc::new(outbox::Outbox::new(outbox::OutboxConfig::default())),
             config: Arc::new(config),
         }
@@ -101,8 +104,13 @@ impl AppState {
         self
     }
 
-    pub fn with_outbox(mut self, config: outbox::OutboxConfig) -> Self {
-        self.outbox = Arc::new(outbox::Outbox::new(config));
+    pub fn with_outbox(mut self, outbox: outbox::Outbox) -> Self {
+        self.outbox = Arc::new(outbox);
+        self
+    }
+
+    pub fn with_notifications(mut self, config: notifications::NotificationConfig) -> Self {
+        self.notifications = Arc::new(config);
         self
     }
 

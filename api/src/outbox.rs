@@ -40,6 +40,12 @@ pub struct OutboxConfig {
     pub request_timeout: std::time::Duration,
     /// Messages leased per round.
     pub batch: i64,
+    /// The SMTP server of the email channel: `smtp://[user:password@]host[:port]` with
+    /// `?tls=required` for STARTTLS (or `opportunistic`), `smtps://…` for implicit TLS.
+    pub smtp_url: Option<String>,
+    /// A PEM certificate to trust for the SMTP server's TLS besides the public roots (a
+    /// private CA).
+    pub smtp_ca_pem: Option<Vec<u8>>,
 }
 
 impl Default for OutboxConfig {
@@ -54,6 +60,8 @@ impl Default for OutboxConfig {
             breaker_cooldown: Duration::seconds(30),
             request_timeout: std::time::Duration::from_secs(10),
             batch: 64,
+            smtp_url: None,
+            smtp_ca_pem: None,
         }
     }
 }
@@ -168,24 +176,124 @@ pub fn signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
     format!("v1={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// The delivery side: the HTTP client and the breakers (per process).
+type Mailer = lettre::AsyncSmtpTransport<lettre::Tokio1Executor>;
+
+/// The delivery side: the HTTP client, the SMTP transport and the breakers (per process).
 pub struct Outbox {
     pub config: OutboxConfig,
     client: reqwest::Client,
+    mailer: Option<Mailer>,
     breakers: Mutex<HashMap<String, Breaker>>,
 }
 
+/// The host of an SMTP URL (for TLS name checks).
+fn smtp_host(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    rest.split([':', '/', '?']).next().filter(|h| !h.is_empty())
+}
+
+/// The SMTP transport of `config`, or why it cannot be built.
+fn mailer(config: &OutboxConfig) -> Result<Option<Mailer>, String> {
+    use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+    let Some(url) = &config.smtp_url else {
+        return Ok(None);
+    };
+    let mut builder = Mailer::from_url(url).map_err(|e| format!("SMTP URL: {e}"))?;
+    if let Some(pem) = &config.smtp_ca_pem {
+        let host = smtp_host(url).ok_or("SMTP URL has no host")?.to_owned();
+        let certificate = Certificate::from_pem(pem).map_err(|e| format!("SMTP CA: {e}"))?;
+        let parameters = TlsParameters::builder(host)
+            .add_root_certificate(certificate)
+            .build_rustls()
+            .map_err(|e| format!("SMTP TLS: {e}"))?;
+        let tls = if url.starts_with("smtps://") {
+            Tls::Wrapper(parameters)
+        } else if url.contains("tls=opportunistic") {
+            Tls::Opportunistic(parameters)
+        } else {
+            Tls::Required(parameters)
+        };
+        builder = builder.tls(tls);
+    }
+    Ok(Some(builder.timeout(Some(config.request_timeout)).build()))
+}
+
 impl Outbox {
-    pub fn new(config: OutboxConfig) -> Self {
+    /// Fails on a bad SMTP URL or CA: a misconfiguration stops the server at start.
+    pub fn try_new(config: OutboxConfig) -> Result<Self, String> {
         let client = reqwest::Client::builder()
             .timeout(config.request_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .expect("the HTTP client builds");
-        Self {
+            .map_err(|e| format!("HTTP client: {e}"))?;
+        Ok(Self {
+            mailer: mailer(&config)?,
             config,
             client,
             breakers: Mutex::default(),
+        })
+    }
+
+    /// [`Outbox::try_new`] for a configuration known to be valid (no SMTP).
+    pub fn new(config: OutboxConfig) -> Self {
+        Self::try_new(config).expect("a valid outbox configuration")
+    }
+
+    /// Sends an email message (`{"from", "to", "subject", "body"}`) over SMTP.
+    async fn send_email(&self, message: &OutboxMessage) -> Option<Failure> {
+        use lettre::AsyncTransport;
+        let permanent = |summary: &str| {
+            Some(Failure {
+                class: "PERMANENT",
+                summary: summary.to_owned(),
+                retry_after: None,
+            })
+        };
+        let Some(mailer) = &self.mailer else {
+            return permanent("no SMTP server is configured");
+        };
+        let field = |name: &str| {
+            message.payload.0[name]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let (Ok(from), Ok(to)) = (field("from").parse(), field("to").parse()) else {
+            return permanent("invalid address");
+        };
+        let email = match lettre::Message::builder()
+            .from(from)
+            .to(to)
+            .subject(field("subject"))
+            .message_id(Some(format!("<{}@autoheal>", message.id)))
+            .header(lettre::message::header::ContentType::TEXT_PLAIN)
+            .body(field("body"))
+        {
+            Ok(email) => email,
+            Err(_) => return permanent("the message could not be built"),
+        };
+        match mailer.send(email).await {
+            Ok(_) => None,
+            Err(error) => {
+                let code = error.status().map(|c| c.to_string());
+                let class = match code.as_deref() {
+                    Some("530" | "534" | "535" | "538") => "AUTH",
+                    _ if error.is_permanent() => "PERMANENT",
+                    _ => "TRANSIENT",
+                };
+                let summary = match code {
+                    Some(code) => format!("SMTP {code}"),
+                    None if error.is_timeout() => "timeout".into(),
+                    None if error.is_tls() => "TLS failed".into(),
+                    None => "connection failed".into(),
+                };
+                Some(Failure {
+                    class,
+                    summary,
+                    retry_after: None,
+                })
+            }
         }
     }
 
@@ -274,6 +382,9 @@ impl Outbox {
 
     /// Sends one message; None when delivered.
     async fn send(&self, message: &OutboxMessage, now: DateTime<Utc>) -> Option<Failure> {
+        if message.channel == "email" {
+            return self.send_email(message).await;
+        }
         let body = serde_json::to_vec(&message.payload.0).expect("JSON serializes");
         let content_type = match message.channel.as_str() {
             "cloudevents" => "application/cloudevents+json",

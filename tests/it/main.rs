@@ -6,6 +6,7 @@ mod conformance;
 mod fleet;
 mod healing;
 mod interop;
+mod notifications;
 mod ops_cli;
 mod outbox;
 mod rules;

@@ -219,7 +219,9 @@ impl TestApp {
 
     /// The same app delivering its outbox with `config`.
     pub fn with_outbox(mut self, config: api::outbox::OutboxConfig) -> Self {
-        self.state = self.state.with_outbox(config);
+        self.state = self
+            .state
+            .with_outbox(api::outbox::Outbox::try_new(config).expect("outbox config"));
         self.router = api::app(self.state.clone());
         self
     }
@@ -411,5 +413,62 @@ impl Receiver {
 impl Drop for Receiver {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// A real SMTP server (aiosmtpd, `tests/smtp/server.py`) on loopback, writing what it
+/// accepts to a folder.
+pub struct SmtpServer {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    child: std::process::Child,
+}
+
+impl SmtpServer {
+    pub fn start() -> Self {
+        use std::io::BufRead;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let mut command = std::process::Command::new("python3");
+        command
+            .arg(repo().join("tests/smtp/server.py"))
+            .arg(port.to_string())
+            .arg(dir.path())
+            .stdout(std::process::Stdio::piped());
+        let mut child = command
+            .spawn()
+            .expect("python3 runs tests/smtp/server.py (pip install aiosmtpd)");
+        let mut ready = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut ready)
+            .unwrap();
+        assert_eq!(
+            ready.trim(),
+            "ready",
+            "the SMTP server starts (is aiosmtpd installed?)"
+        );
+        Self { port, dir, child }
+    }
+
+    /// The messages received so far, as raw RFC 5322 text, in order.
+    pub fn messages(&self) -> Vec<String> {
+        let mut n = 1;
+        let mut out = Vec::new();
+        while let Ok(text) = std::fs::read_to_string(self.dir.path().join(format!("{n}.eml"))) {
+            out.push(text);
+            n += 1;
+        }
+        out
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -7,6 +7,7 @@ mod autoheal;
 mod fleet;
 mod interop;
 mod metrics;
+mod notifications;
 mod outbox;
 mod rules;
 mod telemetry;
@@ -44,6 +45,14 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/api/v1/plugins/{id}/toggle",
             post(fleet::set_toggle).delete(fleet::lift_toggle),
+        )
+        .route(
+            "/api/v1/plugins/{id}/notify-upgrade",
+            post(notifications::notify_upgrade),
+        )
+        .route(
+            "/api/v1/plugins/notifications/{id}/ack",
+            post(notifications::acknowledge),
         )
         .route("/api/v1/audit", get(fleet::audit_log))
         .route("/api/v1/plugins/autoheal", post(autoheal::detect))

@@ -149,10 +149,25 @@ pub async fn heartbeat(
     state
         .rate_limiter
         .learn(key, outcome.installation_id, per_minute);
+    // In-app upgrade notices stay in every heartbeat answer until acknowledged.
+    let notices: Vec<Value> = state
+        .store
+        .pending_in_app(outcome.installation_id)
+        .await?
+        .into_iter()
+        .map(|n| {
+            json!({
+                "id": n.id, "priority": n.priority, "subject": n.subject,
+                "current_version": n.current_version, "target_version": n.target_version,
+                "security": n.security, "created_at": n.created_at,
+            })
+        })
+        .collect();
     Ok(Json(json!({
         "status": "ok",
         "installation_id": outcome.installation_id,
         "toggles": toggles,
+        "notices": notices,
     })))
 }
 

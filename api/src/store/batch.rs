@@ -497,7 +497,9 @@ macro_rules! backend_writes {
                 .fetch_optional(&mut *connection)
                 .await?;
                 if let Some(id) = inserted {
-                    crate::store::insert_outbox!(connection, &record.forwards, now);
+                    for message in &record.forwards {
+                        crate::store::insert_outbox!(connection, message, Uuid::now_v7(), now);
+                    }
                     return Ok(InteropOutcome { id, duplicate: false });
                 }
                 let id = sqlx::query_scalar(

@@ -12,6 +12,7 @@ mod credentials;
 mod fleet;
 mod healing;
 mod interop;
+mod notifications;
 mod outbox;
 
 pub use batch::WriterOptions;
@@ -19,6 +20,7 @@ pub use credentials::{hash_secret, NewSecret, Principal, Role};
 pub use fleet::*;
 pub use healing::*;
 pub use interop::*;
+pub use notifications::*;
 pub use outbox::*;
 
 use chrono::{DateTime, Utc};

@@ -42,26 +42,25 @@ pub struct OutboxMessage {
 const OUTBOX_COLUMNS: &str = "id, channel, destination, payload, source_type, source_id, status, \
      attempts, next_attempt_at, last_error_class, last_error, created_at, delivered_at, dead_at";
 
-/// Inserts outbox rows inside an open transaction (`&mut *tx`), due at `$now`.
+/// Inserts one outbox row with id `$id` inside an open transaction (`&mut *tx`), due at `$now`.
 macro_rules! insert_outbox {
-    ($tx:expr, $messages:expr, $now:expr) => {
-        for message in $messages {
-            sqlx::query(
-                "INSERT INTO outbox_messages (id, channel, destination, payload, source_type, source_id, \
-                   status, attempts, next_attempt_at, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7)",
-            )
-            .bind(uuid::Uuid::now_v7())
-            .bind(message.channel)
-            .bind(&message.destination)
-            .bind(sqlx::types::Json(&message.payload))
-            .bind(message.source_type)
-            .bind(message.source_id.as_deref())
-            .bind($now)
-            .execute(&mut *$tx)
-            .await?;
-        }
-    };
+    ($tx:expr, $message:expr, $id:expr, $now:expr) => {{
+        let message: &$crate::store::NewOutboxMessage = $message;
+        sqlx::query(
+            "INSERT INTO outbox_messages (id, channel, destination, payload, source_type, source_id, \
+               status, attempts, next_attempt_at, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7)",
+        )
+        .bind($id)
+        .bind(message.channel)
+        .bind(&message.destination)
+        .bind(sqlx::types::Json(&message.payload))
+        .bind(message.source_type)
+        .bind(message.source_id.as_deref())
+        .bind($now)
+        .execute(&mut *$tx)
+        .await?;
+    }};
 }
 pub(crate) use insert_outbox;
 
@@ -98,7 +97,9 @@ impl Store {
     ) -> Result<(), StoreError> {
         on_write_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            insert_outbox!(tx, messages, now);
+            for message in messages {
+                insert_outbox!(tx, message, Uuid::now_v7(), now);
+            }
             tx.commit().await?;
         });
         Ok(())
