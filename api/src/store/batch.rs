@@ -7,8 +7,8 @@
 //! write cannot sink its neighbours.
 
 use super::{
-    Backend, EventOutcome, EventRecord, HeartbeatOutcome, HeartbeatRecord, InteropOutcome,
-    InteropRecord, StoreError,
+    Backend, DetectionOutcome, EventOutcome, EventRecord, HeartbeatOutcome, HeartbeatRecord,
+    InteropOutcome, InteropRecord, NewHealingLog, StoreError,
 };
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
@@ -40,12 +40,16 @@ enum Write {
     Heartbeat(HeartbeatRecord),
     Event(EventRecord),
     Interop(Box<InteropRecord>),
+    /// A healing log (and its snapshot and command) with the id it gets.
+    Detection(Box<(uuid::Uuid, NewHealingLog, DetectionOutcome)>),
 }
 
 enum Written {
     Heartbeat(HeartbeatOutcome),
     Event(EventOutcome),
     Interop(InteropOutcome),
+    /// False: the idempotency key was used before, nothing was written.
+    Detection(bool),
 }
 
 enum Job {
@@ -106,6 +110,24 @@ impl Writer {
         match self.submit(Write::Event(record), now).await? {
             Written::Event(outcome) => Ok(outcome),
             _ => unreachable!("an event is answered with an event"),
+        }
+    }
+
+    /// Records a detection; returns its log id and whether it was written (false: its
+    /// idempotency key was used before).
+    pub(super) async fn detection(
+        &self,
+        log: NewHealingLog,
+        outcome: DetectionOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<(uuid::Uuid, bool), StoreError> {
+        let id = uuid::Uuid::now_v7();
+        match self
+            .submit(Write::Detection(Box::new((id, log, outcome))), now)
+            .await?
+        {
+            Written::Detection(inserted) => Ok((id, inserted)),
+            _ => unreachable!("a detection is answered with a detection"),
         }
     }
 
@@ -242,7 +264,7 @@ macro_rules! backend_writes {
                     .iter()
                     .filter_map(|(write, now, _)| match write {
                         Write::Heartbeat(record) => Some((record, *now)),
-                        Write::Event(_) | Write::Interop(_) => None,
+                        Write::Event(_) | Write::Interop(_) | Write::Detection(_) => None,
                     })
                     .collect();
                 if $one_statement && heartbeats.len() == batch.len() {
@@ -261,6 +283,10 @@ macro_rules! backend_writes {
                         }
                         Write::Event(record) => Written::Event(event(&mut tx, record, *now).await?),
                         Write::Interop(record) => Written::Interop(interop(&mut tx, record, *now).await?),
+                        Write::Detection(detection) => {
+                            let (id, log, outcome) = detection.as_ref();
+                            Written::Detection(detect(&mut tx, *id, log, outcome, *now).await?)
+                        }
                     });
                 }
                 tx.commit().await?;
@@ -461,6 +487,16 @@ macro_rules! backend_writes {
                     installation_id,
                     install_blocked,
                 })
+            }
+
+            async fn detect(
+                connection: &mut $connection,
+                id: Uuid,
+                log: &NewHealingLog,
+                outcome: &DetectionOutcome,
+                now: DateTime<Utc>,
+            ) -> Result<bool, sqlx::Error> {
+                Ok(crate::store::healing::insert_detection!(connection, id, log, outcome, now))
             }
 
             /// Stores an interop event once per (merchant, CloudEvents id): a redelivery

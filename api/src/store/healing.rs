@@ -15,12 +15,12 @@ use uuid::Uuid;
 macro_rules! apply_preparation {
     ($tx:expr, $log_id:expr, $installation_id:expr, $preparation:expr, $now:expr) => {
         match $preparation {
-            Preparation::Ready(ready) => {
-                let snapshot_id = Uuid::now_v7();
+            $crate::store::Preparation::Ready(ready) => {
+                let snapshot_id = uuid::Uuid::now_v7();
                 let plugin_version = ready
                     .snapshot
                     .get("plugin_version")
-                    .and_then(Value::as_str)
+                    .and_then(serde_json::Value::as_str)
                     .unwrap_or_default()
                     .to_owned();
                 sqlx::query(
@@ -30,7 +30,7 @@ macro_rules! apply_preparation {
                 .bind(snapshot_id)
                 .bind($installation_id)
                 .bind(&plugin_version)
-                .bind(Json(&ready.snapshot))
+                .bind(sqlx::types::Json(&ready.snapshot))
                 .bind(&ready.snapshot_sha256)
                 .bind($now)
                 .execute(&mut *$tx)
@@ -43,15 +43,15 @@ macro_rules! apply_preparation {
                 .bind(&ready.patch.name)
                 .bind(&ready.patch.version)
                 .bind(&ready.patch.bundle_sha256)
-                .bind(Json(&ready.patch.params))
+                .bind(sqlx::types::Json(&ready.patch.params))
                 .bind(snapshot_id)
-                .bind(Json(&ready.operations))
-                .bind(Json(&ready.restore_operations))
+                .bind(sqlx::types::Json(&ready.operations))
+                .bind(sqlx::types::Json(&ready.restore_operations))
                 .bind($now)
                 .bind($log_id)
                 .execute(&mut *$tx)
                 .await?;
-                let payload = json!({
+                let payload = serde_json::json!({
                     "type": "apply_patch",
                     "healing_log_id": $log_id,
                     "snapshot_id": snapshot_id,
@@ -69,16 +69,16 @@ macro_rules! apply_preparation {
                     "INSERT INTO plugin_commands (id, installation_id, healing_log_id, command_type, command_payload, \
                      priority, status, issued_at) VALUES ($1, $2, $3, 'apply_patch', $4, $5, 'pending', $6)",
                 )
-                .bind(Uuid::now_v7())
+                .bind(uuid::Uuid::now_v7())
                 .bind($installation_id)
                 .bind($log_id)
-                .bind(Json(payload))
+                .bind(sqlx::types::Json(payload))
                 .bind(ready.priority)
                 .bind($now)
                 .execute(&mut *$tx)
                 .await?;
             }
-            Preparation::Failed { patch, kind, reason } => {
+            $crate::store::Preparation::Failed { patch, kind, reason } => {
                 sqlx::query(
                     "UPDATE plugin_auto_healing_logs SET status = 'failed', patch_name = $1, patch_version = $2, \
                      bundle_sha256 = $3, patch_params = $4, failure_kind = $5, failure_reason = $6, updated_at = $7 \
@@ -87,7 +87,7 @@ macro_rules! apply_preparation {
                 .bind(patch.as_ref().map(|p| &p.name))
                 .bind(patch.as_ref().map(|p| &p.version))
                 .bind(patch.as_ref().map(|p| &p.bundle_sha256))
-                .bind(patch.as_ref().map(|p| Json(&p.params)))
+                .bind(patch.as_ref().map(|p| sqlx::types::Json(&p.params)))
                 .bind(kind)
                 .bind(reason)
                 .bind($now)
@@ -98,6 +98,8 @@ macro_rules! apply_preparation {
         }
     };
 }
+
+pub(crate) use apply_preparation;
 
 /// Inside an open transaction: cancels the log's unacked apply command, queues a
 /// `rollback` command (restore operations + snapshot, top priority) and marks the log
@@ -157,6 +159,61 @@ macro_rules! rollback_in_tx {
 
 /// Rollbacks go before anything else a plugin has queued.
 pub const ROLLBACK_PRIORITY: i32 = 10;
+
+/// Inside an open transaction: inserts detection `$log` as log `$id` with its outcome (for an
+/// auto-applied one the snapshot and command, or the failure). Evaluates to false, writing
+/// nothing, when its idempotency key was used before.
+macro_rules! insert_detection {
+    ($tx:expr, $id:expr, $log:expr, $outcome:expr, $now:expr) => {{
+        let log: &$crate::store::NewHealingLog = $log;
+        let outcome: &$crate::store::DetectionOutcome = $outcome;
+        let done = sqlx::query(
+            "INSERT INTO plugin_auto_healing_logs \
+             (id, installation_id, merchant_id, cms, plugin_version, detected_issue, issue_severity, \
+              patch_type, proposed_patch, sira_confidence, idempotency_key, request_sha256, status, \
+              auto_applied, rule_name, decision, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17) \
+             ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
+        )
+        .bind($id)
+        .bind(log.target.id)
+        .bind(log.target.merchant_id)
+        .bind(&log.target.cms)
+        .bind(&log.target.plugin_version)
+        .bind(&log.detected_issue)
+        .bind(&log.issue_severity)
+        .bind(&log.patch_type)
+        .bind(log.proposed_patch.as_ref().map(sqlx::types::Json))
+        .bind(log.sira_confidence)
+        .bind(&log.idempotency_key)
+        .bind(&log.request_sha256)
+        .bind("pending_review")
+        .bind(matches!(outcome, $crate::store::DetectionOutcome::AutoApplied(_)))
+        .bind(&log.rule_name)
+        .bind(sqlx::types::Json(&log.decision))
+        .bind($now)
+        .execute(&mut *$tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            false
+        } else {
+            match outcome {
+                $crate::store::DetectionOutcome::PendingReview => {}
+                $crate::store::DetectionOutcome::Rejected => {
+                    sqlx::query("UPDATE plugin_auto_healing_logs SET status = 'rejected' WHERE id = $1")
+                        .bind($id)
+                        .execute(&mut *$tx)
+                        .await?;
+                }
+                $crate::store::DetectionOutcome::AutoApplied(preparation) => {
+                    $crate::store::healing::apply_preparation!($tx, $id, log.target.id, preparation, $now);
+                }
+            }
+            true
+        }
+    }};
+}
+pub(crate) use insert_detection;
 
 /// The statuses of a healing log, and the only moves between them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -457,7 +514,8 @@ impl Store {
     }
 
     /// Records a detection with its decision and, when it was auto-applied, the outcome of
-    /// the dry run (snapshot and command, or the failure), all in one transaction. With an
+    /// the dry run (snapshot and command, or the failure), all in one transaction, group
+    /// committed with the telemetry writes (concurrent detections share a commit). With an
     /// idempotency key already used, returns the log recorded then and writes nothing; the
     /// flag says whether this call created the log.
     pub async fn record_detection(
@@ -466,55 +524,10 @@ impl Store {
         outcome: &DetectionOutcome,
         now: DateTime<Utc>,
     ) -> Result<(HealingLog, bool), StoreError> {
-        let id = Uuid::now_v7();
-        let inserted = on_write_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            let done = sqlx::query(
-                "INSERT INTO plugin_auto_healing_logs \
-                 (id, installation_id, merchant_id, cms, plugin_version, detected_issue, issue_severity, \
-                  patch_type, proposed_patch, sira_confidence, idempotency_key, request_sha256, status, \
-                  auto_applied, rule_name, decision, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17) \
-                 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
-            )
-            .bind(id)
-            .bind(log.target.id)
-            .bind(log.target.merchant_id)
-            .bind(&log.target.cms)
-            .bind(&log.target.plugin_version)
-            .bind(&log.detected_issue)
-            .bind(&log.issue_severity)
-            .bind(&log.patch_type)
-            .bind(log.proposed_patch.as_ref().map(Json))
-            .bind(log.sira_confidence)
-            .bind(&log.idempotency_key)
-            .bind(&log.request_sha256)
-            .bind(HealingStatus::PendingReview.as_str())
-            .bind(matches!(outcome, DetectionOutcome::AutoApplied(_)))
-            .bind(&log.rule_name)
-            .bind(Json(&log.decision))
-            .bind(now)
-            .execute(&mut *tx)
+        let (id, inserted) = self
+            .writer
+            .detection(log.clone(), outcome.clone(), now)
             .await?;
-            if done.rows_affected() == 0 {
-                false
-            } else {
-                match outcome {
-                    DetectionOutcome::PendingReview => {}
-                    DetectionOutcome::Rejected => {
-                        sqlx::query("UPDATE plugin_auto_healing_logs SET status = 'rejected' WHERE id = $1")
-                            .bind(id)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    DetectionOutcome::AutoApplied(preparation) => {
-                        apply_preparation!(tx, id, log.target.id, preparation, now);
-                    }
-                }
-                tx.commit().await?;
-                true
-            }
-        });
         if !inserted {
             let key = log.idempotency_key.as_deref().unwrap_or_default();
             let existing = self
