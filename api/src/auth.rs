@@ -21,6 +21,8 @@ pub enum Permission {
     VersionsWrite,
     AuditRead,
     RulesReload,
+    FlagsRead,
+    FlagsWrite,
 }
 
 impl Permission {
@@ -31,21 +33,28 @@ impl Permission {
             Self::VersionsWrite => "versions:write",
             Self::AuditRead => "audit:read",
             Self::RulesReload => "rules:reload",
+            Self::FlagsRead => "flags:read",
+            Self::FlagsWrite => "flags:write",
         }
     }
 }
 
 impl Role {
-    /// viewer reads; operator also acts on installations; admin also manages
-    /// the version registry and reads the audit log.
+    /// viewer reads (installations, flags); operator also acts on
+    /// installations and changes flags; admin also manages the version
+    /// registry and reads the audit log.
     pub fn grants(self, permission: Permission) -> bool {
         match self {
             Role::Admin => true,
             Role::Operator => matches!(
                 permission,
-                Permission::PluginsRead | Permission::PluginsToggle | Permission::RulesReload
+                Permission::PluginsRead
+                    | Permission::PluginsToggle
+                    | Permission::RulesReload
+                    | Permission::FlagsRead
+                    | Permission::FlagsWrite
             ),
-            Role::Viewer => permission == Permission::PluginsRead,
+            Role::Viewer => matches!(permission, Permission::PluginsRead | Permission::FlagsRead),
         }
     }
 }
@@ -170,5 +179,17 @@ impl FromRequestParts<AppState> for Ops {
                 "this endpoint needs an Ops agent token",
             )),
         }
+    }
+}
+
+/// A request made with any valid credential (merchant key, Ops token, Sira
+/// token), for endpoints every caller may use (flag evaluation).
+pub struct Caller(pub Principal);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        principal(parts, state).await.map(Caller)
     }
 }

@@ -19,7 +19,9 @@ pub mod auth;
 pub(crate) mod clock;
 pub mod error;
 pub mod extract;
+pub mod flags;
 mod http;
+pub mod invalidation;
 pub mod rate_limit;
 pub mod redact;
 pub mod rules;
@@ -40,6 +42,11 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// How long a verified credential is trusted without asking the store.
     pub auth_cache_ttl_ms: u64,
+    /// How often flags are rebuilt from files and the store even without a
+    /// change notice (the fallback for a missed NOTIFY, and edited files).
+    pub flags_refresh_ms: u64,
+    /// How often the staged-rollout job looks at the active plans.
+    pub rollout_tick_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -47,6 +54,8 @@ impl Default for ServerConfig {
         Self {
             max_body_bytes: 256 * 1024,
             auth_cache_ttl_ms: 10_000,
+            flags_refresh_ms: 5_000,
+            rollout_tick_ms: 10_000,
         }
     }
 }
@@ -58,6 +67,9 @@ pub struct AppState {
     pub clock: Clock,
     pub config: Arc<ServerConfig>,
     pub rules: Arc<rules::Rules>,
+    /// The feature flags in force (see [`flags`]); start with [`flags::start`].
+    pub flags: Arc<flags::Flags>,
+    pub invalidation: invalidation::InvalidationBus,
     pub(crate) auth: Arc<auth::AuthCache>,
     pub(crate) rate_limiter: Arc<rate_limit::RateLimiter>,
 }
@@ -72,6 +84,8 @@ impl AppState {
             ))),
             rate_limiter: Arc::default(),
             rules: Arc::new(rules::Rules::empty()),
+            flags: Arc::default(),
+            invalidation: invalidation::InvalidationBus::default(),
             config: Arc::new(config),
         }
     }

@@ -1111,16 +1111,19 @@ pub fn parse_flag_file(file: &str, text: &str) -> Result<Vec<FlagDefinition>, Ve
     }
 }
 
-/// Loads every definitions file of a `rules/` tree (`flags/*.json`), as
-/// `(relative path, text)` pairs. A key defined in two files is an error.
-pub fn load_flag_files<I, N, S>(files: I) -> Result<Vec<FlagDefinition>, Vec<FlagFileError>>
+/// Loads every definitions file of a `rules/` tree (`flags/*.json`), given
+/// as `(relative path, text)` pairs, into `(file, definition)` pairs. A key
+/// defined in two files is an error.
+pub fn load_flag_files<I, N, S>(
+    files: I,
+) -> Result<Vec<(String, FlagDefinition)>, Vec<FlagFileError>>
 where
     I: IntoIterator<Item = (N, S)>,
     N: AsRef<str>,
     S: AsRef<str>,
 {
     let mut errors = Vec::new();
-    let mut all: Vec<FlagDefinition> = Vec::new();
+    let mut all: Vec<(String, FlagDefinition)> = Vec::new();
     let mut origin: HashMap<String, String> = HashMap::new();
     for (name, text) in files {
         let name = name.as_ref();
@@ -1141,7 +1144,7 @@ where
                         });
                     } else {
                         origin.insert(definition.key.clone(), name.to_owned());
-                        all.push(definition);
+                        all.push((name.to_owned(), definition));
                     }
                 }
             }

@@ -648,7 +648,11 @@ fn shipped_platform_flags_load_with_their_policies() {
         }
         files.push((name, text));
     }
-    let definitions = load_flag_files(files).expect("shipped flag files are valid");
+    let definitions: Vec<FlagDefinition> = load_flag_files(files)
+        .expect("shipped flag files are valid")
+        .into_iter()
+        .map(|(_, definition)| definition)
+        .collect();
     let keys: Vec<&str> = definitions.iter().map(|d| d.key.as_str()).collect();
     for key in [
         "platform.maintenance_mode",

@@ -211,6 +211,7 @@ impl TestApp {
             .await
             .unwrap();
         let state = AppState::new(store.store.clone(), clock.clone(), config).with_rules(rules);
+        state.flags.reload(&state).await.expect("flags load");
         let router = api::app(state.clone());
         Self {
             router,

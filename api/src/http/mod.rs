@@ -3,6 +3,7 @@
 //! tracing span, a body limit, and a JSON answer for panics, unknown routes
 //! and wrong methods.
 
+mod flags;
 mod fleet;
 mod rules;
 mod telemetry;
@@ -43,6 +44,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/audit", get(fleet::audit_log))
         .route("/api/v1/rules/status", get(rules::status))
         .route("/api/v1/rules/reload", post(rules::reload))
+        .merge(flags::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

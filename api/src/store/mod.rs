@@ -9,10 +9,12 @@
 
 mod batch;
 mod credentials;
+mod flags;
 mod fleet;
 
 pub use batch::WriterOptions;
 pub use credentials::{hash_secret, NewSecret, Principal, Role};
+pub use flags::*;
 pub use fleet::*;
 
 use chrono::{DateTime, Utc};
