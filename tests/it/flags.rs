@@ -526,6 +526,30 @@ async fn a_rollout_halts_and_alerts_when_the_cohort_fails() {
     .await;
 }
 
+#[tokio::test]
+async fn the_kill_switch_cancels_an_active_rollout() {
+    each_app(|app| async move {
+        app.post(FLAGS, &app.operator, &json!({"key": "payouts", "type": "percentage", "percentage": 0})).await.ok();
+        let rollouts = format!("{FLAGS}/payouts/rollouts");
+        app.post(&rollouts, &app.operator,
+                 &json!({"steps": [{"percentage": 10, "hold_minutes": 5}, {"percentage": 100, "hold_minutes": 0}],
+                         "error_rate_threshold": 5.0})).await.ok();
+        app.post(&format!("{FLAGS}/payouts/kill"), &app.operator, &json!({"reason": "incident"})).await.ok();
+        app.clock.advance(Duration::minutes(10));
+        let moves = api::flags::run_rollouts(&app.state).await.unwrap();
+        assert_eq!(moves.iter().map(|m| m.action).collect::<Vec<_>>(), ["cancel"]);
+        let flag = app.get(&format!("{FLAGS}/payouts"), &app.viewer).await;
+        assert_eq!((flag.ok()["enabled"].clone(), flag.body["percentage"].clone()), (json!(false), json!(10)));
+        assert_eq!(app.get(&rollouts, &app.viewer).await.ok()[0]["status"], "cancelled");
+        // A killed flag cannot start a new plan.
+        let again = app.post(&rollouts, &app.operator,
+                             &json!({"steps": [{"percentage": 50, "hold_minutes": 5}], "error_rate_threshold": 5.0})).await;
+        again.error(StatusCode::CONFLICT);
+        app
+    })
+    .await;
+}
+
 fn autoheal_flags(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_autoheal"))
         .args(["flags", "eval"])
