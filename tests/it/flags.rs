@@ -526,6 +526,48 @@ async fn a_rollout_halts_and_alerts_when_the_cohort_fails() {
     .await;
 }
 
+/// Two changes based on the same version: the second is refused, not lost.
+#[tokio::test]
+async fn a_concurrent_change_is_a_conflict() {
+    each_app(|app| async move {
+        app.post(
+            FLAGS,
+            &app.operator,
+            &json!({"key": "flow", "type": "boolean"}),
+        )
+        .await
+        .ok();
+        let base = app.state.flags.current().base("flow").unwrap();
+        assert_eq!(base.1, Some(1));
+        let write = |enabled: bool| api::store::FlagWrite {
+            action: "flag.update",
+            before: Some(base.0.clone()),
+            after: engine::FlagDefinition {
+                enabled,
+                ..base.0.clone()
+            },
+            expected_version: base.1,
+        };
+        let audit = api::flags::system_actor();
+        app.store
+            .store
+            .write_flag(&write(false), &audit, app.clock.now())
+            .await
+            .unwrap();
+        let second = app
+            .store
+            .store
+            .write_flag(&write(true), &audit, app.clock.now())
+            .await;
+        assert!(
+            matches!(second, Err(api::store::StoreError::Conflict(_))),
+            "{second:?}"
+        );
+        app
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn the_kill_switch_cancels_an_active_rollout() {
     each_app(|app| async move {
