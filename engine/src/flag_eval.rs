@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::flags::{FlagPolicy, PolicyValue};
-use crate::murmur3::normalized_bucket;
+use crate::murmur3::{normalized_bucket, Murmur3};
 
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 type FastSet<K> = HashSet<K, foldhash::fast::RandomState>;
@@ -628,8 +628,11 @@ struct CompiledFlag {
     enabled_users: FastSet<Box<str>>,
     user_overrides: FastMap<Box<str>, OwnedValue>,
     tenant_overrides: FastMap<Box<str>, OwnedValue>,
-    group_id: Box<str>,
-    variant_group_id: Box<str>,
+    /// murmur3 states after `"{group_id}:"` (seed 0) and
+    /// `"{variant_group_id}:"` (the variant seed): a bucket then hashes only
+    /// the caller's value.
+    rollout_prefix: Murmur3,
+    variant_prefix: Murmur3,
     variant_stickiness: Stickiness,
     total_weight: u32,
     has_lists: bool,
@@ -705,6 +708,20 @@ fn sticky_value<'c>(stickiness: &Stickiness, context: &'c EvalContext) -> Sticky
     }
 }
 
+fn group_prefix(group_id: &str, seed: u32) -> Murmur3 {
+    let mut prefix = Murmur3::new(seed);
+    prefix.write(group_id.as_bytes());
+    prefix.write(b":");
+    prefix
+}
+
+/// Unleash's bucket, 1..=modulus, continuing a group's prefix state.
+#[inline]
+fn bucket(mut prefix: Murmur3, value: &[u8], modulus: u32) -> u32 {
+    prefix.write(value);
+    prefix.finish() % modulus + 1
+}
+
 /// Rollout bucket of a stickiness value, 1..=100 (Unleash's
 /// `normalizedValue` with seed 0).
 pub fn rollout_bucket(group_id: &str, value: &str) -> u32 {
@@ -743,16 +760,17 @@ impl CompiledFlag {
             enabled_users: set(&definition.enabled_users),
             user_overrides: FastMap::default(),
             tenant_overrides: FastMap::default(),
-            group_id: definition
-                .group_id
-                .as_deref()
-                .unwrap_or(&definition.key)
-                .into(),
-            variant_group_id: definition
-                .variant_group_id
-                .as_deref()
-                .unwrap_or(&definition.key)
-                .into(),
+            rollout_prefix: group_prefix(
+                definition.group_id.as_deref().unwrap_or(&definition.key),
+                0,
+            ),
+            variant_prefix: group_prefix(
+                definition
+                    .variant_group_id
+                    .as_deref()
+                    .unwrap_or(&definition.key),
+                VARIANT_SEED,
+            ),
             variant_stickiness: definition
                 .variant_stickiness
                 .clone()
@@ -832,11 +850,10 @@ impl CompiledFlag {
             // Unleash picks at random without a stickiness value; a pure
             // engine cannot, so every such caller gets the first variant.
             Sticky::Missing => 1,
-            sticky => normalized_bucket(
-                &self.variant_group_id,
+            sticky => bucket(
+                self.variant_prefix,
                 sticky.bytes().unwrap_or_default(),
                 self.total_weight,
-                VARIANT_SEED,
             ),
         };
         let mut cumulative = 0;
@@ -920,12 +937,8 @@ impl CompiledFlag {
                 }
                 sticky => {
                     percentage > 0
-                        && normalized_bucket(
-                            &self.group_id,
-                            sticky.bytes().unwrap_or_default(),
-                            100,
-                            0,
-                        ) <= percentage
+                        && bucket(self.rollout_prefix, sticky.bytes().unwrap_or_default(), 100)
+                            <= percentage
                 }
             };
             return if in_rollout {
