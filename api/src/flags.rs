@@ -226,10 +226,25 @@ pub fn install_context(
     }
 }
 
+/// Why the flags could not be loaded at start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Every error of the flag files, `file: field: message`.
+    #[error("{} error(s) in the flag files: {}", .0.len(), .0.join("; "))]
+    Files(Vec<String>),
+}
+
 /// Loads the flags once, then keeps them fresh: the invalidation listener
 /// (PostgreSQL), a rebuild on every flags notice, the periodic refresh and
-/// the rollout job. Called by `autoheal serve` and by tests.
-pub async fn start(state: &AppState) -> Result<Vec<tokio::task::JoinHandle<()>>, StoreError> {
+/// the rollout job. Called by `autoheal serve` and by tests. Broken flag
+/// files refuse the start (later, they only leave the previous files in
+/// force), as broken rules do.
+pub async fn start(state: &AppState) -> Result<Vec<tokio::task::JoinHandle<()>>, StartError> {
+    if let Some(dir) = state.rules.status().dir {
+        read_flag_files(&dir).map_err(StartError::Files)?;
+    }
     state.flags.reload(state).await?;
     let mut tasks = Vec::new();
     if let Some(listener) = state.invalidation.listen(&state.store).await? {

@@ -681,3 +681,33 @@ fn cli_evaluates_file_flags() {
     assert!(String::from_utf8_lossy(&missing.stderr)
         .contains("cannot read the context /nonexistent.json"));
 }
+
+#[test]
+fn serve_refuses_to_start_on_broken_flag_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("flags.db").display());
+    let rules = dir.path().join("rules");
+    std::fs::create_dir_all(rules.join("flags")).unwrap();
+    std::fs::write(
+        rules.join("flags/launch.json"),
+        r#"{"flags": [{"key": "launch", "type": "percentage", "percentage": 150}]}"#,
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_autoheal"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--rules",
+            rules.to_str().unwrap(),
+        ])
+        .env("DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("flags/launch.json: flags[0].percentage"),
+        "{stderr}"
+    );
+}
