@@ -326,6 +326,48 @@ async fn file_flags_yield_to_the_store_copy_once_changed() {
     .await;
 }
 
+/// Edited flag files are picked up by the next rebuild; a broken edit is
+/// refused and the previous files stay in force.
+#[tokio::test]
+async fn edited_flag_files_reload_and_broken_ones_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("flags")).unwrap();
+    let file = dir.path().join("flags/launch.json");
+    std::fs::write(
+        &file,
+        r#"{"flags": [{"key": "launch", "type": "boolean"}]}"#,
+    )
+    .unwrap();
+    let app = TestApp::with_rules(TestStore::sqlite().await, dir.path()).await;
+    assert_eq!(
+        app.evaluate(&app.viewer, "launch", json!({})).await.0,
+        json!(true)
+    );
+
+    std::fs::write(
+        &file,
+        r#"{"flags": [{"key": "launch", "type": "boolean", "enabled": false}]}"#,
+    )
+    .unwrap();
+    app.state.flags.reload(&app.state).await.unwrap();
+    assert_eq!(
+        app.evaluate(&app.viewer, "launch", json!({})).await.1,
+        json!("DISABLED")
+    );
+
+    std::fs::write(
+        &file,
+        r#"{"flags": [{"key": "launch", "type": "boolean", "enabled": "yes"}]}"#,
+    )
+    .unwrap();
+    app.state.flags.reload(&app.state).await.unwrap();
+    assert_eq!(
+        app.evaluate(&app.viewer, "launch", json!({})).await.1,
+        json!("DISABLED")
+    );
+    app.store.finish().await;
+}
+
 #[tokio::test]
 async fn heartbeat_replies_carry_the_flags_the_install_sees() {
     each_app(|app| async move {
