@@ -753,3 +753,36 @@ fn serve_refuses_to_start_on_broken_flag_files() {
         "{stderr}"
     );
 }
+
+#[test]
+fn rules_check_validates_the_flag_files() {
+    let shipped = Command::new(env!("CARGO_BIN_EXE_autoheal"))
+        .args(["rules", "check", shipped_rules().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        shipped.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shipped.stderr)
+    );
+    let report: Value = serde_json::from_slice(&shipped.stdout).unwrap();
+    assert_eq!(report["feature_flags"], 15);
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("flags")).unwrap();
+    std::fs::write(
+        dir.path().join("flags/launch.json"),
+        r#"{"flags": [{"key": "launch", "type": "user_list"}]}"#,
+    )
+    .unwrap();
+    let broken = Command::new(env!("CARGO_BIN_EXE_autoheal"))
+        .args(["rules", "check", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!broken.status.success());
+    let stderr = String::from_utf8_lossy(&broken.stderr);
+    assert!(
+        stderr.contains("flags/launch.json: flags[0].enabled_users"),
+        "{stderr}"
+    );
+}
