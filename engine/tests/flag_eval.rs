@@ -323,9 +323,24 @@ fn enabled_tenants_without_override() {
         vec![
             json!({"key": "wise", "type": "tenant_list", "enabled_tenants": ["rawdog"]}),
             json!({"key": "beta", "type": "user_list", "enabled_users": ["user_123"]}),
+            json!({"key": "all_but", "type": "tenant_list", "disabled_tenants": ["noisy"]}),
         ],
         vec![],
     );
+    // Only a deny list: on for every other tenant.
+    check(
+        &flags,
+        "all_but",
+        json!({"tenant_id": "noisy"}),
+        result(json!(false), "TARGETING_MATCH"),
+    );
+    check(
+        &flags,
+        "all_but",
+        json!({"tenant_id": "quiet"}),
+        result(json!(true), "STATIC"),
+    );
+    check(&flags, "all_but", json!({}), result(json!(true), "STATIC"));
     check(
         &flags,
         "wise",
