@@ -457,6 +457,49 @@ async fn a_change_through_one_replica_reaches_the_other_within_a_second() {
     first.store.finish().await;
 }
 
+/// Without a notice (two processes on one SQLite file have no NOTIFY), the
+/// periodic refresh still brings a change in.
+#[tokio::test]
+async fn the_periodic_refresh_catches_changes_without_a_notice() {
+    let first = TestApp::new(TestStore::sqlite().await).await;
+    let second_store = api::store::Store::connect(&first.store.url, &Default::default())
+        .await
+        .unwrap();
+    let config = api::ServerConfig {
+        flags_refresh_ms: 100,
+        ..api::ServerConfig::default()
+    };
+    let second = api::AppState::new(second_store.clone(), first.clock.clone(), config);
+    let tasks = api::flags::start(&second).await.unwrap();
+    first
+        .post(
+            FLAGS,
+            &first.operator,
+            &json!({"key": "launch", "type": "boolean"}),
+        )
+        .await
+        .ok();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while second
+        .flags
+        .current()
+        .snapshot
+        .definition("launch")
+        .is_none()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the periodic refresh did not pick the flag up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    for task in tasks {
+        task.abort();
+    }
+    second_store.close().await;
+    first.store.finish().await;
+}
+
 impl TestApp {
     /// Payment outcomes from a merchant's site, through the event endpoint.
     async fn outcomes(&self, key: &str, failed: usize, succeeded: usize) {
