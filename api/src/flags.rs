@@ -254,12 +254,20 @@ pub async fn start(state: &AppState) -> Result<Vec<tokio::task::JoinHandle<()>>,
     let on_notice = state.clone();
     tasks.push(tokio::spawn(async move {
         loop {
-            let relevant = match notices.recv().await {
+            let mut relevant = match notices.recv().await {
                 Ok(notice) => notice.topic == FLAGS_TOPIC,
                 // Missed notices: anything may have changed.
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => true,
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
             };
+            // A burst of changes costs one rebuild: it reads them all.
+            loop {
+                match notices.try_recv() {
+                    Ok(notice) => relevant |= notice.topic == FLAGS_TOPIC,
+                    Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => relevant = true,
+                    Err(_) => break,
+                }
+            }
             if relevant {
                 if let Err(error) = on_notice.flags.reload(&on_notice).await {
                     tracing::warn!(event = "flags_reload_failed", error = %error, "flag rebuild failed; the previous snapshot stays");
