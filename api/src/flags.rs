@@ -44,6 +44,11 @@ pub struct FlagOrigin {
     /// The store's version, when the store holds the flag.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<i64>,
+    /// When and by which Ops agent (none: the server) the store's copy last changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub updated_by: Option<uuid::Uuid>,
 }
 
 /// One compiled state of every flag.
@@ -141,6 +146,8 @@ impl Flags {
                     source: "file",
                     file: Some(file.clone()),
                     version: None,
+                    updated_at: None,
+                    updated_by: None,
                 },
             );
             definitions.insert(definition.key.clone(), definition.clone());
@@ -154,6 +161,8 @@ impl Flags {
                     source: "store",
                     file,
                     version: Some(flag.version),
+                    updated_at: Some(flag.updated_at),
+                    updated_by: flag.updated_by,
                 },
             );
             definitions.insert(key, flag.definition);

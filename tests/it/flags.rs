@@ -73,6 +73,7 @@ async fn flags_are_created_validated_and_guarded_by_permissions() {
         assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
         assert_eq!(created.body["source"], "store");
         assert_eq!(created.body["version"], 1);
+        assert!(created.body["updated_by"].is_string() && created.body["updated_at"].is_string(), "{}", created.body);
         let again = app.post(FLAGS, &app.operator, &flag).await;
         again.error(StatusCode::CONFLICT);
 

@@ -287,16 +287,6 @@ impl Store {
         Ok((flags.into_iter().map(StoredFlag::from).collect(), overrides))
     }
 
-    pub async fn stored_flag(&self, key: &str) -> Result<Option<StoredFlag>, StoreError> {
-        let row = on_pool!(self, pool => sqlx::query_as::<_, FlagRow>(
-            "SELECT definition, version, updated_at, updated_by FROM feature_flags WHERE key = $1",
-        )
-        .bind(key)
-        .fetch_optional(pool)
-        .await?);
-        Ok(row.map(StoredFlag::from))
-    }
-
     /// Writes a flag's definition; audited. A conflict when the store's copy
     /// is not at `expected_version` (another replica or request changed it).
     pub async fn write_flag(
