@@ -12,6 +12,7 @@ use serde_json::json;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+mod flags_cmd;
 mod patch_cmd;
 mod rules_cmd;
 
@@ -85,6 +86,27 @@ enum Command {
     Patch {
         #[command(subcommand)]
         command: PatchCommand,
+    },
+    /// Evaluate feature flags from Ops' files.
+    Flags {
+        #[command(subcommand)]
+        command: FlagsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum FlagsCommand {
+    /// Print the evaluation (value, variant, reason, error_code) of flag KEY
+    /// for the context in FILE, from RULES/flags/*.json and their policies.
+    Eval {
+        key: String,
+        #[arg(long)]
+        context: PathBuf,
+        #[arg(long, default_value = "./rules")]
+        rules: PathBuf,
+        /// Evaluate at this time (RFC 3339) instead of now, e.g. for a schedule.
+        #[arg(long)]
+        at: Option<chrono::DateTime<chrono::Utc>>,
     },
 }
 
@@ -286,6 +308,13 @@ struct ServeArgs {
     /// Telemetry batches written at once [default: 1 on SQLite, 2 on PostgreSQL].
     #[arg(long, env = "AUTOHEAL_WRITERS")]
     writers: Option<usize>,
+    /// How often flags are rebuilt from files and the store without a change
+    /// notice, in ms (the fallback for a missed NOTIFY).
+    #[arg(long, env = "AUTOHEAL_FLAGS_REFRESH_MS", default_value_t = ServerConfig::default().flags_refresh_ms)]
+    flags_refresh_ms: u64,
+    /// How often the staged-rollout job runs, in ms.
+    #[arg(long, env = "AUTOHEAL_ROLLOUT_TICK_MS", default_value_t = ServerConfig::default().rollout_tick_ms)]
+    rollout_tick_ms: u64,
 }
 
 #[derive(Subcommand)]
@@ -437,6 +466,15 @@ async fn main() -> Result<()> {
                     rules,
                 },
         } => rules_cmd::normalize(&rules, &platform, &event, &payload, &shop)?,
+        Command::Flags {
+            command:
+                FlagsCommand::Eval {
+                    key,
+                    context,
+                    rules,
+                    at,
+                },
+        } => flags_cmd::eval(&key, &context, &rules, at.unwrap_or(now))?,
         Command::Keys {
             command: KeysCommand::Generate { out },
         } => patch_cmd::generate_keys(&out)?,
@@ -475,6 +513,8 @@ async fn serve(database_url: &str, args: ServeArgs) -> Result<()> {
     let config = ServerConfig {
         max_body_bytes: args.max_body_bytes,
         auth_cache_ttl_ms: args.auth_cache_ttl_ms,
+        flags_refresh_ms: args.flags_refresh_ms,
+        rollout_tick_ms: args.rollout_tick_ms,
     };
     let clock = Clock::system();
     let rules = if args.rules.is_dir() {
@@ -562,6 +602,9 @@ async fn serve(database_url: &str, args: ServeArgs) -> Result<()> {
         );
     }
     spawn_sighup_reload(state.clone());
+    api::flags::start(&state)
+        .await
+        .context("cannot load the feature flags")?;
     let router = api::app(state);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -26,6 +26,7 @@ pub fn load(dir: &Path) -> Result<RuleSet> {
 
 pub fn check(dir: &Path) -> Result<()> {
     let set = load(dir)?;
+    let flags = crate::flags_cmd::load_files(dir)?;
     let files: Vec<_> = set
         .files()
         .iter()
@@ -38,6 +39,7 @@ pub fn check(dir: &Path) -> Result<()> {
             "healing_rules": set.healing_rules().len(),
             "interop_mappings": set.mappings().len(),
             "flag_policies": set.flag_policies().count(),
+            "feature_flags": flags.len(),
             "files": files,
         })
     );

@@ -29,6 +29,8 @@ pub enum Permission {
     OutboxManage,
     /// Send upgrade notifications.
     NotificationsSend,
+    FlagsRead,
+    FlagsWrite,
 }
 
 impl Permission {
@@ -43,13 +45,16 @@ impl Permission {
             Self::InteropWrite => "interop:write",
             Self::OutboxManage => "outbox:manage",
             Self::NotificationsSend => "notifications:send",
+            Self::FlagsRead => "flags:read",
+            Self::FlagsWrite => "flags:write",
         }
     }
 }
 
 impl Role {
-    /// viewer reads; operator also acts on installations; admin also manages
-    /// the version registry and reads the audit log.
+    /// viewer reads (installations, flags); operator also acts on
+    /// installations and changes flags; admin also manages the version
+    /// registry and reads the audit log.
     pub fn grants(self, permission: Permission) -> bool {
         match self {
             Role::Admin => true,
@@ -62,8 +67,10 @@ impl Role {
                     | Permission::InteropWrite
                     | Permission::OutboxManage
                     | Permission::NotificationsSend
+                    | Permission::FlagsRead
+                    | Permission::FlagsWrite
             ),
-            Role::Viewer => permission == Permission::PluginsRead,
+            Role::Viewer => matches!(permission, Permission::PluginsRead | Permission::FlagsRead),
         }
     }
 }
@@ -204,5 +211,17 @@ impl FromRequestParts<AppState> for Ops {
                 "this endpoint needs an Ops agent token",
             )),
         }
+    }
+}
+
+/// A request made with any valid credential (merchant key, Ops token, Sira
+/// token), for endpoints every caller may use (flag evaluation).
+pub struct Caller(pub Principal);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        principal(parts, state).await.map(Caller)
     }
 }

@@ -19,10 +19,12 @@ pub mod auth;
 pub(crate) mod clock;
 pub mod error;
 pub mod extract;
+pub mod flags;
 pub mod healing;
 mod http;
 pub mod installs;
 pub mod interop;
+pub mod invalidation;
 pub mod notifications;
 pub mod outbox;
 pub mod patches;
@@ -46,6 +48,11 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// How long a verified credential is trusted without asking the store.
     pub auth_cache_ttl_ms: u64,
+    /// How often flags are rebuilt from files and the store even without a
+    /// change notice (the fallback for a missed NOTIFY, and edited files).
+    pub flags_refresh_ms: u64,
+    /// How often the staged-rollout job looks at the active plans.
+    pub rollout_tick_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -53,6 +60,8 @@ impl Default for ServerConfig {
         Self {
             max_body_bytes: 256 * 1024,
             auth_cache_ttl_ms: 10_000,
+            flags_refresh_ms: 5_000,
+            rollout_tick_ms: 10_000,
         }
     }
 }
@@ -74,6 +83,9 @@ pub struct AppState {
     pub(crate) installs: Arc<installs::InstallDirectory>,
     /// Interop mappings held in the store, compiled.
     pub(crate) interop_mappings: Arc<interop::StoreMappings>,
+    /// The feature flags in force (see [`flags`]); start with [`flags::start`].
+    pub flags: Arc<flags::Flags>,
+    pub invalidation: invalidation::InvalidationBus,
     pub(crate) auth: Arc<auth::AuthCache>,
     pub(crate) rate_limiter: Arc<rate_limit::RateLimiter>,
 }
@@ -94,6 +106,8 @@ impl AppState {
             installs: Arc::default(),
             notifications: Arc::default(),
             outbox: Arc::new(outbox::Outbox::new(outbox::OutboxConfig::default())),
+            flags: Arc::default(),
+            invalidation: invalidation::InvalidationBus::default(),
             config: Arc::new(config),
         }
     }

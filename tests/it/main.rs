@@ -3,6 +3,7 @@
 
 mod cli;
 mod conformance;
+mod flags;
 mod fleet;
 mod healing;
 mod interop;

@@ -251,6 +251,7 @@ impl TestApp {
             .unwrap();
         let sira = store.store.create_sira_token("sira", now).await.unwrap();
         let state = AppState::new(store.store.clone(), clock.clone(), config).with_rules(rules);
+        state.flags.reload(&state).await.expect("flags load");
         let router = api::app(state.clone());
         Self {
             router,

@@ -4,6 +4,7 @@
 //! and wrong methods.
 
 mod autoheal;
+mod flags;
 mod fleet;
 mod interop;
 mod metrics;
@@ -95,6 +96,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/api/v1/rules/status", get(rules::status))
         .route("/api/v1/rules/reload", post(rules::reload))
+        .merge(flags::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

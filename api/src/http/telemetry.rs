@@ -132,6 +132,7 @@ pub async fn heartbeat(
         state: request.state.map(Value::Object),
         errors_last_hour,
     };
+    let flag_context = crate::flags::install_context(merchant.merchant_id, &record);
     let outcome = state
         .store
         .record_heartbeat(record, state.clock.now())
@@ -168,6 +169,7 @@ pub async fn heartbeat(
         "installation_id": outcome.installation_id,
         "toggles": toggles,
         "notices": notices,
+        "flags": state.flags.values_for(&flag_context, state.clock.now()),
     })))
 }
 

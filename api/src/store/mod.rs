@@ -9,6 +9,7 @@
 
 mod batch;
 mod credentials;
+mod flags;
 mod fleet;
 mod healing;
 mod interop;
@@ -17,6 +18,7 @@ mod outbox;
 
 pub use batch::WriterOptions;
 pub use credentials::{hash_secret, NewSecret, Principal, Role};
+pub use flags::*;
 pub use fleet::*;
 pub use healing::*;
 pub use interop::*;
