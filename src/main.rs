@@ -3,6 +3,7 @@
 
 use anyhow::{Context, Result};
 use api::healing::HealingConfig;
+use api::jobs::JobsConfig;
 use api::notifications::NotificationConfig;
 use api::outbox::OutboxConfig;
 use api::store::{Role, Store, StoreOptions};
@@ -283,6 +284,21 @@ struct ServeArgs {
     /// Base of the upgrade link in notices (the install id is appended).
     #[arg(long, env = "AUTOHEAL_UPGRADE_URL_BASE", default_value_t = NotificationConfig::default().upgrade_url_base)]
     upgrade_url_base: String,
+    /// How often the schedule of jobs is checked, in s (a job runs at its own interval).
+    #[arg(long, env = "AUTOHEAL_JOBS_TICK_SECS", default_value_t = 60)]
+    jobs_tick_secs: u64,
+    /// Interval of the hourly fleet check (alerts), in s.
+    #[arg(long, env = "AUTOHEAL_FLEET_CHECK_SECS", default_value_t = JobsConfig::default().hourly.num_seconds())]
+    fleet_check_secs: i64,
+    /// Interval of the daily job (health metrics, security notices), in s.
+    #[arg(long, env = "AUTOHEAL_DAILY_JOB_SECS", default_value_t = JobsConfig::default().daily.num_seconds())]
+    daily_job_secs: i64,
+    /// Alerts are posted to this Slack-style incoming webhook.
+    #[arg(long, env = "AUTOHEAL_ALERT_SLACK_URL", hide_env_values = true)]
+    alert_slack_url: Option<String>,
+    /// Alerts are posted (signed JSON) to this webhook.
+    #[arg(long, env = "AUTOHEAL_ALERT_WEBHOOK_URL")]
+    alert_webhook_url: Option<String>,
     /// Failed or rolled-back auto-applied patches of a rule (within 24 h) that suspend its auto-apply.
     #[arg(long, env = "AUTOHEAL_BREAKER_MIN_FAILURES", default_value_t = HealingConfig::default().breaker_min_failures)]
     breaker_min_failures: i64,
@@ -578,7 +594,18 @@ async fn serve(database_url: &str, args: ServeArgs) -> Result<()> {
         .with_patches(patches)
         .with_healing(healing)
         .with_outbox(api::outbox::Outbox::try_new(outbox).map_err(anyhow::Error::msg)?)
-        .with_notifications(notifications);
+        .with_notifications(notifications)
+        .with_jobs(JobsConfig {
+            hourly: chrono::Duration::seconds(args.fleet_check_secs.max(1)),
+            daily: chrono::Duration::seconds(args.daily_job_secs.max(1)),
+            alert_slack_url: args.alert_slack_url.clone(),
+            alert_webhook_url: args.alert_webhook_url.clone(),
+        });
+    api::jobs::spawn_scheduler(
+        state.clone(),
+        std::time::Duration::from_secs(args.jobs_tick_secs.max(1)),
+    );
+    api::health::spawn_checks(state.clone());
     api::outbox::spawn_delivery(
         state.clone(),
         std::time::Duration::from_millis(args.delivery_poll_ms.max(10)),

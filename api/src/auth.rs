@@ -29,6 +29,8 @@ pub enum Permission {
     OutboxManage,
     /// Send upgrade notifications.
     NotificationsSend,
+    /// Acknowledge and resolve alerts.
+    AlertsManage,
     FlagsRead,
     FlagsWrite,
 }
@@ -45,6 +47,7 @@ impl Permission {
             Self::InteropWrite => "interop:write",
             Self::OutboxManage => "outbox:manage",
             Self::NotificationsSend => "notifications:send",
+            Self::AlertsManage => "alerts:manage",
             Self::FlagsRead => "flags:read",
             Self::FlagsWrite => "flags:write",
         }
@@ -67,6 +70,7 @@ impl Role {
                     | Permission::InteropWrite
                     | Permission::OutboxManage
                     | Permission::NotificationsSend
+                    | Permission::AlertsManage
                     | Permission::FlagsRead
                     | Permission::FlagsWrite
             ),

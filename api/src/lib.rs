@@ -21,10 +21,12 @@ pub mod error;
 pub mod extract;
 pub mod flags;
 pub mod healing;
+pub mod health;
 mod http;
 pub mod installs;
 pub mod interop;
 pub mod invalidation;
+pub mod jobs;
 pub mod notifications;
 pub mod outbox;
 pub mod patches;
@@ -77,6 +79,7 @@ pub struct AppState {
     pub patches: Arc<patches::PatchRegistry>,
     pub healing: Arc<healing::HealingConfig>,
     pub notifications: Arc<notifications::NotificationConfig>,
+    pub jobs: Arc<jobs::JobsConfig>,
     /// Outbound delivery: its settings, HTTP client and breakers.
     pub outbox: Arc<outbox::Outbox>,
     /// Installations' owners and platforms, cached.
@@ -105,6 +108,7 @@ impl AppState {
             interop_mappings: Arc::default(),
             installs: Arc::default(),
             notifications: Arc::default(),
+            jobs: Arc::default(),
             outbox: Arc::new(outbox::Outbox::new(outbox::OutboxConfig::default())),
             flags: Arc::default(),
             invalidation: invalidation::InvalidationBus::default(),
@@ -125,6 +129,11 @@ impl AppState {
 
     pub fn with_notifications(mut self, config: notifications::NotificationConfig) -> Self {
         self.notifications = Arc::new(config);
+        self
+    }
+
+    pub fn with_jobs(mut self, config: jobs::JobsConfig) -> Self {
+        self.jobs = Arc::new(config);
         self
     }
 

@@ -240,6 +240,12 @@ impl Outbox {
         Self::try_new(config).expect("a valid outbox configuration")
     }
 
+    /// A check of the SMTP server (connect and NOOP), when one is configured.
+    pub fn smtp_probe(&self) -> Option<impl std::future::Future<Output = bool> + '_> {
+        let mailer = self.mailer.as_ref()?;
+        Some(async move { mailer.test_connection().await.unwrap_or(false) })
+    }
+
     /// Sends an email message (`{"from", "to", "subject", "body"}`) over SMTP.
     async fn send_email(&self, message: &OutboxMessage) -> Option<Failure> {
         use lettre::AsyncTransport;

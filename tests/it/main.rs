@@ -7,6 +7,7 @@ mod flags;
 mod fleet;
 mod healing;
 mod interop;
+mod monitoring;
 mod notifications;
 mod ops_cli;
 mod outbox;

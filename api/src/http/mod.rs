@@ -8,6 +8,7 @@ mod flags;
 mod fleet;
 mod interop;
 mod metrics;
+mod monitoring;
 mod notifications;
 mod outbox;
 mod rules;
@@ -55,6 +56,11 @@ pub fn app(state: AppState) -> Router {
             "/api/v1/plugins/notifications/{id}/ack",
             post(notifications::acknowledge),
         )
+        .route("/api/platform/alerts/{id}/ack", post(monitoring::acknowledge))
+        .route("/api/platform/alerts/{id}/resolve", post(monitoring::resolve))
+        .route("/api/platform/health", get(monitoring::health))
+        .route("/api/platform/health/{service}", get(monitoring::service_health))
+        .route("/api/platform/jobs", get(monitoring::jobs))
         .route("/api/v1/audit", get(fleet::audit_log))
         .route("/api/v1/plugins/autoheal", post(autoheal::detect))
         .route("/api/v1/plugins/autoheal/logs", get(autoheal::logs))

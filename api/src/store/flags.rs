@@ -238,6 +238,8 @@ pub struct PlatformAlert {
     pub updated_at: DateTime<Utc>,
     pub acknowledged_at: Option<DateTime<Utc>>,
     pub resolved_at: Option<DateTime<Utc>>,
+    pub acknowledged_by: Option<Uuid>,
+    pub resolved_by: Option<Uuid>,
 }
 
 fn to_json(definition: &Option<FlagDefinition>) -> Option<Value> {
@@ -590,7 +592,8 @@ impl Store {
         status: Option<&str>,
     ) -> Result<Vec<PlatformAlert>, StoreError> {
         Ok(on_pool!(self, pool => sqlx::query_as::<_, PlatformAlert>(
-            "SELECT id, name, severity, status, summary, labels, created_at, updated_at, acknowledged_at, resolved_at \
+            "SELECT id, name, severity, status, summary, labels, created_at, updated_at, acknowledged_at, resolved_at, \
+                    acknowledged_by, resolved_by \
              FROM platform_alerts WHERE ($1 IS NULL OR status = $1) ORDER BY created_at DESC, id DESC LIMIT 500",
         )
         .bind(status)

@@ -13,6 +13,7 @@ mod flags;
 mod fleet;
 mod healing;
 mod interop;
+mod monitoring;
 mod notifications;
 mod outbox;
 
@@ -22,6 +23,7 @@ pub use flags::*;
 pub use fleet::*;
 pub use healing::*;
 pub use interop::*;
+pub use monitoring::*;
 pub use notifications::*;
 pub use outbox::*;
 
