@@ -80,6 +80,7 @@ pub struct AppState {
     pub healing: Arc<healing::HealingConfig>,
     pub notifications: Arc<notifications::NotificationConfig>,
     pub jobs: Arc<jobs::JobsConfig>,
+    pub(crate) pending_notices: Arc<notifications::PendingNotices>,
     /// Outbound delivery: its settings, HTTP client and breakers.
     pub outbox: Arc<outbox::Outbox>,
     /// Installations' owners and platforms, cached.
@@ -109,6 +110,7 @@ impl AppState {
             installs: Arc::default(),
             notifications: Arc::default(),
             jobs: Arc::default(),
+            pending_notices: Arc::default(),
             outbox: Arc::new(outbox::Outbox::new(outbox::OutboxConfig::default())),
             flags: Arc::default(),
             invalidation: invalidation::InvalidationBus::default(),

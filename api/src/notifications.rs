@@ -2,8 +2,46 @@
 //! the security flag, the seed's email template, and the message each channel sends through
 //! the outbox.
 
-use crate::store::{NewNotification, NewOutboxMessage, NotificationTarget};
+use crate::store::{NewNotification, NewOutboxMessage, NotificationTarget, Store, StoreError};
 use serde_json::json;
+use std::collections::HashSet;
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+/// Which installations have in-app notices waiting, so a heartbeat asks the store for them
+/// only when there are some (most never do). Re-read every few seconds, so a notice created
+/// through another replica shows in the heartbeats within that time; one created here at once.
+#[derive(Default)]
+pub struct PendingNotices {
+    known: RwLock<Option<(Instant, HashSet<uuid::Uuid>)>>,
+}
+
+const PENDING_REFRESH: Duration = Duration::from_secs(5);
+
+impl PendingNotices {
+    pub async fn may_have(&self, store: &Store, install: uuid::Uuid) -> Result<bool, StoreError> {
+        if let Some((at, set)) = self.known.read().expect("pending notices").as_ref() {
+            if at.elapsed() < PENDING_REFRESH {
+                return Ok(set.contains(&install));
+            }
+        }
+        let set: HashSet<uuid::Uuid> = store
+            .installs_with_pending_in_app()
+            .await?
+            .into_iter()
+            .collect();
+        let has = set.contains(&install);
+        *self.known.write().expect("pending notices") = Some((Instant::now(), set));
+        Ok(has)
+    }
+
+    /// A notice was just created here for `install`.
+    pub fn add(&self, install: uuid::Uuid) {
+        if let Some((_, set)) = self.known.write().expect("pending notices").as_mut() {
+            set.insert(install);
+        }
+    }
+}
 
 /// Settings of the notification channels; each has a `serve` flag.
 #[derive(Clone, Debug)]

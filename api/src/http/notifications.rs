@@ -103,6 +103,9 @@ pub async fn notify_upgrade(
         .store
         .record_notifications(&target, &[new], Some(&ops.audit()), now)
         .await?;
+    if channel == "in-app" {
+        state.pending_notices.add(target.installation_id);
+    }
     Ok(Json(json!({
         "status": "ok",
         "message": "Notification sent",

@@ -151,10 +151,16 @@ pub async fn heartbeat(
         .rate_limiter
         .learn(key, outcome.installation_id, per_minute);
     // In-app upgrade notices stay in every heartbeat answer until acknowledged.
-    let notices: Vec<Value> = state
-        .store
-        .pending_in_app(outcome.installation_id)
-        .await?
+    let waiting = state
+        .pending_notices
+        .may_have(&state.store, outcome.installation_id)
+        .await?;
+    let pending = if waiting {
+        state.store.pending_in_app(outcome.installation_id).await?
+    } else {
+        Vec::new()
+    };
+    let notices: Vec<Value> = pending
         .into_iter()
         .map(|n| {
             json!({

@@ -225,3 +225,15 @@ impl Store {
         Ok(done > 0)
     }
 }
+
+impl Store {
+    /// Installations with in-app notices not acknowledged yet.
+    pub async fn installs_with_pending_in_app(&self) -> Result<Vec<Uuid>, StoreError> {
+        Ok(on_pool!(self, pool => sqlx::query_scalar(
+            "SELECT DISTINCT installation_id FROM plugin_upgrade_notifications \
+             WHERE channel = 'in-app' AND acknowledged_at IS NULL",
+        )
+        .fetch_all(pool)
+        .await?))
+    }
+}
