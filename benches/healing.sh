@@ -3,10 +3,11 @@
 # run and against the same server, heartbeats (the reference rate), interop events, and
 # Sira detections that auto-apply (decision, sandboxed dry run, durable snapshot and
 # command before the 201: detection-to-command latency). Loopback only, bounded in time.
-#   bash benches/healing.sh [SECONDS=15]
+#   bash benches/healing.sh [SECONDS=15] [DETECT_CLIENTS="1 4 16"]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-15}
+detect_clients=${2:-"1 4 16"}
 pg_admin=${AUTOHEAL_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
 cargo build --release -q -p autoheal -p benches --bin autoheal --bin plugin_load
 bin=target/release/autoheal
@@ -25,7 +26,9 @@ run() { # name database_url
   $load heartbeat 127.0.0.1:$port "$key" 64 2 >/dev/null   # warm-up: creates the installations
   echo "$name $($load heartbeat 127.0.0.1:$port "$key" 64 "$seconds")"
   echo "$name $($load interop 127.0.0.1:$port "$key" 64 "$seconds")"
-  echo "$name $($load detect 127.0.0.1:$port "$key:$sira" 16 "$seconds")"
+  for clients in $detect_clients; do
+    echo "$name $($load detect 127.0.0.1:$port "$key:$sira" "$clients" "$seconds")"
+  done
   kill -TERM $server; wait $server || true
 }
 

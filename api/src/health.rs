@@ -55,7 +55,10 @@ pub async fn check_tier(state: &AppState, tier: &str, now: DateTime<Utc>) -> Vec
                     BreakerState::Open => "down",
                 };
                 checks.push(HealthCheck {
-                    service: format!("webhook:{}", breaker.destination),
+                    service: format!(
+                        "webhook:{}",
+                        crate::outbox::destination_label(&breaker.destination)
+                    ),
                     tier: tier.into(),
                     status: status.into(),
                     latency_ms: 0.0,

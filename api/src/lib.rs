@@ -22,6 +22,7 @@ pub mod extract;
 pub mod flags;
 pub mod healing;
 pub mod health;
+pub mod histogram;
 mod http;
 pub mod installs;
 pub mod interop;
@@ -81,6 +82,8 @@ pub struct AppState {
     pub notifications: Arc<notifications::NotificationConfig>,
     pub jobs: Arc<jobs::JobsConfig>,
     pub(crate) pending_notices: Arc<notifications::PendingNotices>,
+    /// Time to answer a heartbeat (for `plugin_heartbeat_latency_seconds`).
+    pub(crate) heartbeat_latency: Arc<histogram::Histogram>,
     /// Outbound delivery: its settings, HTTP client and breakers.
     pub outbox: Arc<outbox::Outbox>,
     /// Installations' owners and platforms, cached.
@@ -111,6 +114,7 @@ impl AppState {
             notifications: Arc::default(),
             jobs: Arc::default(),
             pending_notices: Arc::default(),
+            heartbeat_latency: Arc::default(),
             outbox: Arc::new(outbox::Outbox::new(outbox::OutboxConfig::default())),
             flags: Arc::default(),
             invalidation: invalidation::InvalidationBus::default(),

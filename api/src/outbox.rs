@@ -167,6 +167,18 @@ pub fn backoff(config: &OutboxConfig, attempts: i32) -> Duration {
     half + Duration::milliseconds((random % spread) as i64)
 }
 
+/// How a destination is named outside the outbox (metrics, health): its host and a short hash
+/// of the whole, never the URL itself, which can carry a token (Slack webhook URLs do) or an
+/// email address.
+pub fn destination_label(destination: &str) -> String {
+    use sha2::Digest;
+    let host = destination.split_once("://").map_or("", |(_, rest)| {
+        rest.split(['/', '?', '@']).next().unwrap_or("")
+    });
+    let digest = hex::encode(&sha2::Sha256::digest(destination.as_bytes())[..4]);
+    format!("{host}#{digest}")
+}
+
 /// HMAC-SHA256 signature header value of a webhook body.
 pub fn signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
@@ -184,6 +196,9 @@ pub struct Outbox {
     client: reqwest::Client,
     mailer: Option<Mailer>,
     breakers: Mutex<HashMap<String, Breaker>>,
+    /// Attempts by outcome (`delivered` or the failure class) and their total time, since start.
+    attempts: Mutex<HashMap<&'static str, u64>>,
+    attempt_time: crate::histogram::Histogram,
 }
 
 /// The host of an SMTP URL (for TLS name checks).
@@ -232,12 +247,59 @@ impl Outbox {
             config,
             client,
             breakers: Mutex::default(),
+            attempts: Mutex::default(),
+            attempt_time: crate::histogram::Histogram::default(),
         })
     }
 
     /// [`Outbox::try_new`] for a configuration known to be valid (no SMTP).
     pub fn new(config: OutboxConfig) -> Self {
         Self::try_new(config).expect("a valid outbox configuration")
+    }
+
+    /// `provider_requests_total{outcome}`, `provider_request_seconds` and
+    /// `circuit_breaker_state{destination}` (0 closed, 1 half-open, 2 open).
+    pub fn render_metrics(&self, out: &mut String) {
+        use std::fmt::Write;
+        let _ = writeln!(out, "# HELP provider_requests_total Outbound delivery attempts by outcome (delivered or the failure class).");
+        let _ = writeln!(out, "# TYPE provider_requests_total counter");
+        let attempts = self.attempts.lock().expect("attempt counts").clone();
+        for outcome in [
+            "delivered",
+            "TRANSIENT",
+            "RATE_LIMITED",
+            "PERMANENT",
+            "AUTH",
+        ] {
+            let n = attempts.get(outcome).copied().unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "provider_requests_total{{outcome=\"{}\"}} {n}",
+                outcome.to_lowercase()
+            );
+        }
+        self.attempt_time.render(
+            out,
+            "provider_request_seconds",
+            "Time of outbound delivery attempts.",
+        );
+        let _ = writeln!(
+            out,
+            "# HELP circuit_breaker_state Per destination: 0 closed, 1 half-open, 2 open."
+        );
+        let _ = writeln!(out, "# TYPE circuit_breaker_state gauge");
+        for breaker in self.breakers() {
+            let state = match breaker.state {
+                BreakerState::Closed => 0,
+                BreakerState::HalfOpen => 1,
+                BreakerState::Open => 2,
+            };
+            let destination = destination_label(&breaker.destination);
+            let _ = writeln!(
+                out,
+                "circuit_breaker_state{{destination=\"{destination}\"}} {state}"
+            );
+        }
     }
 
     /// A check of the SMTP server (connect and NOOP), when one is configured.
@@ -448,7 +510,15 @@ pub async fn deliver_due(state: &AppState, now: DateTime<Utc>) -> Result<RoundRe
         if let Err(until) = outbox.admit(&message.destination, now) {
             return (message.id, AttemptOutcome::Deferred { until });
         }
+        let started = std::time::Instant::now();
         let failure = outbox.send(&message, now).await;
+        outbox.attempt_time.observe(started.elapsed());
+        *outbox
+            .attempts
+            .lock()
+            .expect("attempt counts")
+            .entry(failure.as_ref().map_or("delivered", |f| f.class))
+            .or_default() += 1;
         outbox.observe(
             &message.destination,
             failure.as_ref().is_some_and(|f| f.retryable()),

@@ -831,6 +831,11 @@ async fn metrics_expose_the_loop_and_the_registry() {
             "plugin_interop_success_rate 100.00",
             "autoheal_patch_bundles{state=\"loaded\"} 4",
             "autoheal_patch_dry_runs_total{patch=\"add_missing_column\"} 1",
+            "plugin_installations_total{cms=\"woocommerce\"} 1",
+            "plugin_outdated_percentage 0.00",
+            "plugin_heartbeat_latency_seconds_count 1",
+            "provider_requests_total{outcome=\"delivered\"} 0",
+            "outbox_messages{status=\"pending\"} 0",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }

@@ -1,5 +1,6 @@
-//! `GET /metrics`: the Prometheus text exposition of the healing loop and the interop
-//! layer (seed 001's series) and of the patch registry. Aggregates only: no tenant, install
+//! `GET /metrics`: the Prometheus text exposition of the fleet (seed 000's series), the
+//! healing loop and the interop layer (seed 001's), outbound delivery (seed 003's) and the
+//! patch registry. Aggregates only: no tenant, install
 //! or secret appears in a label, so a scraper on the internal network needs no token.
 
 use crate::error::ApiError;
@@ -101,6 +102,73 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
         processed as f64 * 100.0 / total as f64
     };
     let _ = writeln!(out, "plugin_interop_success_rate {rate:.2}");
+
+    let overview = state.store.overview(state.clock.now()).await?;
+    family(
+        &mut out,
+        "plugin_installations_total",
+        "gauge",
+        "Plugin installations by platform.",
+    );
+    for cms in &overview.cms_breakdown {
+        let _ = writeln!(
+            out,
+            "plugin_installations_total{{cms=\"{}\"}} {}",
+            label(&cms.cms),
+            cms.count
+        );
+    }
+    let total: i64 = overview.cms_breakdown.iter().map(|c| c.count).sum();
+    family(
+        &mut out,
+        "plugin_outdated_percentage",
+        "gauge",
+        "Installations below their platform's latest version, in percent.",
+    );
+    let outdated = if total == 0 {
+        0.0
+    } else {
+        overview.outdated_count as f64 * 100.0 / total as f64
+    };
+    let _ = writeln!(out, "plugin_outdated_percentage {outdated:.2}");
+    family(
+        &mut out,
+        "plugin_error_rate_avg",
+        "gauge",
+        "Mean 24 h error rate of the installations, in percent.",
+    );
+    let _ = writeln!(out, "plugin_error_rate_avg {:.2}", overview.avg_error_rate);
+    family(
+        &mut out,
+        "plugin_high_error_rate_installs",
+        "gauge",
+        "Installations with a 24 h error rate above 5 %.",
+    );
+    let _ = writeln!(
+        out,
+        "plugin_high_error_rate_installs {}",
+        overview.high_error_rate_count
+    );
+    state.heartbeat_latency.render(
+        &mut out,
+        "plugin_heartbeat_latency_seconds",
+        "Time to answer a heartbeat.",
+    );
+    state.outbox.render_metrics(&mut out);
+    let outbox = state.store.outbox_counts().await?;
+    family(
+        &mut out,
+        "outbox_messages",
+        "gauge",
+        "Outbound messages by status.",
+    );
+    for (status, n) in [
+        ("pending", outbox.pending),
+        ("delivered", outbox.delivered),
+        ("dead", outbox.dead),
+    ] {
+        let _ = writeln!(out, "outbox_messages{{status=\"{status}\"}} {n}");
+    }
 
     let registry = state.patches.status();
     family(

@@ -96,6 +96,17 @@ pub async fn heartbeat(
     merchant: Merchant,
     JsonBody(request): JsonBody<HeartbeatRequest>,
 ) -> Result<Json<Value>, ApiError> {
+    let started = std::time::Instant::now();
+    let answer = record_heartbeat(&state, merchant, request).await;
+    state.heartbeat_latency.observe(started.elapsed());
+    answer
+}
+
+async fn record_heartbeat(
+    state: &AppState,
+    merchant: Merchant,
+    request: HeartbeatRequest,
+) -> Result<Json<Value>, ApiError> {
     check_merchant(&merchant, request.merchant_id)?;
     let version = parse_version("plugin_version", &request.plugin_version)?;
     let errors_last_hour = request.errors_last_hour.unwrap_or(0.0);
@@ -113,7 +124,7 @@ pub async fn heartbeat(
         cms: request.cms.as_str().to_owned(),
         site_url: normalize_site_url(request.site_url)?,
     };
-    rate_limited(&state, &key)?;
+    rate_limited(state, &key)?;
     let record = HeartbeatRecord {
         merchant_id: merchant.merchant_id,
         cms: key.cms.clone(),
