@@ -72,11 +72,47 @@ pub async fn check_tier(state: &AppState, tier: &str, now: DateTime<Utc>) -> Vec
         }
     }
     for check in &checks {
-        if let Err(error) = state.store.record_health(check).await {
+        if let Err(error) = record(state, check).await {
             tracing::warn!(event = "health_record_failed", error = %error, "could not record a health check");
         }
     }
     checks
+}
+
+/// Keeps the check, and opens a `DependencyDown` alert for a service that is down (resolved
+/// by the system once a check finds it healthy again).
+async fn record(state: &AppState, check: &HealthCheck) -> Result<(), crate::store::StoreError> {
+    state.store.record_health(check).await?;
+    let labels = serde_json::json!({"service": check.service});
+    if check.status == "down" {
+        let summary = format!(
+            "{} is down: {}",
+            check.service,
+            check.detail.as_deref().unwrap_or("no answer")
+        );
+        let messages = crate::jobs::dispatch(state, "DependencyDown", "critical", &summary);
+        state
+            .store
+            .raise_alert(
+                "DependencyDown",
+                "critical",
+                &summary,
+                &labels,
+                &messages,
+                check.checked_at,
+            )
+            .await?;
+    } else if check.status == "healthy" {
+        for alert in state.store.active_alerts("DependencyDown").await? {
+            if alert.labels.0 == labels {
+                state
+                    .store
+                    .move_alert(alert.id, "resolved", None, check.checked_at)
+                    .await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Runs each tier on its interval.

@@ -70,7 +70,12 @@ pub async fn run_due(state: &AppState, now: DateTime<Utc>) -> Result<Ran, StoreE
 }
 
 /// The messages that dispatch an alert to the configured channels.
-fn dispatch(state: &AppState, name: &str, severity: &str, summary: &str) -> Vec<NewOutboxMessage> {
+pub(crate) fn dispatch(
+    state: &AppState,
+    name: &str,
+    severity: &str,
+    summary: &str,
+) -> Vec<NewOutboxMessage> {
     let config = &state.jobs;
     let mut messages = Vec::new();
     if let Some(url) = &config.alert_slack_url {

@@ -174,6 +174,38 @@ async fn dependency_health_is_recorded_per_tier() {
             !label.contains("/down"),
             "no URL in a service name: {label}"
         );
+        // A service found down opens a DependencyDown alert; healthy again, it is resolved.
+        let alerts = app
+            .get("/api/platform/alerts?status=open", &app.viewer)
+            .await;
+        let down: Vec<_> = alerts
+            .ok()
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["name"] == "DependencyDown")
+            .cloned()
+            .collect();
+        assert_eq!(down.len(), 1);
+        assert_eq!(down[0]["labels"]["service"], format!("webhook:{label}"));
+        app.clock.advance(Duration::seconds(31));
+        api::outbox::deliver_due(&app.state, app.clock.now())
+            .await
+            .unwrap();
+        api::health::check_tier(&app.state, "integrations", app.clock.now()).await;
+        let alerts = app
+            .get("/api/platform/alerts?status=open", &app.viewer)
+            .await;
+        assert!(
+            alerts
+                .ok()
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|a| a["name"] != "DependencyDown"),
+            "{}",
+            alerts.body
+        );
         let store_history = app.get("/api/platform/health/store", &app.viewer).await;
         assert_eq!(store_history.ok()["status"], "healthy");
         assert_eq!(store_history.body["history"][0]["tier"], "critical");
