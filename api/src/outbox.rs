@@ -544,8 +544,8 @@ pub async fn deliver_due(state: &AppState, now: DateTime<Utc>) -> Result<RoundRe
     });
     let outcomes = futures_util::future::join_all(attempts).await;
     let mut report = RoundReport::default();
-    for (id, outcome) in outcomes {
-        match &outcome {
+    for (id, outcome) in &outcomes {
+        match outcome {
             AttemptOutcome::Delivered => report.delivered += 1,
             AttemptOutcome::Failed {
                 retry_at: Some(_), ..
@@ -560,7 +560,9 @@ pub async fn deliver_due(state: &AppState, now: DateTime<Utc>) -> Result<RoundRe
             }
             AttemptOutcome::Deferred { .. } => report.deferred += 1,
         }
-        state.store.record_attempt(id, &outcome, now).await?;
+    }
+    if !outcomes.is_empty() {
+        state.store.record_attempts(&outcomes, now).await?;
     }
     Ok(report)
 }

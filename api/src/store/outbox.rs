@@ -138,45 +138,49 @@ impl Store {
         Ok(leased)
     }
 
-    /// Records how an attempt of a leased message ended.
-    pub async fn record_attempt(
+    /// Records how the attempts of a round ended, in one transaction (one commit per round,
+    /// not per message).
+    pub async fn record_attempts(
         &self,
-        id: Uuid,
-        outcome: &AttemptOutcome,
+        outcomes: &[(Uuid, AttemptOutcome)],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         on_write_pool!(self, pool => {
-            let query = match outcome {
-                AttemptOutcome::Delivered => sqlx::query(
-                    "UPDATE outbox_messages SET status = 'delivered', delivered_at = $1, leased_until = NULL \
-                     WHERE id = $2 AND status = 'pending'",
-                )
-                .bind(now)
-                .bind(id),
-                AttemptOutcome::Failed { class, error, retry_at: Some(at) } => sqlx::query(
-                    "UPDATE outbox_messages SET next_attempt_at = $1, last_error_class = $2, last_error = $3, \
-                     leased_until = NULL WHERE id = $4 AND status = 'pending'",
-                )
-                .bind(*at)
-                .bind(*class)
-                .bind(error)
-                .bind(id),
-                AttemptOutcome::Failed { class, error, retry_at: None } => sqlx::query(
-                    "UPDATE outbox_messages SET status = 'dead', dead_at = $1, last_error_class = $2, \
-                     last_error = $3, leased_until = NULL WHERE id = $4 AND status = 'pending'",
-                )
-                .bind(now)
-                .bind(*class)
-                .bind(error)
-                .bind(id),
-                AttemptOutcome::Deferred { until } => sqlx::query(
-                    "UPDATE outbox_messages SET next_attempt_at = $1, attempts = attempts - 1, leased_until = NULL \
-                     WHERE id = $2 AND status = 'pending'",
-                )
-                .bind(*until)
-                .bind(id),
-            };
-            query.execute(pool).await?;
+            let mut tx = pool.begin().await?;
+            for (id, outcome) in outcomes {
+                let query = match outcome {
+                    AttemptOutcome::Delivered => sqlx::query(
+                        "UPDATE outbox_messages SET status = 'delivered', delivered_at = $1, leased_until = NULL \
+                         WHERE id = $2 AND status = 'pending'",
+                    )
+                    .bind(now)
+                    .bind(*id),
+                    AttemptOutcome::Failed { class, error, retry_at: Some(at) } => sqlx::query(
+                        "UPDATE outbox_messages SET next_attempt_at = $1, last_error_class = $2, last_error = $3, \
+                         leased_until = NULL WHERE id = $4 AND status = 'pending'",
+                    )
+                    .bind(*at)
+                    .bind(*class)
+                    .bind(error)
+                    .bind(*id),
+                    AttemptOutcome::Failed { class, error, retry_at: None } => sqlx::query(
+                        "UPDATE outbox_messages SET status = 'dead', dead_at = $1, last_error_class = $2, \
+                         last_error = $3, leased_until = NULL WHERE id = $4 AND status = 'pending'",
+                    )
+                    .bind(now)
+                    .bind(*class)
+                    .bind(error)
+                    .bind(*id),
+                    AttemptOutcome::Deferred { until } => sqlx::query(
+                        "UPDATE outbox_messages SET next_attempt_at = $1, attempts = attempts - 1, leased_until = NULL \
+                         WHERE id = $2 AND status = 'pending'",
+                    )
+                    .bind(*until)
+                    .bind(*id),
+                };
+                query.execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
         });
         Ok(())
     }
