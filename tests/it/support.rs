@@ -338,12 +338,15 @@ impl TestApp {
     }
 }
 
+/// The answers a [`Receiver`] gives next: (status, Retry-After).
+type Script = std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<(u16, Option<String>)>>>;
+
 /// A real HTTP receiver on loopback for outbound webhooks: records every request and
 /// answers from a script (status and headers), 200 once the script is empty.
 pub struct Receiver {
     pub base: String,
     pub received: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
-    script: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<(u16, Option<String>)>>>,
+    script: Script,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -362,9 +365,7 @@ impl Receiver {
     pub async fn start_on(listener: tokio::net::TcpListener) -> Self {
         let base = format!("http://{}", listener.local_addr().unwrap());
         let received: std::sync::Arc<std::sync::Mutex<Vec<Received>>> = Default::default();
-        let script: std::sync::Arc<
-            std::sync::Mutex<std::collections::VecDeque<(u16, Option<String>)>>,
-        > = Default::default();
+        let script: Script = Default::default();
         let (log, answers) = (received.clone(), script.clone());
         let app = Router::new().fallback(move |request: Request<Body>| {
             let (log, answers) = (log.clone(), answers.clone());

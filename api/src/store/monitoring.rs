@@ -103,14 +103,13 @@ impl Store {
         dispatch: &[NewOutboxMessage],
         now: DateTime<Utc>,
     ) -> Result<Option<PlatformAlert>, StoreError> {
-        let labels_text = labels.to_string();
         let open: Vec<(Uuid, Json<Value>)> = on_pool!(self, pool => sqlx::query_as(
             "SELECT id, labels FROM platform_alerts WHERE name = $1 AND status <> 'resolved'",
         )
         .bind(name)
         .fetch_all(pool)
         .await?);
-        if open.iter().any(|(_, l)| l.0.to_string() == labels_text) {
+        if open.iter().any(|(_, l)| l.0 == *labels) {
             return Ok(None);
         }
         let id = Uuid::now_v7();
