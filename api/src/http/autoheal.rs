@@ -17,7 +17,6 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use chrono::Duration;
 use engine::{DecisionConfig, Detection, Outcome};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -430,10 +429,7 @@ pub async fn logs(
         })?),
     };
     let (limit, offset) = super::page(query.limit, query.offset)?;
-    let since = match query.days {
-        None => None,
-        Some(days) => Some(state.clock.now() - Duration::days(check_days(days)?)),
-    };
+    let since = super::days_ago(&state, query.days)?;
     let filter = HealingLogFilter {
         status: status.map(|s| s.as_str().to_owned()),
         issue_severity: query.issue_severity.map(|s| s.as_str().to_owned()),
@@ -447,29 +443,14 @@ pub async fn logs(
     Ok(Json(state.store.list_healing_logs(&filter).await?))
 }
 
-fn check_days(days: i64) -> Result<i64, ApiError> {
-    if !(1..=3650).contains(&days) {
-        return Err(ApiError::invalid("days", "must be between 1 and 3650"));
-    }
-    Ok(days)
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StatsQuery {
-    days: Option<i64>,
-}
-
 /// `GET /api/v1/plugins/autoheal/stats?days=30`: exactly the seed's fields.
 pub async fn stats(
     State(state): State<AppState>,
     ops: Ops,
-    QueryParams(query): QueryParams<StatsQuery>,
+    QueryParams(query): QueryParams<super::StatsQuery>,
 ) -> Result<Json<HealingStats>, ApiError> {
     ops.require(Permission::PluginsRead)?;
-    let days = check_days(query.days.unwrap_or(30))?;
-    let since = state.clock.now() - Duration::days(days);
-    Ok(Json(state.store.healing_stats(since).await?))
+    Ok(Json(state.store.healing_stats(query.since(&state)?).await?))
 }
 
 /// `GET /api/v1/plugins/autoheal/commands/{plugin_id}`: the install's pending commands by

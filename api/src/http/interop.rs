@@ -15,7 +15,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use engine::InteropEvent;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -181,16 +181,6 @@ pub struct EventsQuery {
     offset: Option<i64>,
 }
 
-fn since(state: &AppState, days: Option<i64>) -> Result<Option<DateTime<Utc>>, ApiError> {
-    match days {
-        None => Ok(None),
-        Some(days) if (1..=3650).contains(&days) => {
-            Ok(Some(state.clock.now() - Duration::days(days)))
-        }
-        Some(_) => Err(ApiError::invalid("days", "must be between 1 and 3650")),
-    }
-}
-
 /// `GET /api/v1/plugins/interop/events`: newest first, filtered, paginated.
 pub async fn events(
     State(state): State<AppState>,
@@ -205,28 +195,21 @@ pub async fn events(
         source_platform: query.source_platform.map(|p| p.as_str().to_owned()),
         processing_status: query.processing_status.map(|s| s.as_str().to_owned()),
         plugin_id: query.plugin_id,
-        since: since(&state, query.days)?,
+        since: super::days_ago(&state, query.days)?,
         limit,
         offset,
     };
     Ok(Json(state.store.list_interop_events(&filter).await?))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StatsQuery {
-    days: Option<i64>,
-}
-
 /// `GET /api/v1/plugins/interop/stats?days=30`: exactly the seed's fields.
 pub async fn stats(
     State(state): State<AppState>,
     ops: Ops,
-    QueryParams(query): QueryParams<StatsQuery>,
+    QueryParams(query): QueryParams<super::StatsQuery>,
 ) -> Result<Json<InteropStats>, ApiError> {
     ops.require(Permission::PluginsRead)?;
-    let since = since(&state, Some(query.days.unwrap_or(30)))?.expect("days given");
-    Ok(Json(state.store.interop_stats(since).await?))
+    Ok(Json(state.store.interop_stats(query.since(&state)?).await?))
 }
 
 /// A mapping as the API takes it: [`engine::MappingSpec`]'s fields (the seed's, plus the

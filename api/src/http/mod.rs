@@ -176,6 +176,37 @@ pub(crate) fn page(limit: Option<i64>, offset: Option<i64>) -> Result<(i64, i64)
     Ok((limit, offset))
 }
 
+/// `?days=N` of the stats endpoints (default 30).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatsQuery {
+    days: Option<i64>,
+}
+
+impl StatsQuery {
+    /// The start of the window the stats cover.
+    pub(crate) fn since(
+        &self,
+        state: &AppState,
+    ) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
+        Ok(days_ago(state, Some(self.days.unwrap_or(30)))?.expect("days given"))
+    }
+}
+
+/// The start of a `days` filter (1–3650 days back), or None without one.
+pub(crate) fn days_ago(
+    state: &AppState,
+    days: Option<i64>,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
+    match days {
+        None => Ok(None),
+        Some(days) if (1..=3650).contains(&days) => {
+            Ok(Some(state.clock.now() - chrono::Duration::days(days)))
+        }
+        Some(_) => Err(ApiError::invalid("days", "must be between 1 and 3650")),
+    }
+}
+
 /// Rejects strings longer than `max_chars`.
 pub(crate) fn check_len(field: &str, value: &str, max_chars: usize) -> Result<(), ApiError> {
     if value.chars().count() > max_chars {
