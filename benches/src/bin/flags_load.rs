@@ -7,9 +7,8 @@
 //! flags_load ADDR TOKEN KEYS [CLIENTS=8] [SECONDS=15]
 //! (KEYS: comma-separated flag keys evaluated in every request)
 
+use benches::{percentile, Connection};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 
 struct Report {
     latencies_us: Vec<u32>,
@@ -27,9 +26,7 @@ async fn client(
         latencies_us: Vec::new(),
         errors: 0,
     };
-    let stream = TcpStream::connect(&address).await.expect("connect");
-    stream.set_nodelay(true).expect("nodelay");
-    let mut stream = BufReader::new(stream);
+    let mut connection = Connection::open(&address).await;
     let mut sequence = 0usize;
     while Instant::now() < deadline {
         sequence += 1;
@@ -37,51 +34,20 @@ async fn client(
             r#"{{"keys":{keys},"context":{{"tenant_id":"tenant-{}","user_id":"user-{client}-{sequence}","properties":{{"cms":"woocommerce","plugin_version":"1.3.5"}}}}}}"#,
             sequence % 500
         );
-        let request = format!(
-            "POST /api/platform/flags/evaluate HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
         let started = Instant::now();
-        stream
-            .get_mut()
-            .write_all(request.as_bytes())
-            .await
-            .expect("write");
-        let mut status_line = String::new();
-        stream.read_line(&mut status_line).await.expect("status");
-        let mut content_length = 0usize;
-        loop {
-            let mut line = String::new();
-            stream.read_line(&mut line).await.expect("header");
-            if line == "\r\n" || line.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = line.split_once(':') {
-                if name.eq_ignore_ascii_case("content-length") {
-                    content_length = value.trim().parse().expect("content-length");
-                }
-            }
-        }
-        let mut body = vec![0; content_length];
-        stream.read_exact(&mut body).await.expect("body");
+        let (status, body) = connection
+            .post("/api/platform/flags/evaluate", &token, &body)
+            .await;
         let elapsed = started.elapsed();
         // Every flag must have evaluated without an error (unknown key …).
         const FAILED: &[u8] = br#""reason":"ERROR""#;
-        if status_line.contains(" 200 ") && !body.windows(FAILED.len()).any(|w| w == FAILED) {
+        if status == 200 && !body.windows(FAILED.len()).any(|w| w == FAILED) {
             report.latencies_us.push(elapsed.as_micros() as u32);
         } else {
             report.errors += 1;
         }
     }
     report
-}
-
-fn percentile(sorted: &[u32], fraction: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
-    f64::from(sorted[index]) / 1000.0
 }
 
 #[tokio::main]

@@ -13,72 +13,15 @@
 //! after the decision, the dry run and the durable snapshot and command: its latency is the
 //! detection-to-command latency.
 
+use benches::{percentile, Connection};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
     Heartbeat,
     Interop,
     Detect,
-}
-
-struct Connection {
-    stream: BufReader<TcpStream>,
-    address: String,
-}
-
-impl Connection {
-    async fn open(address: &str) -> Self {
-        let stream = TcpStream::connect(address).await.expect("connect");
-        stream.set_nodelay(true).expect("nodelay");
-        Self {
-            stream: BufReader::new(stream),
-            address: address.to_owned(),
-        }
-    }
-
-    /// POSTs `body` and returns the status code and the response body.
-    async fn post(&mut self, path: &str, token: &str, body: &str) -> (u16, Vec<u8>) {
-        let request = format!(
-            "POST {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            self.address,
-            body.len()
-        );
-        self.stream
-            .get_mut()
-            .write_all(request.as_bytes())
-            .await
-            .expect("write");
-        let mut status_line = String::new();
-        self.stream
-            .read_line(&mut status_line)
-            .await
-            .expect("status");
-        let status = status_line
-            .split(' ')
-            .nth(1)
-            .and_then(|code| code.parse().ok())
-            .expect("status code");
-        let mut content_length = 0usize;
-        loop {
-            let mut line = String::new();
-            self.stream.read_line(&mut line).await.expect("header");
-            if line == "\r\n" || line.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = line.split_once(':') {
-                if name.eq_ignore_ascii_case("content-length") {
-                    content_length = value.trim().parse().expect("content-length");
-                }
-            }
-        }
-        let mut body = vec![0; content_length];
-        self.stream.read_exact(&mut body).await.expect("body");
-        (status, body)
-    }
 }
 
 fn heartbeat_body(site: usize) -> String {
@@ -162,14 +105,6 @@ async fn client(
         }
     }
     report
-}
-
-fn percentile(sorted: &[u32], fraction: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
-    f64::from(sorted[index]) / 1000.0
 }
 
 #[tokio::main]
