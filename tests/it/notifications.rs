@@ -156,3 +156,76 @@ async fn notices_reach_every_channel_once() {
     })
     .await;
 }
+
+/// A self-signed certificate for 127.0.0.1 (openssl), as (cert path, key path, PEM).
+fn certificate(dir: &std::path::Path) -> (String, String, Vec<u8>) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+        ])
+        .args([
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl runs");
+    assert!(status.success());
+    let pem = std::fs::read(&cert).unwrap();
+    (cert.display().to_string(), key.display().to_string(), pem)
+}
+
+#[tokio::test]
+async fn email_goes_over_starttls_with_auth() {
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key, pem) = certificate(certs.path());
+    let smtp = SmtpServer::start_with(&["--tls", &cert, &key, "--auth", "mailer:s3cret"]);
+    each_store(|store| async {
+        let outbox = OutboxConfig {
+            smtp_url: Some(format!(
+                "smtp://mailer:s3cret@127.0.0.1:{}?tls=required",
+                smtp.port
+            )),
+            smtp_ca_pem: Some(pem.clone()),
+            ..OutboxConfig::default()
+        };
+        let app = TestApp::new(store).await.with_outbox(outbox);
+        let id = setup(&app, "1.3.5", false).await;
+        let before = smtp.messages().len();
+        app.post(
+            &format!("/api/v1/plugins/{id}/notify-upgrade"),
+            &app.operator,
+            &json!({"channel": "email"}),
+        )
+        .await
+        .ok();
+        let report = deliver_due(&app.state, app.clock.now()).await.unwrap();
+        assert_eq!(report.delivered, 1, "{report:?}");
+        let envelope = smtp.envelopes()[before].clone();
+        assert_eq!(
+            (
+                envelope["tls"].as_bool(),
+                envelope["authenticated"].as_bool()
+            ),
+            (Some(true), Some(true))
+        );
+        assert_eq!(envelope["to"], json!(["merchant@example.com"]));
+        app.store
+    })
+    .await;
+}

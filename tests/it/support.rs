@@ -428,6 +428,11 @@ pub struct SmtpServer {
 
 impl SmtpServer {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// With the server's options (`--tls CERT KEY`, `--auth USER:PASSWORD`).
+    pub fn start_with(options: &[&str]) -> Self {
         use std::io::BufRead;
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -440,6 +445,7 @@ impl SmtpServer {
             .arg(repo().join("tests/smtp/server.py"))
             .arg(port.to_string())
             .arg(dir.path())
+            .args(options)
             .stdout(std::process::Stdio::piped());
         let mut child = command
             .spawn()
@@ -454,6 +460,17 @@ impl SmtpServer {
             "the SMTP server starts (is aiosmtpd installed?)"
         );
         Self { port, dir, child }
+    }
+
+    /// The envelopes received so far (`from`, `to`, `tls`, `authenticated`), in order.
+    pub fn envelopes(&self) -> Vec<Value> {
+        (1..=self.messages().len())
+            .map(|n| {
+                let text =
+                    std::fs::read_to_string(self.dir.path().join(format!("{n}.json"))).unwrap();
+                serde_json::from_str(&text).unwrap()
+            })
+            .collect()
     }
 
     /// The messages received so far, as raw RFC 5322 text, in order.

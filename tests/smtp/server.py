@@ -1,7 +1,8 @@
 """A real SMTP server for the test suite (aiosmtpd): every message it accepts is written to
-DIR as <n>.eml, with the envelope in <n>.json.
+DIR as <n>.eml, with the envelope in <n>.json. With --tls it requires STARTTLS with that
+certificate; with --auth it requires AUTH (PLAIN/LOGIN) with that user and password.
 
-    python3 tests/smtp/server.py PORT DIR
+    python3 tests/smtp/server.py PORT DIR [--tls CERT KEY] [--auth USER:PASSWORD]
 
 Prints "ready" on stdout once it listens; stops on SIGTERM.
 """
@@ -9,9 +10,11 @@ import argparse
 import json
 import os
 import signal
+import ssl
 import threading
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 
 class Store:
@@ -27,7 +30,8 @@ class Store:
         with open(os.path.join(self.directory, f"{n}.eml"), "wb") as f:
             f.write(envelope.original_content or envelope.content)
         with open(os.path.join(self.directory, f"{n}.json"), "w") as f:
-            json.dump({"from": envelope.mail_from, "to": envelope.rcpt_tos}, f)
+            json.dump({"from": envelope.mail_from, "to": envelope.rcpt_tos,
+                       "tls": session.ssl is not None, "authenticated": session.authenticated}, f)
         return "250 OK"
 
 
@@ -35,8 +39,24 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("port", type=int)
     parser.add_argument("directory")
+    parser.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"))
+    parser.add_argument("--auth")
     args = parser.parse_args()
-    controller = Controller(Store(args.directory), hostname="127.0.0.1", port=args.port)
+    options = {}
+    if args.tls:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(*args.tls)
+        options.update(tls_context=context, require_starttls=True)
+    if args.auth:
+        user, password = args.auth.split(":", 1)
+
+        def authenticator(server, session, envelope, mechanism, auth_data):
+            ok = (isinstance(auth_data, LoginPassword) and auth_data.login.decode() == user
+                  and auth_data.password.decode() == password)
+            return AuthResult(success=ok)
+
+        options.update(authenticator=authenticator, auth_required=True)
+    controller = Controller(Store(args.directory), hostname="127.0.0.1", port=args.port, **options)
     controller.start()
     print("ready", flush=True)
     stop = threading.Event()
