@@ -36,30 +36,42 @@ const ALERT_COLUMNS: &str = "id, name, severity, status, summary, labels, create
 
 impl Store {
     /// Claims the run of `job` that is due (its last start is before `due_before`, or it
-    /// never ran): true for exactly one caller across replicas, false when it is not due or
-    /// another replica claimed it.
+    /// never ran): true for exactly one caller across replicas (a PostgreSQL advisory lock
+    /// serializes their claims), false when it is not due or another replica claimed it.
     pub async fn claim_job(
         &self,
         job: &str,
         due_before: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
+        let postgres = self.kind() == super::BackendKind::Postgres;
         let claimed = on_write_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            if postgres {
+                // Replicas claiming the same job queue on its advisory lock, so exactly one
+                // sees it due (SQLite has one writer: its transactions never overlap).
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                    .bind(job)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             sqlx::query("INSERT INTO scheduled_job_runs (job, runs) VALUES ($1, 0) ON CONFLICT (job) DO NOTHING")
                 .bind(job)
-                .execute(pool)
+                .execute(&mut *tx)
                 .await?;
-            sqlx::query(
+            let claimed = sqlx::query(
                 "UPDATE scheduled_job_runs SET last_started_at = $1, last_status = 'running', runs = runs + 1 \
                  WHERE job = $2 AND (last_started_at IS NULL OR last_started_at <= $3)",
             )
             .bind(now)
             .bind(job)
             .bind(due_before)
-            .execute(pool)
+            .execute(&mut *tx)
             .await?
             .rows_affected()
-                == 1
+                == 1;
+            tx.commit().await?;
+            claimed
         });
         Ok(claimed)
     }
