@@ -4,9 +4,7 @@
 //! failed ack at once, or an error-rate regression after an apply; a rule whose auto-applied
 //! patches keep failing has its auto-apply suspended.
 
-use crate::store::{
-    AuditContext, HealingLog, HealingTarget, PatchRef, Preparation, ReadyPatch, StoreError,
-};
+use crate::store::{HealingLog, HealingTarget, PatchRef, Preparation, ReadyPatch, StoreError};
 use crate::AppState;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Map, Value};
@@ -295,13 +293,4 @@ pub fn spawn_regression_analysis(
             }
         }
     })
-}
-
-/// The audit context of the loop's own actions.
-pub fn system_audit() -> AuditContext {
-    AuditContext {
-        actor_kind: "system",
-        actor_id: None,
-        request_id: None,
-    }
 }

@@ -642,17 +642,6 @@ impl Store {
         Ok((log, command))
     }
 
-    /// The snapshot a log's rollback restores.
-    pub async fn snapshot(&self, id: Uuid) -> Result<Option<(String, Value)>, StoreError> {
-        let row: Option<(String, Json<Value>)> = on_pool!(self, pool => sqlx::query_as(
-            "SELECT plugin_version, state FROM plugin_snapshots WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(pool)
-        .await?);
-        Ok(row.map(|(version, state)| (version, state.0)))
-    }
-
     pub async fn command(&self, id: Uuid) -> Result<Option<Command>, StoreError> {
         Ok(
             on_pool!(self, pool => sqlx::query_as::<_, Command>(&format!(

@@ -129,17 +129,6 @@ impl Store {
         self.writer.interop(record, now).await
     }
 
-    pub async fn interop_event(&self, id: Uuid) -> Result<Option<StoredInteropEvent>, StoreError> {
-        Ok(
-            on_pool!(self, pool => sqlx::query_as::<_, StoredInteropEvent>(&format!(
-            "SELECT {EVENT_COLUMNS} FROM plugin_interop_events WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(pool)
-        .await?),
-        )
-    }
-
     pub async fn list_interop_events(
         &self,
         filter: &InteropFilter,
