@@ -81,16 +81,14 @@ pub async fn prepare(
             reason: "the install has not reported its state in a heartbeat yet".into(),
         };
     };
-    let registry = state.patches.clone();
-    let patch_name = name.to_owned();
-    let run_params = params.clone();
-    let run_snapshot = snapshot.clone();
-    let outcome = tokio::task::spawn_blocking(move || {
-        registry.dry_run(&patch_name, &run_snapshot, &run_params)
-    })
-    .await;
-    let current = state.patches.current(name);
-    let patch_ref = |patch: &crate::patches::LoadedPatch| PatchRef {
+    let Some(patch) = state.patches.current(name) else {
+        return Preparation::Failed {
+            patch: None,
+            kind: "unknown_patch".into(),
+            reason: format!("no verified bundle named {name:?} is loaded"),
+        };
+    };
+    let patch_ref = PatchRef {
         name: patch.name().to_owned(),
         version: patch.version().to_string(),
         bundle_sha256: patch.bundle_sha256.clone(),
@@ -100,28 +98,34 @@ pub async fn prepare(
             .unwrap_or_default(),
         params: params.clone(),
     };
+    // A patch for another platform or plugin version is not even run.
+    let plugin_version = crate::version::parse_or_lowest(&target.plugin_version);
+    if !patch
+        .verified
+        .manifest()
+        .applies_to(&target.cms, &plugin_version)
+    {
+        return Preparation::Failed {
+            reason: format!(
+                "{} {} does not apply to {} {}",
+                patch.name(),
+                patch.version(),
+                target.cms,
+                target.plugin_version
+            ),
+            patch: Some(patch_ref),
+            kind: "not_applicable".into(),
+        };
+    }
+    let registry = state.patches.clone();
+    let run_snapshot = snapshot.clone();
+    let outcome =
+        tokio::task::spawn_blocking(move || registry.dry_run(&patch, &run_snapshot, &params)).await;
     match outcome {
-        Ok(Ok((patch, _, run))) => {
-            if !patch
-                .verified
-                .manifest()
-                .applies_to(&target.cms, &plugin_version(target))
-            {
-                return Preparation::Failed {
-                    patch: Some(patch_ref(&patch)),
-                    kind: "not_applicable".into(),
-                    reason: format!(
-                        "{} {} does not apply to {} {}",
-                        patch.name(),
-                        patch.version(),
-                        target.cms,
-                        target.plugin_version
-                    ),
-                };
-            }
+        Ok(Ok(run)) => {
             let snapshot_sha256 = engine::sha256_hex(snapshot.to_string().as_bytes());
             Preparation::Ready(ReadyPatch {
-                patch: patch_ref(&patch),
+                patch: patch_ref,
                 snapshot,
                 snapshot_sha256,
                 operations: serde_json::to_value(&run.operations).unwrap_or_default(),
@@ -130,23 +134,19 @@ pub async fn prepare(
             })
         }
         Ok(Err(error)) => Preparation::Failed {
-            patch: current.as_deref().map(patch_ref),
+            patch: Some(patch_ref),
             kind: error.kind().to_owned(),
             reason: error.to_string(),
         },
-        Err(join) => Preparation::Failed {
-            patch: current.as_deref().map(patch_ref),
-            kind: "internal".into(),
-            reason: {
-                tracing::error!(event = "dry_run_panicked", error = %join, "dry run task failed");
-                "the dry run could not complete".into()
-            },
-        },
+        Err(join) => {
+            tracing::error!(event = "dry_run_panicked", error = %join, "dry run task failed");
+            Preparation::Failed {
+                patch: Some(patch_ref),
+                kind: "internal".into(),
+                reason: "the dry run could not complete".into(),
+            }
+        }
     }
-}
-
-fn plugin_version(target: &HealingTarget) -> semver::Version {
-    crate::version::parse(&target.plugin_version).unwrap_or(semver::Version::new(0, 0, 0))
 }
 
 /// An Ops edit of the patch to apply, in either spelling the dashboard sends:

@@ -210,8 +210,7 @@ async fn daily_health(state: &AppState, now: DateTime<Utc>) -> Result<(), StoreE
         if !(version.is_latest && version.security) {
             continue;
         }
-        let target =
-            crate::version::parse(&version.version).unwrap_or(semver::Version::new(0, 0, 0));
+        let target = crate::version::parse_or_lowest(&version.version);
         for install in state
             .store
             .installs_below(&version.cms, &crate::version::sort_key(&target))
@@ -220,8 +219,7 @@ async fn daily_health(state: &AppState, now: DateTime<Utc>) -> Result<(), StoreE
             let Some(reach) = state.store.notification_target(install).await? else {
                 continue;
             };
-            let current = crate::version::parse(&reach.plugin_version)
-                .unwrap_or(semver::Version::new(0, 0, 0));
+            let current = crate::version::parse_or_lowest(&reach.plugin_version);
             let (level, channels) = priority(&current, &target, true);
             let config = &state.notifications;
             let notice = Notice {

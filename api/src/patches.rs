@@ -97,8 +97,6 @@ impl Catalog {
 /// Why a dry run did not give a clean result.
 #[derive(Debug, thiserror::Error)]
 pub enum DryRunError {
-    #[error("no verified bundle named {0:?} is loaded")]
-    UnknownPatch(String),
     #[error("the snapshot is not a plugin state: {0}")]
     BadSnapshot(String),
     #[error(transparent)]
@@ -109,7 +107,6 @@ impl DryRunError {
     /// The typed reason recorded on a failed healing log.
     pub fn kind(&self) -> &'static str {
         match self {
-            Self::UnknownPatch(_) => "unknown_patch",
             Self::BadSnapshot(_) => "bad_snapshot",
             Self::Run(e) => e.kind(),
         }
@@ -271,17 +268,14 @@ impl PatchRegistry {
             .cloned()
     }
 
-    /// Dry-runs the current bundle named `name` against `snapshot`. Synchronous and
+    /// Dry-runs `patch` (a bundle of this registry) against `snapshot`. Synchronous and
     /// CPU-bound: call it from a blocking task.
     pub fn dry_run(
         &self,
-        name: &str,
+        patch: &LoadedPatch,
         snapshot: &Value,
         params: &Value,
-    ) -> Result<(Arc<LoadedPatch>, State, DryRun), DryRunError> {
-        let patch = self
-            .current(name)
-            .ok_or_else(|| DryRunError::UnknownPatch(name.to_owned()))?;
+    ) -> Result<DryRun, DryRunError> {
         let state: State = serde_json::from_value(snapshot.clone())
             .map_err(|e| DryRunError::BadSnapshot(e.to_string()))?;
         let host = self
@@ -290,8 +284,8 @@ impl PatchRegistry {
             .expect("a registry with bundles has a host");
         let started = Instant::now();
         let result = host.dry_run(&patch.verified, &state, params);
-        self.record(name, started.elapsed(), result.as_ref().err());
-        Ok((patch, state, result?))
+        self.record(patch.name(), started.elapsed(), result.as_ref().err());
+        Ok(result?)
     }
 
     fn record(&self, name: &str, took: Duration, failure: Option<&RunError>) {
@@ -327,7 +321,7 @@ impl PatchRegistry {
                     patch_type: serde_json::to_value(manifest.patch_type).unwrap_or(Value::Null),
                     file: patch.file.clone(),
                     key_ids: patch.verified.signed_by().to_vec(),
-                    module_sha256: hex_sha(&patch.verified.module_sha256()),
+                    module_sha256: hex::encode(patch.verified.module_sha256()),
                     bundle_sha256: patch.bundle_sha256.clone(),
                     expires_at: manifest.expires_at,
                     current,
@@ -353,10 +347,6 @@ impl PatchRegistry {
     pub fn dir(&self) -> Option<&Path> {
         self.dir.as_deref()
     }
-}
-
-fn hex_sha(bytes: &[u8; 32]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Polls the patches folder every `interval` and reloads when it changed.

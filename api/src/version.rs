@@ -9,6 +9,12 @@ pub fn parse(text: &str) -> Result<Version, semver::Error> {
     Version::parse(text.strip_prefix('v').unwrap_or(text))
 }
 
+/// A version read back from the store (validated when it came in): one that no longer
+/// parses counts as the lowest, 0.0.0.
+pub fn parse_or_lowest(text: &str) -> Version {
+    parse(text).unwrap_or(Version::new(0, 0, 0))
+}
+
 /// A key whose bytewise order is semver precedence: numbers are zero-padded,
 /// a release sorts after its pre-releases (`~` > `-`), numeric pre-release
 /// identifiers sort before alphanumeric ones. Build metadata is ignored, as

@@ -55,9 +55,8 @@ pub async fn notify_upgrade(
         .ok_or_else(|| ApiError::Conflict {
             message: format!("no latest version is registered for {}", target.cms),
         })?;
-    let current =
-        crate::version::parse(&target.plugin_version).unwrap_or(semver::Version::new(0, 0, 0));
-    let newest = crate::version::parse(&latest.version).unwrap_or(semver::Version::new(0, 0, 0));
+    let current = crate::version::parse_or_lowest(&target.plugin_version);
+    let newest = crate::version::parse_or_lowest(&latest.version);
     if newest <= current {
         return Err(ApiError::Conflict {
             message: format!(
