@@ -394,6 +394,14 @@ fn serve_refuses_to_start_on_broken_rules() {
     assert!(stderr.contains("autoheal rules check"), "{stderr}");
 }
 
+/// Runs a `create` command and returns the secret it printed under `field`.
+fn created(url: &str, args: &[&str], field: &str) -> String {
+    json_stdout(&autoheal(url, args))[field]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 /// A fresh clone's `serve` runs the healing loop with the shipped rules and bundles: the
 /// bundles verify with the development key (and the server says it trusts that key), a
 /// detection is dry-run and its command queued.
@@ -401,7 +409,7 @@ fn serve_refuses_to_start_on_broken_rules() {
 async fn serve_runs_the_shipped_patches_out_of_the_box() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("serve.db").display());
-    let merchant = json_stdout(&autoheal(
+    let key = created(
         &url,
         &[
             "merchant",
@@ -411,13 +419,10 @@ async fn serve_runs_the_shipped_patches_out_of_the_box() {
             "--email",
             "s@example.com",
         ],
-    ));
-    let key = merchant["api_key"].as_str().unwrap().to_owned();
-    let sira = json_stdout(&autoheal(&url, &["sira-token", "create", "--name", "sira"]))["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let ops = json_stdout(&autoheal(
+        "api_key",
+    );
+    let sira = created(&url, &["sira-token", "create", "--name", "sira"], "token");
+    let ops = created(
         &url,
         &[
             "ops-agent",
@@ -427,10 +432,8 @@ async fn serve_runs_the_shipped_patches_out_of_the_box() {
             "--role",
             "viewer",
         ],
-    ))["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        "token",
+    );
     let server = Server::start(&url);
     let (status, body) = server
         .request("GET", "/api/v1/plugins/autoheal/patches", Some(&ops), None)
@@ -510,7 +513,7 @@ async fn serve_picks_up_new_bundles() {
     let url = format!("sqlite://{}", dir.path().join("serve.db").display());
     let bundles = dir.path().join("bundles");
     std::fs::create_dir(&bundles).unwrap();
-    let ops = json_stdout(&autoheal(
+    let ops = created(
         &url,
         &[
             "ops-agent",
@@ -520,10 +523,8 @@ async fn serve_picks_up_new_bundles() {
             "--role",
             "viewer",
         ],
-    ))["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        "token",
+    );
     let dev = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("patches");
     let public = dev.join("dev-key/autoheal.pub");
     let server = Server::start_with(
@@ -573,7 +574,7 @@ async fn serve_picks_up_new_bundles() {
 async fn the_outbox_survives_kill_9_and_restart() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("serve.db").display());
-    let key = json_stdout(&autoheal(
+    let key = created(
         &url,
         &[
             "merchant",
@@ -583,10 +584,8 @@ async fn the_outbox_survives_kill_9_and_restart() {
             "--email",
             "s@example.com",
         ],
-    ))["api_key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+        "api_key",
+    );
     // The receiver's port, with nothing listening yet: every delivery fails.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
