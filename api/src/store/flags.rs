@@ -546,18 +546,15 @@ impl Store {
                 "current_step": change.next_step, "reason": change.reason}});
             flag_changed!(self, tx, audit, key, change.action, Some(before), Some(after), now);
             if let Some(alert) = &change.alert {
-                sqlx::query(
-                    "INSERT INTO platform_alerts (id, name, severity, status, summary, labels, created_at, updated_at) \
-                     VALUES ($1, $2, $3, 'open', $4, $5, $6, $6)",
-                )
-                .bind(Uuid::now_v7())
-                .bind(&alert.name)
-                .bind(alert.severity)
-                .bind(&alert.summary)
-                .bind(Json(&alert.labels))
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+                super::monitoring::insert_alert!(
+                    tx,
+                    Uuid::now_v7(),
+                    &alert.name,
+                    alert.severity,
+                    &alert.summary,
+                    &alert.labels,
+                    now
+                );
             }
             tx.commit().await?;
             true

@@ -11,6 +11,25 @@ use serde_json::{json, Value};
 use sqlx::types::Json;
 use uuid::Uuid;
 
+/// Inserts an open alert inside an open transaction (`&mut *tx`).
+macro_rules! insert_alert {
+    ($tx:expr, $id:expr, $name:expr, $severity:expr, $summary:expr, $labels:expr, $now:expr) => {
+        sqlx::query(
+            "INSERT INTO platform_alerts (id, name, severity, status, summary, labels, created_at, updated_at) \
+             VALUES ($1, $2, $3, 'open', $4, $5, $6, $6)",
+        )
+        .bind($id)
+        .bind($name)
+        .bind($severity)
+        .bind($summary)
+        .bind(sqlx::types::Json($labels))
+        .bind($now)
+        .execute(&mut *$tx)
+        .await?
+    };
+}
+pub(crate) use insert_alert;
+
 #[derive(Clone, Debug, Serialize, sqlx::FromRow)]
 pub struct JobRun {
     pub job: String,
@@ -127,18 +146,7 @@ impl Store {
         let id = Uuid::now_v7();
         on_write_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            sqlx::query(
-                "INSERT INTO platform_alerts (id, name, severity, status, summary, labels, created_at, updated_at) \
-                 VALUES ($1, $2, $3, 'open', $4, $5, $6, $6)",
-            )
-            .bind(id)
-            .bind(name)
-            .bind(severity)
-            .bind(summary)
-            .bind(Json(labels))
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+            insert_alert!(tx, id, name, severity, summary, labels, now);
             for message in dispatch {
                 insert_outbox!(tx, message, Uuid::now_v7(), now);
             }
