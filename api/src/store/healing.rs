@@ -9,6 +9,26 @@ use serde_json::{json, Value};
 use sqlx::types::Json;
 use uuid::Uuid;
 
+/// Queues a pending command inside an open transaction (`&mut *tx`).
+macro_rules! insert_command {
+    ($tx:expr, $id:expr, $installation_id:expr, $log_id:expr, $type:expr, $payload:expr, $priority:expr, $now:expr) => {
+        sqlx::query(
+            "INSERT INTO plugin_commands (id, installation_id, healing_log_id, command_type, command_payload, \
+             priority, status, issued_at) VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7)",
+        )
+        .bind($id)
+        .bind($installation_id)
+        .bind($log_id)
+        .bind($type)
+        .bind(sqlx::types::Json($payload))
+        .bind($priority)
+        .bind($now)
+        .execute(&mut *$tx)
+        .await?
+    };
+}
+pub(crate) use insert_command;
+
 /// Inside an open transaction: stores the dry run's outcome on log `$log_id` — for a clean
 /// run the snapshot, the patch and the `apply_patch` command (log `approved`), for a failed
 /// one the typed reason (log `failed`, nothing queued).
@@ -65,18 +85,16 @@ macro_rules! apply_preparation {
                         "operations": ready.operations,
                     },
                 });
-                sqlx::query(
-                    "INSERT INTO plugin_commands (id, installation_id, healing_log_id, command_type, command_payload, \
-                     priority, status, issued_at) VALUES ($1, $2, $3, 'apply_patch', $4, $5, 'pending', $6)",
-                )
-                .bind(uuid::Uuid::now_v7())
-                .bind($installation_id)
-                .bind($log_id)
-                .bind(sqlx::types::Json(payload))
-                .bind(ready.priority)
-                .bind($now)
-                .execute(&mut *$tx)
-                .await?;
+                $crate::store::healing::insert_command!(
+                    $tx,
+                    uuid::Uuid::now_v7(),
+                    $installation_id,
+                    $log_id,
+                    "apply_patch",
+                    payload,
+                    ready.priority,
+                    $now
+                );
             }
             $crate::store::Preparation::Failed { patch, kind, reason } => {
                 sqlx::query(
@@ -142,18 +160,16 @@ macro_rules! rollback_in_tx {
             "restore_operations": log.restore_operations,
             "snapshot": {"id": log.snapshot_id, "plugin_version": plugin_version, "state": snapshot.0},
         });
-        sqlx::query(
-            "INSERT INTO plugin_commands (id, installation_id, healing_log_id, command_type, command_payload, \
-             priority, status, issued_at) VALUES ($1, $2, $3, 'rollback', $4, $5, 'pending', $6)",
-        )
-        .bind($command_id)
-        .bind(log.plugin_id)
-        .bind(log.id)
-        .bind(Json(payload))
-        .bind(ROLLBACK_PRIORITY)
-        .bind($now)
-        .execute(&mut *$tx)
-        .await?;
+        $crate::store::healing::insert_command!(
+            $tx,
+            $command_id,
+            log.plugin_id,
+            log.id,
+            "rollback",
+            payload,
+            ROLLBACK_PRIORITY,
+            $now
+        );
     }};
 }
 
