@@ -13,6 +13,9 @@ use serde_json::json;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod flags_cmd;
 mod patch_cmd;
 mod rules_cmd;

@@ -4,10 +4,18 @@
 //! failed ack at once, or an error-rate regression after an apply; a rule whose auto-applied
 //! patches keep failing has its auto-apply suspended.
 
-use crate::store::{HealingLog, HealingTarget, PatchRef, Preparation, ReadyPatch, StoreError};
+use crate::invalidation::{Invalidation, InvalidationBus};
+use crate::store::{
+    AuditContext, HealingLog, HealingTarget, PatchRef, Preparation, ReadyPatch, Store, StoreError,
+    RULE_BREAKERS_TOPIC,
+};
 use crate::AppState;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Map, Value};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use tokio::sync::broadcast;
 
 /// Settings of the healing loop; each has a `serve` flag.
 #[derive(Clone, Debug)]
@@ -43,6 +51,89 @@ impl Default for HealingConfig {
             breaker_window: Duration::hours(24),
         }
     }
+}
+
+/// How long the suspended rules are trusted without reading them again: the fallback for
+/// a change notice from another replica that was missed.
+const SUSPENDED_RULES_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The rules whose auto-apply is suspended, as last read. Every auto-applied detection asks,
+/// so the answer is kept: a breaker change through this process drops it at once, one made
+/// by another replica arrives as a [`RULE_BREAKERS_TOPIC`] notice on the invalidation bus
+/// (PostgreSQL NOTIFY, sent by the changing transaction), and it is read again at least
+/// every [`SUSPENDED_RULES_MAX_AGE`].
+pub struct SuspendedRules {
+    read: RwLock<Option<(std::time::Instant, Arc<HashSet<String>>)>>,
+    /// Bumped by every invalidation, so a read that raced a change is not kept.
+    generation: AtomicU64,
+    notices: Mutex<broadcast::Receiver<Invalidation>>,
+}
+
+impl SuspendedRules {
+    pub fn new(bus: &InvalidationBus) -> Self {
+        Self {
+            read: RwLock::new(None),
+            generation: AtomicU64::new(0),
+            notices: Mutex::new(bus.subscribe()),
+        }
+    }
+
+    pub async fn contains(&self, store: &Store, rule: &str) -> Result<bool, StoreError> {
+        self.take_notices();
+        if let Some((read_at, rules)) = &*self.read.read().expect("suspended rules") {
+            if read_at.elapsed() < SUSPENDED_RULES_MAX_AGE {
+                return Ok(rules.contains(rule));
+            }
+        }
+        let generation = self.generation.load(Ordering::Acquire);
+        let rules = store.suspended_rules().await?;
+        let suspended = rules.contains(rule);
+        let mut read = self.read.write().expect("suspended rules");
+        if self.generation.load(Ordering::Acquire) == generation {
+            *read = Some((std::time::Instant::now(), Arc::new(rules)));
+        }
+        Ok(suspended)
+    }
+
+    /// Forgets what was read: the next question reads the store.
+    pub fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        *self.read.write().expect("suspended rules") = None;
+    }
+
+    /// Drops the cache if the bus carried a breaker change (or lost notices).
+    fn take_notices(&self) {
+        let mut notices = self.notices.lock().expect("breaker notices");
+        let mut changed = false;
+        loop {
+            match notices.try_recv() {
+                Ok(notice) => changed |= notice.topic == RULE_BREAKERS_TOPIC,
+                Err(broadcast::error::TryRecvError::Lagged(_)) => changed = true,
+                Err(_) => break,
+            }
+        }
+        if changed {
+            self.invalidate();
+        }
+    }
+}
+
+/// Opens or closes a rule's breaker (see [`Store::set_rule_breaker`]) and drops what this
+/// process cached of the breakers.
+pub async fn set_rule_breaker(
+    state: &AppState,
+    rule: &str,
+    suspended: bool,
+    reason: &str,
+    audit: Option<&AuditContext>,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let changed = state
+        .store
+        .set_rule_breaker(rule, suspended, reason, audit, now)
+        .await?;
+    state.suspended_rules.invalidate();
+    Ok(changed)
 }
 
 /// The state a patch runs against: the install's last reported `state` (config, tables)
@@ -209,11 +300,7 @@ pub async fn check_rule_breaker(
             outcomes.finished,
             config.breaker_window.num_hours()
         );
-        if state
-            .store
-            .set_rule_breaker(rule, true, &reason, None, now)
-            .await?
-        {
+        if set_rule_breaker(state, rule, true, &reason, None, now).await? {
             tracing::warn!(event = "rule_auto_apply_suspended", alert = "AutoHealRuleSuspended", rule, reason = %reason,
                 "auto-apply suspended for a rule: its detections now wait for Ops");
         }

@@ -84,6 +84,8 @@ impl InvalidationBus {
                             "ignored a notice without topic:key"
                         ),
                     },
+                    // The store was closed: the process is shutting down.
+                    Err(sqlx::Error::PoolClosed) => return,
                     Err(error) => {
                         // PgListener reconnects on the next recv; what was
                         // sent meanwhile is caught by the periodic refresh.

@@ -79,11 +79,15 @@ pub struct AppState {
     /// The verified patch bundles and the host that dry-runs them.
     pub patches: Arc<patches::PatchRegistry>,
     pub healing: Arc<healing::HealingConfig>,
+    pub(crate) suspended_rules: Arc<healing::SuspendedRules>,
     pub notifications: Arc<notifications::NotificationConfig>,
     pub jobs: Arc<jobs::JobsConfig>,
     pub(crate) pending_notices: Arc<notifications::PendingNotices>,
     /// Time to answer a heartbeat (for `plugin_heartbeat_latency_seconds`).
     pub(crate) heartbeat_latency: Arc<histogram::Histogram>,
+    /// Time from a detection's arrival to its durable log and command (for
+    /// `plugin_autoheal_detection_seconds`).
+    pub(crate) detection_latency: Arc<histogram::Histogram>,
     /// Outbound delivery: its settings, HTTP client and breakers.
     pub outbox: Arc<outbox::Outbox>,
     /// Installations' owners and platforms, cached.
@@ -99,6 +103,7 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(store: store::Store, clock: Clock, config: ServerConfig) -> Self {
+        let invalidation = invalidation::InvalidationBus::default();
         Self {
             store,
             clock,
@@ -115,9 +120,11 @@ impl AppState {
             jobs: Arc::default(),
             pending_notices: Arc::default(),
             heartbeat_latency: Arc::default(),
+            detection_latency: Arc::default(),
             outbox: Arc::new(outbox::Outbox::new(outbox::OutboxConfig::default())),
             flags: Arc::default(),
-            invalidation: invalidation::InvalidationBus::default(),
+            suspended_rules: Arc::new(healing::SuspendedRules::new(&invalidation)),
+            invalidation,
             config: Arc::new(config),
         }
     }

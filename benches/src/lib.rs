@@ -27,6 +27,16 @@ impl Connection {
             self.address,
             body.len()
         );
+        self.exchange(&request).await
+    }
+
+    /// GETs `path` (without a credential) and returns the status code and the body.
+    pub async fn get(&mut self, path: &str) -> (u16, Vec<u8>) {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n", self.address);
+        self.exchange(&request).await
+    }
+
+    async fn exchange(&mut self, request: &str) -> (u16, Vec<u8>) {
         self.stream
             .get_mut()
             .write_all(request.as_bytes())

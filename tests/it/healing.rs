@@ -4,7 +4,7 @@
 //! and an error-rate regression roll back on their own; a rule that keeps failing stops
 //! auto-applying.
 
-use crate::support::{each_store, repo, TestApp};
+use crate::support::{each_store, postgres_url, repo, TestApp, TestStore};
 use api::healing::HealingConfig;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
@@ -519,6 +519,125 @@ async fn detections_are_idempotent_and_bad_input_is_refused_by_field() {
 }
 
 #[tokio::test]
+async fn concurrent_retries_record_one_log_and_answer_what_is_stored() {
+    each_store(|store| async {
+        let app = TestApp::healing(store, HealingConfig::default()).await;
+        let id = app.heartbeat(woo_heartbeat()).await;
+        let mut body = detection(id, 92.5, "wp_molam_orders");
+        body["idempotency_key"] = json!("sira-burst");
+        let post = || app.post("/api/v1/plugins/autoheal", &app.sira, &body);
+        // Sent together, they meet in one group commit.
+        let (a, b, c, d, e, f) = tokio::join!(post(), post(), post(), post(), post(), post());
+        let answers = [a, b, c, d, e, f];
+        let created: Vec<_> = answers
+            .iter()
+            .filter(|r| r.status == StatusCode::CREATED)
+            .collect();
+        assert_eq!(created.len(), 1, "one of the retries records the log");
+        let recorded = &created[0].body["log"];
+        for answer in &answers {
+            assert!(answer.status.is_success(), "{}", answer.body);
+            assert_eq!(answer.body["log"]["id"], recorded["id"]);
+        }
+        // The log answered is the log stored, field for field.
+        assert_eq!(recorded["status"], "approved");
+        assert_eq!(&log(&app, &recorded["id"]).await, recorded);
+        let commands = Install { app: &app, id }.poll().await;
+        assert_eq!(commands.len(), 1, "one command: {commands:?}");
+        assert_eq!(
+            commands[0]["command_payload"]["snapshot_id"],
+            recorded["snapshot_id"]
+        );
+
+        // So is an approval's.
+        let pending = detect(&app, &detection(id, 70.0, "wp_molam_orders")).await;
+        let approved = app
+            .post(
+                &format!(
+                    "/api/v1/plugins/autoheal/{}/apply",
+                    pending["log"]["id"].as_str().unwrap()
+                ),
+                &app.operator,
+                &json!({}),
+            )
+            .await;
+        let approved = &approved.ok()["log"];
+        assert_eq!(approved["status"], "approved");
+        assert_eq!(&log(&app, &approved["id"]).await, approved);
+        app.store
+    })
+    .await;
+}
+
+/// Two replicas on one PostgreSQL database: a rule suspended or resumed through one is in
+/// force on the other within a second, by NOTIFY (what a replica caches of the breakers is
+/// otherwise trusted for 5 s).
+#[tokio::test]
+async fn a_rule_breaker_change_reaches_the_other_replica() {
+    let Some(url) = postgres_url() else {
+        eprintln!("-- skipped: no PostgreSQL");
+        return;
+    };
+    let first = TestApp::healing(TestStore::postgres(&url).await, HealingConfig::default()).await;
+    let second = first.replica().await;
+    let listener = second
+        .state
+        .invalidation
+        .listen(&second.state.store)
+        .await
+        .unwrap()
+        .expect("a listener on PostgreSQL");
+    let id = first.heartbeat(woo_heartbeat()).await;
+    let rule = "missing_database_column";
+    let answers = |want: &'static str| {
+        let second = &second;
+        async move {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+            loop {
+                let answer = detect(second, &detection(id, 92.5, "wp_molam_orders")).await;
+                if answer["status"] == want {
+                    return true;
+                }
+                if std::time::Instant::now() > deadline {
+                    return false;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    };
+    assert!(answers("applied").await, "the second replica auto-applies");
+    api::healing::set_rule_breaker(
+        &first.state,
+        rule,
+        true,
+        "tripped on the first replica",
+        None,
+        first.clock.now(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        answers("pending_review").await,
+        "the suspension did not reach the second replica within 1 s"
+    );
+    first
+        .post(
+            &format!("/api/v1/plugins/autoheal/rules/{rule}/resume"),
+            &first.operator,
+            &json!({"reason": "fixed"}),
+        )
+        .await
+        .ok();
+    assert!(
+        answers("applied").await,
+        "the resume did not reach the second replica within 1 s"
+    );
+    listener.abort();
+    second.store.finish().await;
+    first.store.finish().await;
+}
+
+#[tokio::test]
 async fn plugins_reach_only_their_own_commands_and_bundles() {
     each_store(|store| async {
         let app = TestApp::healing(store, HealingConfig::default()).await;
@@ -834,6 +953,7 @@ async fn metrics_expose_the_loop_and_the_registry() {
             "plugin_installations_total{cms=\"woocommerce\"} 1",
             "plugin_outdated_percentage 0.00",
             "plugin_heartbeat_latency_seconds_count 1",
+            "plugin_autoheal_detection_seconds_count 2",
             "provider_requests_total{outcome=\"delivered\"} 0",
             "outbox_messages{status=\"pending\"} 0",
         ] {

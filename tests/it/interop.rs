@@ -28,6 +28,63 @@ async fn send(
 }
 
 #[tokio::test]
+async fn redeliveries_in_one_burst_are_stored_once() {
+    each_store(|store| async {
+        let app = TestApp::with_rules(store, &repo().join("rules")).await;
+        let woo = install(&app, "woocommerce").await;
+        let order = json!({"id": "4242", "total": "9.99", "currency": "EUR"});
+        let other = json!({"id": "4243", "total": "1.00", "currency": "EUR"});
+        let send_order = |payload: &Value| {
+            send(
+                &app,
+                woo,
+                "woocommerce_checkout_order_processed",
+                payload.clone(),
+            )
+        };
+        // Sent together, they meet in one group commit.
+        let (a, b, c, d) = tokio::join!(
+            send_order(&order),
+            send_order(&order),
+            send_order(&other),
+            send_order(&order)
+        );
+        let answers = [a, b, c, d];
+        let firsts: Vec<_> = answers
+            .iter()
+            .filter(|(status, _)| *status == StatusCode::CREATED)
+            .collect();
+        assert_eq!(firsts.len(), 2, "one first delivery per order: {answers:?}");
+        let stored_id = |order_id: &str| {
+            firsts
+                .iter()
+                .find(|(_, body)| body["normalized"]["order_id"] == order_id)
+                .unwrap()
+                .1["event_id"]
+                .clone()
+        };
+        for (status, body) in &answers {
+            assert!(status.is_success(), "{body}");
+            assert_eq!(
+                body["event_id"],
+                stored_id(body["normalized"]["order_id"].as_str().unwrap())
+            );
+            assert_eq!(body["duplicate"], *status == StatusCode::OK);
+        }
+        let stored = app
+            .get("/api/v1/plugins/interop/events?limit=100", &app.viewer)
+            .await;
+        assert_eq!(stored.ok().as_array().unwrap().len(), 2);
+        // And a later redelivery finds the stored row.
+        let (status, again) = send_order(&order).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(again["event_id"], stored_id("4242"));
+        app.store
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn events_are_normalized_stored_once_and_never_dropped() {
     each_store(|store| async {
         let app = TestApp::with_rules(store, &repo().join("rules")).await;

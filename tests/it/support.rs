@@ -74,6 +74,19 @@ impl TestStore {
     }
 }
 
+impl TestStore {
+    /// Another connection to the same database, as a second replica has; the database
+    /// stays with the store that created it.
+    pub async fn replica(&self) -> Self {
+        Self {
+            store: connect(&self.url).await,
+            url: self.url.clone(),
+            _dir: None,
+            postgres_schema: None,
+        }
+    }
+}
+
 async fn connect(url: &str) -> Store {
     let store = Store::connect(url, &StoreOptions::default())
         .await
@@ -82,7 +95,8 @@ async fn connect(url: &str) -> Store {
     store
 }
 
-fn postgres_url() -> Option<String> {
+/// The PostgreSQL server the tests may use; required in CI.
+pub fn postgres_url() -> Option<String> {
     match std::env::var(POSTGRES_ENV) {
         Ok(url) if !url.is_empty() => Some(url),
         _ if std::env::var("CI").is_ok() => {
@@ -215,6 +229,33 @@ impl TestApp {
         app.state = app.state.with_patches(registry).with_healing(config);
         app.router = api::app(app.state.clone());
         app
+    }
+
+    /// A second replica of this app: the same database, rules, patches, settings, clock
+    /// and credentials, its own process state (caches, invalidation bus).
+    pub async fn replica(&self) -> Self {
+        let store = self.store.replica().await;
+        let mut state = AppState::new(
+            store.store.clone(),
+            self.clock.clone(),
+            (*self.state.config).clone(),
+        );
+        state.rules = self.state.rules.clone();
+        state.patches = self.state.patches.clone();
+        state.healing = self.state.healing.clone();
+        Self {
+            router: api::app(state.clone()),
+            state,
+            store,
+            clock: self.clock.clone(),
+            admin: self.admin.clone(),
+            admin_id: self.admin_id,
+            operator: self.operator.clone(),
+            viewer: self.viewer.clone(),
+            merchant_id: self.merchant_id,
+            merchant_key: self.merchant_key.clone(),
+            sira: self.sira.clone(),
+        }
     }
 
     /// The same app delivering its outbox with `config`.

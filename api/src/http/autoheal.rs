@@ -103,6 +103,7 @@ pub async fn detect(
     headers: HeaderMap,
     JsonBody(request): JsonBody<DetectionRequest>,
 ) -> Result<Response, ApiError> {
+    let started = std::time::Instant::now();
     let key = idempotency_key(&headers, request.idempotency_key.clone())?;
     if request.detected_issue.trim().is_empty() {
         return Err(ApiError::invalid("detected_issue", "must not be empty"));
@@ -163,7 +164,7 @@ pub async fn detect(
         }),
     };
     if let (DetectionOutcome::AutoApplied(_), Some(rule)) = (&outcome, &decision.rule) {
-        if state.store.rule_suspended(rule).await? {
+        if state.suspended_rules.contains(&state.store, rule).await? {
             decision_json["auto_apply_suspended"] = json!(true);
             outcome = DetectionOutcome::PendingReview;
         }
@@ -195,10 +196,11 @@ pub async fn detect(
         rule_name: decision.rule.clone(),
         decision: decision_json,
     };
-    let (log, created) = state.store.record_detection(&record, &outcome, now).await?;
+    let (log, created) = state.store.record_detection(record, outcome, now).await?;
     if !created {
         return replay(log, &request_sha256);
     }
+    state.detection_latency.observe(started.elapsed());
     if log.status() == HealingStatus::Failed {
         if let Some(rule) = &log.rule_name {
             healing::check_rule_breaker(&state, rule, now).await?;
@@ -602,16 +604,15 @@ pub async fn resume_rule(
     ops.require(Permission::AutohealApprove)?;
     check_reason(&request.reason)?;
     check_len("name", &name, 200)?;
-    let changed = state
-        .store
-        .set_rule_breaker(
-            &name,
-            false,
-            &request.reason,
-            Some(&ops.audit()),
-            state.clock.now(),
-        )
-        .await?;
+    let changed = healing::set_rule_breaker(
+        &state,
+        &name,
+        false,
+        &request.reason,
+        Some(&ops.audit()),
+        state.clock.now(),
+    )
+    .await?;
     Ok(Json(
         json!({"status": "ok", "rule": name, "resumed": changed}),
     ))

@@ -154,6 +154,11 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
         "plugin_heartbeat_latency_seconds",
         "Time to answer a heartbeat.",
     );
+    state.detection_latency.render(
+        &mut out,
+        "plugin_autoheal_detection_seconds",
+        "Time from a detection's arrival to its durable decision, snapshot and command.",
+    );
     state.outbox.render_metrics(&mut out);
     let outbox = state.store.outbox_counts().await?;
     family(

@@ -7,8 +7,8 @@
 //! write cannot sink its neighbours.
 
 use super::{
-    Backend, DetectionOutcome, EventOutcome, EventRecord, HeartbeatOutcome, HeartbeatRecord,
-    InteropOutcome, InteropRecord, NewHealingLog, StoreError,
+    Backend, DetectionOutcome, EventOutcome, EventRecord, HealingLog, HeartbeatOutcome,
+    HeartbeatRecord, InteropOutcome, InteropRecord, NewHealingLog, StoreError,
 };
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
@@ -48,8 +48,8 @@ enum Written {
     Heartbeat(HeartbeatOutcome),
     Event(EventOutcome),
     Interop(InteropOutcome),
-    /// False: the idempotency key was used before, nothing was written.
-    Detection(bool),
+    /// The log as stored; None when its idempotency key was used before (nothing written).
+    Detection(Option<Box<HealingLog>>),
 }
 
 enum Job {
@@ -76,7 +76,7 @@ impl Writer {
             Backend::Sqlite { .. } => 1,
             Backend::Postgres(_) => 2,
         });
-        let tasks = (0..writers.max(1))
+        let mut tasks: Vec<_> = (0..writers.max(1))
             .map(|_| {
                 tokio::spawn(run(
                     backend.clone(),
@@ -85,6 +85,9 @@ impl Writer {
                 ))
             })
             .collect();
+        if let Backend::Sqlite { reads, .. } = &backend {
+            tasks.push(tokio::spawn(checkpoint_wal(reads.clone(), jobs.clone())));
+        }
         Self {
             jobs,
             tasks: Arc::new(Mutex::new(tasks)),
@@ -113,20 +116,20 @@ impl Writer {
         }
     }
 
-    /// Records a detection; returns its log id and whether it was written (false: its
-    /// idempotency key was used before).
+    /// Records a detection; returns its log as stored, or None when its idempotency key
+    /// was used before (nothing written).
     pub(super) async fn detection(
         &self,
         log: NewHealingLog,
         outcome: DetectionOutcome,
         now: DateTime<Utc>,
-    ) -> Result<(uuid::Uuid, bool), StoreError> {
+    ) -> Result<Option<HealingLog>, StoreError> {
         let id = uuid::Uuid::now_v7();
         match self
             .submit(Write::Detection(Box::new((id, log, outcome))), now)
             .await?
         {
-            Written::Detection(inserted) => Ok((id, inserted)),
+            Written::Detection(recorded) => Ok(recorded.map(|log| *log)),
             _ => unreachable!("a detection is answered with a detection"),
         }
     }
@@ -160,6 +163,29 @@ impl Writer {
         let _ = self.jobs.send(Job::Stop).await;
         for task in tasks.drain(..) {
             let _ = task.await;
+        }
+    }
+}
+
+/// How often the SQLite write-ahead log is copied into the database file.
+const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// SQLite: checkpoints the write-ahead log off the commit path, until the writers stop.
+/// Left to the writing connection (SQLite's default), the commit that takes the log past
+/// 1 000 pages copies them into the database file and syncs it, and every write queued
+/// behind that commit waits milliseconds. A passive checkpoint never blocks the writer.
+async fn checkpoint_wal(reads: sqlx::SqlitePool, jobs: mpsc::Sender<Job>) {
+    loop {
+        tokio::select! {
+            _ = jobs.closed() => return,
+            _ = tokio::time::sleep(CHECKPOINT_INTERVAL) => {}
+        }
+        if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&reads)
+            .await
+        {
+            tracing::warn!(event = "wal_checkpoint_failed", error = %error,
+                "checkpoint of the SQLite write-ahead log failed; retrying");
         }
     }
 }
@@ -253,43 +279,58 @@ macro_rules! backend_writes {
         mod $module {
             use super::*;
             use sqlx::types::Json;
-            use std::collections::HashMap;
+            use std::collections::{HashMap, HashSet};
             use uuid::Uuid;
 
             pub(super) async fn write_all(
                 pool: &$pool,
                 batch: &[Pending],
             ) -> Result<Vec<Written>, sqlx::Error> {
-                let heartbeats: Vec<(&HeartbeatRecord, DateTime<Utc>)> = batch
-                    .iter()
-                    .filter_map(|(write, now, _)| match write {
-                        Write::Heartbeat(record) => Some((record, *now)),
-                        Write::Event(_) | Write::Interop(_) | Write::Detection(_) => None,
-                    })
-                    .collect();
-                if $one_statement && heartbeats.len() == batch.len() {
+                let all = |kind: fn(&Write) -> bool| batch.iter().all(|(write, _, _)| kind(write));
+                if $one_statement
+                    && (all(|w| matches!(w, Write::Heartbeat(_))) || all(|w| matches!(w, Write::Detection(_))))
+                {
                     // One statement commits on its own: no BEGIN, no COMMIT.
                     let mut connection = pool.acquire().await?;
-                    let outcomes = heartbeats_bulk(&mut connection, &heartbeats).await?;
-                    return Ok(outcomes.into_iter().map(Written::Heartbeat).collect());
+                    return write_on(&mut connection, batch).await;
                 }
                 let mut tx = pool.begin().await?;
-                let mut beats = heartbeats_bulk(&mut tx, &heartbeats).await?.into_iter();
+                let results = write_on(&mut tx, batch).await?;
+                tx.commit().await?;
+                Ok(results)
+            }
+
+            /// Writes a batch on `connection`: each kind of write in one statement for
+            /// the whole batch (telemetry events one by one).
+            async fn write_on(
+                connection: &mut $connection,
+                batch: &[Pending],
+            ) -> Result<Vec<Written>, sqlx::Error> {
+                let mut heartbeats = Vec::new();
+                let mut detections = Vec::new();
+                let mut interops = Vec::new();
+                for (write, now, _) in batch {
+                    match write {
+                        Write::Heartbeat(record) => heartbeats.push((record, *now)),
+                        Write::Detection(detection) => detections.push((detection.as_ref(), *now)),
+                        Write::Interop(record) => interops.push((record.as_ref(), *now)),
+                        Write::Event(_) => {}
+                    }
+                }
+                let mut beats = heartbeats_bulk(connection, &heartbeats).await?.into_iter();
+                let mut logs = detections_bulk(connection, &detections).await?.into_iter();
+                let mut stored = interop_bulk(connection, &interops).await?.into_iter();
                 let mut results = Vec::with_capacity(batch.len());
                 for (write, now, _) in batch {
                     results.push(match write {
                         Write::Heartbeat(_) => {
                             Written::Heartbeat(beats.next().expect("one outcome per heartbeat"))
                         }
-                        Write::Event(record) => Written::Event(event(&mut tx, record, *now).await?),
-                        Write::Interop(record) => Written::Interop(interop(&mut tx, record, *now).await?),
-                        Write::Detection(detection) => {
-                            let (id, log, outcome) = detection.as_ref();
-                            Written::Detection(detect(&mut tx, *id, log, outcome, *now).await?)
-                        }
+                        Write::Event(record) => Written::Event(event(connection, record, *now).await?),
+                        Write::Interop(_) => Written::Interop(stored.next().expect("one outcome per interop event")),
+                        Write::Detection(_) => Written::Detection(logs.next().expect("one outcome per detection")),
                     });
                 }
-                tx.commit().await?;
                 Ok(results)
             }
 
@@ -489,63 +530,155 @@ macro_rules! backend_writes {
                 })
             }
 
-            async fn detect(
+            /// Records the batch's detections: their logs, snapshots and commands (on
+            /// PostgreSQL in one statement, else one statement each). A log whose
+            /// idempotency key was used before is not written (None), nor is anything
+            /// that came with it.
+            async fn detections_bulk(
                 connection: &mut $connection,
-                id: Uuid,
-                log: &NewHealingLog,
-                outcome: &DetectionOutcome,
-                now: DateTime<Utc>,
-            ) -> Result<bool, sqlx::Error> {
-                Ok(crate::store::healing::insert_detection!(connection, id, log, outcome, now))
+                detections: &[(&(Uuid, NewHealingLog, DetectionOutcome), DateTime<Utc>)],
+            ) -> Result<Vec<Option<Box<HealingLog>>>, sqlx::Error> {
+                use crate::store::healing::{
+                    insert_commands, insert_snapshots, push_command_values, push_new_logs_insert,
+                    push_snapshot_values, COMMAND_COLUMNS_INSERTED, SNAPSHOT_COLUMNS,
+                };
+                if detections.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let (logs, works): (Vec<HealingLog>, Vec<_>) = detections
+                    .iter()
+                    .map(|((id, new, outcome), now)| HealingLog::detected(*id, new, outcome, *now))
+                    .unzip();
+                let snapshots: Vec<_> = works.iter().flatten().map(|(snapshot, _)| snapshot.clone()).collect();
+                let commands: Vec<_> = works.into_iter().flatten().map(|(_, command)| command).collect();
+                let inserted: HashSet<Uuid> = if $one_statement {
+                    // The snapshots and commands of the logs inserted, in the same
+                    // statement: foreign keys are checked at its end.
+                    let mut query = sqlx::QueryBuilder::<$db>::new("WITH logs AS (");
+                    push_new_logs_insert!(query, &logs);
+                    query.push(")");
+                    if !snapshots.is_empty() {
+                        query.push(format!(
+                            ", snapshots AS (INSERT INTO plugin_snapshots ({SNAPSHOT_COLUMNS}) SELECT * FROM ("
+                        ));
+                        push_snapshot_values!(query, &snapshots, true);
+                        query.push(format!(
+                            ") AS v ({SNAPSHOT_COLUMNS}) WHERE v.id IN (SELECT snapshot_id FROM logs))"
+                        ));
+                    }
+                    if !commands.is_empty() {
+                        query.push(format!(
+                            ", commands AS (INSERT INTO plugin_commands ({COMMAND_COLUMNS_INSERTED}) SELECT * FROM ("
+                        ));
+                        push_command_values!(query, &commands, true);
+                        query.push(format!(
+                            ") AS v ({COMMAND_COLUMNS_INSERTED}) WHERE v.healing_log_id IN (SELECT id FROM logs))"
+                        ));
+                    }
+                    query.push(" SELECT id FROM logs");
+                    query.build_query_scalar().fetch_all(&mut *connection).await?.into_iter().collect()
+                } else {
+                    insert_snapshots!(connection, &snapshots);
+                    let mut query = sqlx::QueryBuilder::<$db>::new("");
+                    push_new_logs_insert!(query, &logs);
+                    let inserted: Vec<(Uuid, Option<Uuid>)> = query.build_query_as().fetch_all(&mut *connection).await?;
+                    let inserted: HashSet<Uuid> = inserted.into_iter().map(|(id, _)| id).collect();
+                    // What came with a log not inserted goes too.
+                    let orphans: Vec<Uuid> = logs
+                        .iter()
+                        .filter(|log| !inserted.contains(&log.id))
+                        .filter_map(|log| log.snapshot_id)
+                        .collect();
+                    if !orphans.is_empty() {
+                        let mut delete = sqlx::QueryBuilder::<$db>::new("DELETE FROM plugin_snapshots WHERE id IN (");
+                        let mut ids = delete.separated(", ");
+                        for id in orphans {
+                            ids.push_bind(id);
+                        }
+                        delete.push(")");
+                        delete.build().execute(&mut *connection).await?;
+                    }
+                    let commands: Vec<_> = commands
+                        .into_iter()
+                        .filter(|command| inserted.contains(&command.healing_log_id))
+                        .collect();
+                    insert_commands!(connection, &commands);
+                    inserted
+                };
+                Ok(logs
+                    .into_iter()
+                    .map(|log| inserted.contains(&log.id).then(|| Box::new(log)))
+                    .collect())
             }
 
-            /// Stores an interop event once per (merchant, CloudEvents id): a redelivery
-            /// answers with the row stored the first time.
-            async fn interop(
+            /// Stores the batch's interop events, one statement for them all, once per
+            /// (merchant, CloudEvents id): a redelivery — of an event stored before, or
+            /// twice in one batch — answers with the row stored the first time. The
+            /// forwards of an event are written only with the event.
+            async fn interop_bulk(
                 connection: &mut $connection,
-                record: &InteropRecord,
-                now: DateTime<Utc>,
-            ) -> Result<InteropOutcome, sqlx::Error> {
-                let inserted: Option<Uuid> = sqlx::query_scalar(
+                records: &[(&InteropRecord, DateTime<Utc>)],
+            ) -> Result<Vec<InteropOutcome>, sqlx::Error> {
+                if records.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut first: HashMap<(Uuid, &str), usize> = HashMap::new();
+                for (index, (record, _)) in records.iter().enumerate() {
+                    first.entry((record.merchant_id, record.event_id.as_str())).or_insert(index);
+                }
+                let ids: Vec<Uuid> = records.iter().map(|_| Uuid::now_v7()).collect();
+                let mut candidates: Vec<usize> = first.values().copied().collect();
+                candidates.sort_unstable();
+                let mut insert = sqlx::QueryBuilder::<$db>::new(
                     "INSERT INTO plugin_interop_events (id, installation_id, merchant_id, event_id, \
                        source_platform, source_event_type, event_type, event_category, payload, \
                        normalized_payload, cloud_event, mapping, processing_status, failure_code, \
-                       failure_reason, received_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
-                     ON CONFLICT (merchant_id, event_id) DO NOTHING RETURNING id",
-                )
-                .bind(Uuid::now_v7())
-                .bind(record.installation_id)
-                .bind(record.merchant_id)
-                .bind(&record.event_id)
-                .bind(&record.source_platform)
-                .bind(&record.source_event_type)
-                .bind(record.event_type.as_deref())
-                .bind(record.event_category.as_deref())
-                .bind(Json(&record.payload))
-                .bind(record.normalized_payload.as_ref().map(Json))
-                .bind(record.cloud_event.as_ref().map(Json))
-                .bind(record.mapping.as_deref())
-                .bind(record.processing_status)
-                .bind(record.failure_code.as_deref())
-                .bind(record.failure_reason.as_deref())
-                .bind(now)
-                .fetch_optional(&mut *connection)
-                .await?;
-                if let Some(id) = inserted {
-                    for message in &record.forwards {
-                        crate::store::insert_outbox!(connection, message, Uuid::now_v7(), now);
+                       failure_reason, received_at) ",
+                );
+                insert.push_values(&candidates, |mut row, &index| {
+                    let (record, now) = records[index];
+                    row.push_bind(ids[index])
+                        .push_bind(record.installation_id)
+                        .push_bind(record.merchant_id)
+                        .push_bind(&record.event_id)
+                        .push_bind(&record.source_platform)
+                        .push_bind(&record.source_event_type)
+                        .push_bind(record.event_type.as_deref())
+                        .push_bind(record.event_category.as_deref())
+                        .push_bind(Json(&record.payload))
+                        .push_bind(record.normalized_payload.as_ref().map(Json))
+                        .push_bind(record.cloud_event.as_ref().map(Json))
+                        .push_bind(record.mapping.as_deref())
+                        .push_bind(record.processing_status)
+                        .push_bind(record.failure_code.as_deref())
+                        .push_bind(record.failure_reason.as_deref())
+                        .push_bind(now);
+                });
+                insert.push(" ON CONFLICT (merchant_id, event_id) DO NOTHING RETURNING id");
+                let inserted: HashSet<Uuid> =
+                    insert.build_query_scalar().fetch_all(&mut *connection).await?.into_iter().collect();
+                let mut outcomes = Vec::with_capacity(records.len());
+                for (index, (record, now)) in records.iter().enumerate() {
+                    let stored = first[&(record.merchant_id, record.event_id.as_str())];
+                    if inserted.contains(&ids[stored]) {
+                        if stored == index {
+                            for message in &record.forwards {
+                                crate::store::insert_outbox!(connection, message, Uuid::now_v7(), *now);
+                            }
+                        }
+                        outcomes.push(InteropOutcome { id: ids[stored], duplicate: stored != index });
+                        continue;
                     }
-                    return Ok(InteropOutcome { id, duplicate: false });
+                    let id = sqlx::query_scalar(
+                        "SELECT id FROM plugin_interop_events WHERE merchant_id = $1 AND event_id = $2",
+                    )
+                    .bind(record.merchant_id)
+                    .bind(&record.event_id)
+                    .fetch_one(&mut *connection)
+                    .await?;
+                    outcomes.push(InteropOutcome { id, duplicate: true });
                 }
-                let id = sqlx::query_scalar(
-                    "SELECT id FROM plugin_interop_events WHERE merchant_id = $1 AND event_id = $2",
-                )
-                .bind(record.merchant_id)
-                .bind(&record.event_id)
-                .fetch_one(&mut *connection)
-                .await?;
-                Ok(InteropOutcome { id, duplicate: true })
+                Ok(outcomes)
             }
         }
     };

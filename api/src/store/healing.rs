@@ -2,122 +2,154 @@
 //! auto-apply breaker. Every state change is one transaction with a guard on the current
 //! status, so a racing or illegal transition changes nothing and reports a conflict.
 
-use super::{insert_audit, on_pool, on_write_pool, AuditContext, Backend, Store, StoreError};
+use super::{
+    insert_audit, on_pool, on_write_pool, AuditContext, Backend, BackendKind, Store, StoreError,
+    INVALIDATION_CHANNEL,
+};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{json, Value};
 use sqlx::types::Json;
+use std::collections::HashSet;
 use uuid::Uuid;
 
-/// Queues a pending command inside an open transaction (`&mut *tx`).
-macro_rules! insert_command {
-    ($tx:expr, $id:expr, $installation_id:expr, $log_id:expr, $type:expr, $payload:expr, $priority:expr, $now:expr) => {
-        sqlx::query(
-            "INSERT INTO plugin_commands (id, installation_id, healing_log_id, command_type, command_payload, \
-             priority, status, issued_at) VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7)",
-        )
-        .bind($id)
-        .bind($installation_id)
-        .bind($log_id)
-        .bind($type)
-        .bind(sqlx::types::Json($payload))
-        .bind($priority)
-        .bind($now)
-        .execute(&mut *$tx)
-        .await?
-    };
-}
-pub(crate) use insert_command;
+/// The invalidation topic of a change to a rule's auto-apply breaker (key: the rule).
+pub const RULE_BREAKERS_TOPIC: &str = "rule_breakers";
 
-/// Inside an open transaction: stores the dry run's outcome on log `$log_id` — for a clean
-/// run the snapshot, the patch and the `apply_patch` command (log `approved`), for a failed
-/// one the typed reason (log `failed`, nothing queued).
-macro_rules! apply_preparation {
-    ($tx:expr, $log_id:expr, $installation_id:expr, $preparation:expr, $now:expr) => {
-        match $preparation {
-            $crate::store::Preparation::Ready(ready) => {
-                let snapshot_id = uuid::Uuid::now_v7();
-                let plugin_version = ready
-                    .snapshot
-                    .get("plugin_version")
-                    .and_then(serde_json::Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned();
-                sqlx::query(
-                    "INSERT INTO plugin_snapshots (id, installation_id, plugin_version, state, state_sha256, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(snapshot_id)
-                .bind($installation_id)
-                .bind(&plugin_version)
-                .bind(sqlx::types::Json(&ready.snapshot))
-                .bind(&ready.snapshot_sha256)
-                .bind($now)
-                .execute(&mut *$tx)
-                .await?;
-                sqlx::query(
-                    "UPDATE plugin_auto_healing_logs SET status = 'approved', patch_name = $1, patch_version = $2, \
-                     bundle_sha256 = $3, patch_params = $4, snapshot_id = $5, operations = $6, \
-                     restore_operations = $7, updated_at = $8 WHERE id = $9",
-                )
-                .bind(&ready.patch.name)
-                .bind(&ready.patch.version)
-                .bind(&ready.patch.bundle_sha256)
-                .bind(sqlx::types::Json(&ready.patch.params))
-                .bind(snapshot_id)
-                .bind(sqlx::types::Json(&ready.operations))
-                .bind(sqlx::types::Json(&ready.restore_operations))
-                .bind($now)
-                .bind($log_id)
-                .execute(&mut *$tx)
-                .await?;
-                let payload = serde_json::json!({
-                    "type": "apply_patch",
-                    "healing_log_id": $log_id,
-                    "snapshot_id": snapshot_id,
-                    "patch": {
-                        "name": ready.patch.name,
-                        "version": ready.patch.version,
-                        "type": ready.patch.patch_type,
-                        "bundle_sha256": ready.patch.bundle_sha256,
-                        "bundle_url": format!("/api/v1/plugins/autoheal/bundles/{}/{}", ready.patch.name, ready.patch.version),
-                        "params": ready.patch.params,
-                        "operations": ready.operations,
-                    },
-                });
-                $crate::store::healing::insert_command!(
-                    $tx,
-                    uuid::Uuid::now_v7(),
-                    $installation_id,
-                    $log_id,
-                    "apply_patch",
-                    payload,
-                    ready.priority,
-                    $now
-                );
-            }
-            $crate::store::Preparation::Failed { patch, kind, reason } => {
-                sqlx::query(
-                    "UPDATE plugin_auto_healing_logs SET status = 'failed', patch_name = $1, patch_version = $2, \
-                     bundle_sha256 = $3, patch_params = $4, failure_kind = $5, failure_reason = $6, updated_at = $7 \
-                     WHERE id = $8",
-                )
-                .bind(patch.as_ref().map(|p| &p.name))
-                .bind(patch.as_ref().map(|p| &p.version))
-                .bind(patch.as_ref().map(|p| &p.bundle_sha256))
-                .bind(patch.as_ref().map(|p| sqlx::types::Json(&p.params)))
-                .bind(kind)
-                .bind(reason)
-                .bind($now)
-                .bind($log_id)
-                .execute(&mut *$tx)
-                .await?;
-            }
+/// A command to queue for a plugin.
+#[derive(Clone, Debug)]
+pub(crate) struct NewCommand {
+    pub id: Uuid,
+    pub installation_id: Uuid,
+    pub healing_log_id: Uuid,
+    pub command_type: &'static str,
+    pub payload: Value,
+    pub priority: i32,
+    pub issued_at: DateTime<Utc>,
+}
+
+/// The install state a patch was dry-run against, stored with the command it led to.
+#[derive(Clone, Debug)]
+pub(crate) struct NewSnapshot<'a> {
+    pub id: Uuid,
+    pub installation_id: Uuid,
+    pub state: &'a Value,
+    pub state_sha256: &'a str,
+    pub created_at: DateTime<Utc>,
+}
+
+impl NewSnapshot<'_> {
+    pub(crate) fn plugin_version(&self) -> &str {
+        self.state
+            .get("plugin_version")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    }
+}
+
+/// The columns a new command is inserted with, in the order its values are pushed.
+pub(crate) const COMMAND_COLUMNS_INSERTED: &str =
+    "id, installation_id, healing_log_id, command_type, command_payload, priority, status, issued_at";
+
+/// The columns a snapshot is inserted with, in the order its values are pushed.
+pub(crate) const SNAPSHOT_COLUMNS: &str =
+    "id, installation_id, plugin_version, state, state_sha256, created_at";
+
+/// The suffix that types a value for PostgreSQL when `typed` (a VALUES list outside an
+/// INSERT has no columns to infer its types from), else nothing.
+pub(crate) fn cast(typed: bool, postgres_type: &'static str) -> &'static str {
+    if typed {
+        postgres_type
+    } else {
+        ""
+    }
+}
+
+/// Pushes `VALUES (…), …` of commands (`&[NewCommand]`) onto a query builder, each value
+/// typed when `$typed` (see [`cast`]).
+macro_rules! push_command_values {
+    ($query:expr, $commands:expr, $typed:expr) => {{
+        let commands: &[$crate::store::healing::NewCommand] = $commands;
+        let typed: bool = $typed;
+        let cast = |postgres_type| $crate::store::healing::cast(typed, postgres_type);
+        $query.push_values(commands, |mut row, command| {
+            row.push_bind(command.id)
+                .push_unseparated(cast("::uuid"))
+                .push_bind(command.installation_id)
+                .push_unseparated(cast("::uuid"))
+                .push_bind(command.healing_log_id)
+                .push_unseparated(cast("::uuid"))
+                .push_bind(command.command_type)
+                .push_unseparated(cast("::text"))
+                .push_bind(sqlx::types::Json(&command.payload))
+                .push_unseparated(cast("::jsonb"))
+                .push_bind(command.priority)
+                .push_unseparated(cast("::integer"))
+                .push_bind("pending")
+                .push_unseparated(cast("::text"))
+                .push_bind(command.issued_at)
+                .push_unseparated(cast("::timestamptz"));
+        });
+    }};
+}
+pub(crate) use push_command_values;
+
+/// Pushes `VALUES (…), …` of snapshots (`&[NewSnapshot]`), typed when `$typed`.
+macro_rules! push_snapshot_values {
+    ($query:expr, $snapshots:expr, $typed:expr) => {{
+        let snapshots: &[$crate::store::healing::NewSnapshot] = $snapshots;
+        let typed: bool = $typed;
+        let cast = |postgres_type| $crate::store::healing::cast(typed, postgres_type);
+        $query.push_values(snapshots, |mut row, snapshot| {
+            row.push_bind(snapshot.id)
+                .push_unseparated(cast("::uuid"))
+                .push_bind(snapshot.installation_id)
+                .push_unseparated(cast("::uuid"))
+                .push_bind(snapshot.plugin_version())
+                .push_unseparated(cast("::text"))
+                .push_bind(sqlx::types::Json(snapshot.state))
+                .push_unseparated(cast("::jsonb"))
+                .push_bind(snapshot.state_sha256)
+                .push_unseparated(cast("::text"))
+                .push_bind(snapshot.created_at)
+                .push_unseparated(cast("::timestamptz"));
+        });
+    }};
+}
+pub(crate) use push_snapshot_values;
+
+/// Queues pending commands (`&[NewCommand]`) inside an open transaction (`&mut *tx`), in
+/// one statement however many there are.
+macro_rules! insert_commands {
+    ($tx:expr, $commands:expr) => {{
+        let commands: &[$crate::store::healing::NewCommand] = $commands;
+        if !commands.is_empty() {
+            let mut insert = sqlx::QueryBuilder::new(format!(
+                "INSERT INTO plugin_commands ({}) ",
+                $crate::store::healing::COMMAND_COLUMNS_INSERTED
+            ));
+            $crate::store::healing::push_command_values!(insert, commands, false);
+            insert.build().execute(&mut *$tx).await?;
         }
-    };
+    }};
 }
+pub(crate) use insert_commands;
 
-pub(crate) use apply_preparation;
+/// Stores snapshots (`&[NewSnapshot]`) inside an open transaction, in one statement.
+macro_rules! insert_snapshots {
+    ($tx:expr, $snapshots:expr) => {{
+        let snapshots: &[$crate::store::healing::NewSnapshot] = $snapshots;
+        if !snapshots.is_empty() {
+            let mut insert = sqlx::QueryBuilder::new(format!(
+                "INSERT INTO plugin_snapshots ({}) ",
+                $crate::store::healing::SNAPSHOT_COLUMNS
+            ));
+            $crate::store::healing::push_snapshot_values!(insert, snapshots, false);
+            insert.build().execute(&mut *$tx).await?;
+        }
+    }};
+}
+pub(crate) use insert_snapshots;
 
 /// Inside an open transaction: cancels the log's unacked apply command, queues a
 /// `rollback` command (restore operations + snapshot, top priority) and marks the log
@@ -153,83 +185,77 @@ macro_rules! rollback_in_tx {
         .bind(log.id)
         .execute(&mut *$tx)
         .await?;
-        let payload = json!({
-            "type": "rollback",
-            "healing_log_id": log.id,
-            "reason": $reason,
-            "restore_operations": log.restore_operations,
-            "snapshot": {"id": log.snapshot_id, "plugin_version": plugin_version, "state": snapshot.0},
-        });
-        $crate::store::healing::insert_command!(
-            $tx,
-            $command_id,
-            log.plugin_id,
-            log.id,
-            "rollback",
-            payload,
-            ROLLBACK_PRIORITY,
-            $now
-        );
+        let rollback = NewCommand {
+            id: $command_id,
+            installation_id: log.plugin_id,
+            healing_log_id: log.id,
+            command_type: "rollback",
+            payload: json!({
+                "type": "rollback",
+                "healing_log_id": log.id,
+                "reason": $reason,
+                "restore_operations": log.restore_operations,
+                "snapshot": {"id": log.snapshot_id, "plugin_version": plugin_version, "state": snapshot.0},
+            }),
+            priority: ROLLBACK_PRIORITY,
+            issued_at: $now,
+        };
+        insert_commands!($tx, std::slice::from_ref(&rollback));
     }};
 }
 
 /// Rollbacks go before anything else a plugin has queued.
 pub const ROLLBACK_PRIORITY: i32 = 10;
 
-/// Inside an open transaction: inserts detection `$log` as log `$id` with its outcome (for an
-/// auto-applied one the snapshot and command, or the failure). Evaluates to false, writing
-/// nothing, when its idempotency key was used before.
-macro_rules! insert_detection {
-    ($tx:expr, $id:expr, $log:expr, $outcome:expr, $now:expr) => {{
-        let log: &$crate::store::NewHealingLog = $log;
-        let outcome: &$crate::store::DetectionOutcome = $outcome;
-        let done = sqlx::query(
+/// Pushes the insert of new healing logs (`&[HealingLog]`) onto a query builder: one
+/// statement that skips a log whose idempotency key was used before and returns the `id`
+/// and `snapshot_id` of each log inserted.
+macro_rules! push_new_logs_insert {
+    ($query:expr, $logs:expr) => {{
+        let logs: &[$crate::store::HealingLog] = $logs;
+        $query.push(
             "INSERT INTO plugin_auto_healing_logs \
              (id, installation_id, merchant_id, cms, plugin_version, detected_issue, issue_severity, \
               patch_type, proposed_patch, sira_confidence, idempotency_key, request_sha256, status, \
-              auto_applied, rule_name, decision, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17) \
-             ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
-        )
-        .bind($id)
-        .bind(log.target.id)
-        .bind(log.target.merchant_id)
-        .bind(&log.target.cms)
-        .bind(&log.target.plugin_version)
-        .bind(&log.detected_issue)
-        .bind(&log.issue_severity)
-        .bind(&log.patch_type)
-        .bind(log.proposed_patch.as_ref().map(sqlx::types::Json))
-        .bind(log.sira_confidence)
-        .bind(&log.idempotency_key)
-        .bind(&log.request_sha256)
-        .bind("pending_review")
-        .bind(matches!(outcome, $crate::store::DetectionOutcome::AutoApplied(_)))
-        .bind(&log.rule_name)
-        .bind(sqlx::types::Json(&log.decision))
-        .bind($now)
-        .execute(&mut *$tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            false
-        } else {
-            match outcome {
-                $crate::store::DetectionOutcome::PendingReview => {}
-                $crate::store::DetectionOutcome::Rejected => {
-                    sqlx::query("UPDATE plugin_auto_healing_logs SET status = 'rejected' WHERE id = $1")
-                        .bind($id)
-                        .execute(&mut *$tx)
-                        .await?;
-                }
-                $crate::store::DetectionOutcome::AutoApplied(preparation) => {
-                    $crate::store::healing::apply_preparation!($tx, $id, log.target.id, preparation, $now);
-                }
-            }
-            true
-        }
+              auto_applied, rule_name, decision, patch_name, patch_version, bundle_sha256, patch_params, \
+              snapshot_id, operations, restore_operations, failure_kind, failure_reason, created_at, updated_at) ",
+        );
+        $query.push_values(logs, |mut row, log| {
+            row.push_bind(log.id)
+                .push_bind(log.plugin_id)
+                .push_bind(log.merchant_id)
+                .push_bind(&log.cms)
+                .push_bind(&log.plugin_version)
+                .push_bind(&log.detected_issue)
+                .push_bind(&log.issue_severity)
+                .push_bind(&log.patch_type)
+                .push_bind(&log.proposed_patch)
+                .push_bind(log.sira_confidence)
+                .push_bind(&log.idempotency_key)
+                .push_bind(&log.request_sha256)
+                .push_bind(&log.status)
+                .push_bind(log.auto_applied)
+                .push_bind(&log.rule_name)
+                .push_bind(&log.decision)
+                .push_bind(&log.patch_name)
+                .push_bind(&log.patch_version)
+                .push_bind(&log.bundle_sha256)
+                .push_bind(&log.patch_params)
+                .push_bind(log.snapshot_id)
+                .push_bind(&log.operations)
+                .push_bind(&log.restore_operations)
+                .push_bind(&log.failure_kind)
+                .push_bind(&log.failure_reason)
+                .push_bind(log.created_at)
+                .push_bind(log.updated_at);
+        });
+        $query.push(
+            " ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
+             RETURNING id, snapshot_id",
+        );
     }};
 }
-pub(crate) use insert_detection;
+pub(crate) use push_new_logs_insert;
 
 /// The statuses of a healing log, and the only moves between them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -326,9 +352,132 @@ pub struct HealingLog {
     pub request_sha256: String,
 }
 
+/// What a clean dry run stores beside its log: the snapshot it ran against and the
+/// `apply_patch` command naming the bundle.
+pub(crate) type PreparedWork<'a> = (NewSnapshot<'a>, NewCommand);
+
 impl HealingLog {
     pub fn status(&self) -> HealingStatus {
         HealingStatus::parse(&self.status).expect("status column is checked")
+    }
+
+    /// Detection `new`, recorded as log `id` with the engine's outcome: the row as it is
+    /// first stored (so it is answered without reading it back), and for a clean dry run
+    /// the snapshot and command stored with it.
+    pub(crate) fn detected<'a>(
+        id: Uuid,
+        new: &NewHealingLog,
+        outcome: &'a DetectionOutcome,
+        now: DateTime<Utc>,
+    ) -> (HealingLog, Option<PreparedWork<'a>>) {
+        let mut log = HealingLog {
+            id,
+            plugin_id: new.target.id,
+            merchant_id: new.target.merchant_id,
+            cms: new.target.cms.clone(),
+            plugin_version: new.target.plugin_version.clone(),
+            detected_issue: new.detected_issue.clone(),
+            issue_severity: new.issue_severity.clone(),
+            patch_type: new.patch_type.clone(),
+            proposed_patch: new.proposed_patch.clone().map(Json),
+            sira_confidence: new.sira_confidence,
+            status: HealingStatus::PendingReview.as_str().to_owned(),
+            auto_applied: matches!(outcome, DetectionOutcome::AutoApplied(_)),
+            rule_name: new.rule_name.clone(),
+            decision: Json(new.decision.clone()),
+            patch_name: None,
+            patch_version: None,
+            bundle_sha256: None,
+            patch_params: None,
+            snapshot_id: None,
+            operations: None,
+            restore_operations: None,
+            failure_kind: None,
+            failure_reason: None,
+            reviewed_by: None,
+            reviewed_at: None,
+            applied_at: None,
+            rollback_trigger: None,
+            rollback_reason: None,
+            rolled_back_by: None,
+            rolled_back_at: None,
+            created_at: now,
+            updated_at: now,
+            idempotency_key: new.idempotency_key.clone(),
+            request_sha256: new.request_sha256.clone(),
+        };
+        let work = match outcome {
+            DetectionOutcome::PendingReview => None,
+            DetectionOutcome::Rejected => {
+                log.status = HealingStatus::Rejected.as_str().to_owned();
+                None
+            }
+            DetectionOutcome::AutoApplied(preparation) => log.record_preparation(preparation, now),
+        };
+        (log, work)
+    }
+
+    /// Records a dry run's outcome on the log: for a clean run the patch, snapshot and
+    /// operations (status `approved`, returning the snapshot and command to store with it),
+    /// for a failed one the typed reason (status `failed`, nothing to queue).
+    pub(crate) fn record_preparation<'a>(
+        &mut self,
+        preparation: &'a Preparation,
+        now: DateTime<Utc>,
+    ) -> Option<PreparedWork<'a>> {
+        self.updated_at = now;
+        let patch = match preparation {
+            Preparation::Ready(ready) => Some(&ready.patch),
+            Preparation::Failed { patch, .. } => patch.as_ref(),
+        };
+        self.patch_name = patch.map(|p| p.name.clone());
+        self.patch_version = patch.map(|p| p.version.clone());
+        self.bundle_sha256 = patch.map(|p| p.bundle_sha256.clone());
+        self.patch_params = patch.map(|p| Json(p.params.clone()));
+        match preparation {
+            Preparation::Failed { kind, reason, .. } => {
+                self.status = HealingStatus::Failed.as_str().to_owned();
+                self.failure_kind = Some(kind.clone());
+                self.failure_reason = Some(reason.clone());
+                None
+            }
+            Preparation::Ready(ready) => {
+                let snapshot = NewSnapshot {
+                    id: Uuid::now_v7(),
+                    installation_id: self.plugin_id,
+                    state: &ready.snapshot,
+                    state_sha256: &ready.snapshot_sha256,
+                    created_at: now,
+                };
+                self.status = HealingStatus::Approved.as_str().to_owned();
+                self.snapshot_id = Some(snapshot.id);
+                self.operations = Some(Json(ready.operations.clone()));
+                self.restore_operations = Some(Json(ready.restore_operations.clone()));
+                let command = NewCommand {
+                    id: Uuid::now_v7(),
+                    installation_id: self.plugin_id,
+                    healing_log_id: self.id,
+                    command_type: "apply_patch",
+                    payload: json!({
+                        "type": "apply_patch",
+                        "healing_log_id": self.id,
+                        "snapshot_id": snapshot.id,
+                        "patch": {
+                            "name": ready.patch.name,
+                            "version": ready.patch.version,
+                            "type": ready.patch.patch_type,
+                            "bundle_sha256": ready.patch.bundle_sha256,
+                            "bundle_url": format!("/api/v1/plugins/autoheal/bundles/{}/{}", ready.patch.name, ready.patch.version),
+                            "params": ready.patch.params,
+                            "operations": ready.operations,
+                        },
+                    }),
+                    priority: ready.priority,
+                    issued_at: now,
+                };
+                Some((snapshot, command))
+            }
+        }
     }
 }
 
@@ -536,24 +685,21 @@ impl Store {
     /// flag says whether this call created the log.
     pub async fn record_detection(
         &self,
-        log: &NewHealingLog,
-        outcome: &DetectionOutcome,
+        log: NewHealingLog,
+        outcome: DetectionOutcome,
         now: DateTime<Utc>,
     ) -> Result<(HealingLog, bool), StoreError> {
-        let (id, inserted) = self
-            .writer
-            .detection(log.clone(), outcome.clone(), now)
-            .await?;
-        if !inserted {
-            let key = log.idempotency_key.as_deref().unwrap_or_default();
-            let existing = self
-                .healing_log_by_idempotency_key(key)
-                .await?
-                .ok_or_else(|| StoreError::Conflict("idempotency key in use".into()))?;
-            return Ok((existing, false));
+        let key = log.idempotency_key.clone();
+        match self.writer.detection(log, outcome, now).await? {
+            Some(recorded) => Ok((recorded, true)),
+            None => {
+                let existing = self
+                    .healing_log_by_idempotency_key(key.as_deref().unwrap_or_default())
+                    .await?
+                    .ok_or_else(|| StoreError::Conflict("idempotency key in use".into()))?;
+                Ok((existing, false))
+            }
         }
-        let stored = self.healing_log(id).await?.expect("just inserted");
-        Ok((stored, true))
     }
 
     /// Ops approve a pending log: records the review and the dry run's outcome (command
@@ -572,26 +718,48 @@ impl Store {
         if !log.status().can_move_to(next) {
             return Err(conflict(log, next));
         }
+        let mut approved = log.clone();
+        approved.reviewed_by = audit.actor_id;
+        approved.reviewed_at = Some(now);
+        let work = approved.record_preparation(preparation, now);
         on_write_pool!(self, pool => {
             let mut tx = pool.begin().await?;
+            if let Some((snapshot, _)) = &work {
+                insert_snapshots!(tx, std::slice::from_ref(snapshot));
+            }
             let moved = sqlx::query(
-                "UPDATE plugin_auto_healing_logs SET reviewed_by = $1, reviewed_at = $2, updated_at = $2 \
-                 WHERE id = $3 AND status = 'pending_review'",
+                "UPDATE plugin_auto_healing_logs SET status = $1, reviewed_by = $2, reviewed_at = $3, \
+                 patch_name = $4, patch_version = $5, bundle_sha256 = $6, patch_params = $7, snapshot_id = $8, \
+                 operations = $9, restore_operations = $10, failure_kind = $11, failure_reason = $12, updated_at = $13 \
+                 WHERE id = $14 AND status = 'pending_review'",
             )
-            .bind(audit.actor_id)
-            .bind(now)
+            .bind(&approved.status)
+            .bind(approved.reviewed_by)
+            .bind(approved.reviewed_at)
+            .bind(&approved.patch_name)
+            .bind(&approved.patch_version)
+            .bind(&approved.bundle_sha256)
+            .bind(&approved.patch_params)
+            .bind(approved.snapshot_id)
+            .bind(&approved.operations)
+            .bind(&approved.restore_operations)
+            .bind(&approved.failure_kind)
+            .bind(&approved.failure_reason)
+            .bind(approved.updated_at)
             .bind(log.id)
             .execute(&mut *tx)
             .await?;
             if moved.rows_affected() == 0 {
                 return Err(conflict(log, next));
             }
-            apply_preparation!(tx, log.id, log.plugin_id, preparation, now);
+            if let Some((_, command)) = &work {
+                insert_commands!(tx, std::slice::from_ref(command));
+            }
             insert_audit!(tx, audit, "autoheal.approve", "healing_log", Some(log.id.to_string()),
                 json!({"status": next.as_str(), "patch": preparation_summary(preparation)}), now);
             tx.commit().await?;
         });
-        Ok(self.healing_log(log.id).await?.expect("exists"))
+        Ok(approved)
     }
 
     /// Ops reject a pending log; audited.
@@ -885,14 +1053,14 @@ impl Store {
         .await?))
     }
 
-    pub async fn rule_suspended(&self, rule_name: &str) -> Result<bool, StoreError> {
-        let suspended: Option<bool> = on_pool!(self, pool => sqlx::query_scalar(
-            "SELECT suspended FROM healing_rule_breakers WHERE rule_name = $1",
+    /// The rules whose auto-apply is suspended now.
+    pub async fn suspended_rules(&self) -> Result<HashSet<String>, StoreError> {
+        let rules: Vec<String> = on_pool!(self, pool => sqlx::query_scalar(
+            "SELECT rule_name FROM healing_rule_breakers WHERE suspended",
         )
-        .bind(rule_name)
-        .fetch_optional(pool)
+        .fetch_all(pool)
         .await?);
-        Ok(suspended.unwrap_or(false))
+        Ok(rules.into_iter().collect())
     }
 
     /// Opens or closes a rule's breaker. `audit` is None when the loop trips it itself.
@@ -920,6 +1088,14 @@ impl Store {
             .bind(now)
             .execute(&mut *tx)
             .await?;
+            if done.rows_affected() > 0 && self.kind() == BackendKind::Postgres {
+                // Other replicas drop their cached breakers, if this commits.
+                sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(INVALIDATION_CHANNEL)
+                    .bind(format!("{RULE_BREAKERS_TOPIC}:{rule_name}"))
+                    .execute(&mut *tx)
+                    .await?;
+            }
             if let Some(audit) = audit {
                 let action = if suspended { "autoheal.rule_suspend" } else { "autoheal.rule_resume" };
                 insert_audit!(tx, audit, action, "healing_rule", Some(rule_name.to_owned()),

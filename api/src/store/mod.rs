@@ -207,7 +207,8 @@ impl Store {
             let writes = SqlitePoolOptions::new()
                 .max_connections(1)
                 .acquire_timeout(acquire_timeout)
-                .connect_with(connect.clone())
+                // The store's writer checkpoints in the background instead.
+                .connect_with(connect.clone().pragma("wal_autocheckpoint", "0"))
                 .await?;
             let reads = SqlitePoolOptions::new()
                 .max_connections(options.max_connections)
