@@ -66,6 +66,8 @@ enum Job {
 pub(super) struct Writer {
     jobs: mpsc::Sender<Job>,
     tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    /// SQLite's background checkpoint, stopped with the writers.
+    checkpoint: Option<tokio::task::AbortHandle>,
 }
 
 impl Writer {
@@ -76,7 +78,7 @@ impl Writer {
             Backend::Sqlite { .. } => 1,
             Backend::Postgres(_) => 2,
         });
-        let mut tasks: Vec<_> = (0..writers.max(1))
+        let tasks = (0..writers.max(1))
             .map(|_| {
                 tokio::spawn(run(
                     backend.clone(),
@@ -85,12 +87,16 @@ impl Writer {
                 ))
             })
             .collect();
-        if let Backend::Sqlite { reads, .. } = &backend {
-            tasks.push(tokio::spawn(checkpoint_wal(reads.clone(), jobs.clone())));
-        }
+        let checkpoint = match &backend {
+            Backend::Sqlite { reads, .. } => {
+                Some(tokio::spawn(checkpoint_wal(reads.clone(), jobs.downgrade())).abort_handle())
+            }
+            Backend::Postgres(_) => None,
+        };
         Self {
             jobs,
             tasks: Arc::new(Mutex::new(tasks)),
+            checkpoint,
         }
     }
 
@@ -164,21 +170,25 @@ impl Writer {
         for task in tasks.drain(..) {
             let _ = task.await;
         }
+        if let Some(checkpoint) = &self.checkpoint {
+            checkpoint.abort();
+        }
     }
 }
 
 /// How often the SQLite write-ahead log is copied into the database file.
 const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// SQLite: checkpoints the write-ahead log off the commit path, until the writers stop.
-/// Left to the writing connection (SQLite's default), the commit that takes the log past
-/// 1 000 pages copies them into the database file and syncs it, and every write queued
-/// behind that commit waits milliseconds. A passive checkpoint never blocks the writer.
-async fn checkpoint_wal(reads: sqlx::SqlitePool, jobs: mpsc::Sender<Job>) {
+/// SQLite: checkpoints the write-ahead log off the commit path, until the writers stop (or
+/// every handle on them is dropped). Left to the writing connection (SQLite's default), the
+/// commit that takes the log past 1 000 pages copies them into the database file and syncs
+/// it, and every write queued behind that commit waits. A passive checkpoint never blocks
+/// the writer.
+async fn checkpoint_wal(reads: sqlx::SqlitePool, jobs: mpsc::WeakSender<Job>) {
     loop {
-        tokio::select! {
-            _ = jobs.closed() => return,
-            _ = tokio::time::sleep(CHECKPOINT_INTERVAL) => {}
+        tokio::time::sleep(CHECKPOINT_INTERVAL).await;
+        if jobs.upgrade().is_none_or(|jobs| jobs.is_closed()) {
+            return;
         }
         if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
             .execute(&reads)
