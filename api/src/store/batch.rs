@@ -66,8 +66,6 @@ enum Job {
 pub(super) struct Writer {
     jobs: mpsc::Sender<Job>,
     tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
-    /// SQLite's background checkpoint, stopped with the writers.
-    checkpoint: Option<tokio::task::AbortHandle>,
 }
 
 impl Writer {
@@ -87,16 +85,9 @@ impl Writer {
                 ))
             })
             .collect();
-        let checkpoint = match &backend {
-            Backend::Sqlite { reads, .. } => {
-                Some(tokio::spawn(checkpoint_wal(reads.clone(), jobs.downgrade())).abort_handle())
-            }
-            Backend::Postgres(_) => None,
-        };
         Self {
             jobs,
             tasks: Arc::new(Mutex::new(tasks)),
-            checkpoint,
         }
     }
 
@@ -169,33 +160,6 @@ impl Writer {
         let _ = self.jobs.send(Job::Stop).await;
         for task in tasks.drain(..) {
             let _ = task.await;
-        }
-        if let Some(checkpoint) = &self.checkpoint {
-            checkpoint.abort();
-        }
-    }
-}
-
-/// How often the SQLite write-ahead log is copied into the database file.
-const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
-
-/// SQLite: checkpoints the write-ahead log off the commit path, until the writers stop (or
-/// every handle on them is dropped). Left to the writing connection (SQLite's default), the
-/// commit that takes the log past 1 000 pages copies them into the database file and syncs
-/// it, and every write queued behind that commit waits. A passive checkpoint never blocks
-/// the writer.
-async fn checkpoint_wal(reads: sqlx::SqlitePool, jobs: mpsc::WeakSender<Job>) {
-    loop {
-        tokio::time::sleep(CHECKPOINT_INTERVAL).await;
-        if jobs.upgrade().is_none_or(|jobs| jobs.is_closed()) {
-            return;
-        }
-        if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&reads)
-            .await
-        {
-            tracing::warn!(event = "wal_checkpoint_failed", error = %error,
-                "checkpoint of the SQLite write-ahead log failed; retrying");
         }
     }
 }

@@ -207,8 +207,7 @@ impl Store {
             let writes = SqlitePoolOptions::new()
                 .max_connections(1)
                 .acquire_timeout(acquire_timeout)
-                // The store's writer checkpoints in the background instead.
-                .connect_with(connect.clone().pragma("wal_autocheckpoint", "0"))
+                .connect_with(connect.clone())
                 .await?;
             let reads = SqlitePoolOptions::new()
                 .max_connections(options.max_connections)
