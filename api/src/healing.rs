@@ -14,7 +14,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::{Map, Value};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Mutex, RwLock};
 use tokio::sync::broadcast;
 
 /// Settings of the healing loop; each has a `serve` flag.
@@ -63,7 +63,7 @@ const SUSPENDED_RULES_MAX_AGE: std::time::Duration = std::time::Duration::from_s
 /// (PostgreSQL NOTIFY, sent by the changing transaction), and it is read again at least
 /// every [`SUSPENDED_RULES_MAX_AGE`].
 pub struct SuspendedRules {
-    read: RwLock<Option<(std::time::Instant, Arc<HashSet<String>>)>>,
+    read: RwLock<Option<(std::time::Instant, HashSet<String>)>>,
     /// Bumped by every invalidation, so a read that raced a change is not kept.
     generation: AtomicU64,
     notices: Mutex<broadcast::Receiver<Invalidation>>,
@@ -90,7 +90,7 @@ impl SuspendedRules {
         let suspended = rules.contains(rule);
         let mut read = self.read.write().expect("suspended rules");
         if self.generation.load(Ordering::Acquire) == generation {
-            *read = Some((std::time::Instant::now(), Arc::new(rules)));
+            *read = Some((std::time::Instant::now(), rules));
         }
         Ok(suspended)
     }

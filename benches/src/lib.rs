@@ -71,6 +71,27 @@ impl Connection {
     }
 }
 
+/// What one load-generating client saw: the latency of each acknowledged request and how
+/// many were not.
+#[derive(Default)]
+pub struct Report {
+    pub latencies_us: Vec<u32>,
+    pub errors: u64,
+}
+
+/// Waits for every client and returns their latencies, sorted, and their errors.
+pub async fn gather(clients: Vec<tokio::task::JoinHandle<Report>>) -> (Vec<u32>, u64) {
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for client in clients {
+        let report = client.await.expect("client");
+        latencies.extend(report.latencies_us);
+        errors += report.errors;
+    }
+    latencies.sort_unstable();
+    (latencies, errors)
+}
+
 /// The latency at `fraction` (0.5, 0.99) of sorted microsecond samples, in milliseconds.
 pub fn percentile(sorted: &[u32], fraction: f64) -> f64 {
     if sorted.is_empty() {

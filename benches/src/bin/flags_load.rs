@@ -7,13 +7,8 @@
 //! flags_load ADDR TOKEN KEYS [CLIENTS=8] [SECONDS=15]
 //! (KEYS: comma-separated flag keys evaluated in every request)
 
-use benches::{percentile, Connection};
+use benches::{gather, percentile, Connection, Report};
 use std::time::{Duration, Instant};
-
-struct Report {
-    latencies_us: Vec<u32>,
-    errors: u64,
-}
 
 async fn client(
     address: String,
@@ -22,10 +17,7 @@ async fn client(
     client: usize,
     deadline: Instant,
 ) -> Report {
-    let mut report = Report {
-        latencies_us: Vec::new(),
-        errors: 0,
-    };
+    let mut report = Report::default();
     let mut connection = Connection::open(&address).await;
     let mut sequence = 0usize;
     while Instant::now() < deadline {
@@ -81,15 +73,8 @@ async fn main() {
             ))
         })
         .collect();
-    let mut latencies = Vec::new();
-    let mut errors = 0;
-    for task in tasks {
-        let report = task.await.expect("client");
-        latencies.extend(report.latencies_us);
-        errors += report.errors;
-    }
+    let (latencies, errors) = gather(tasks).await;
     let elapsed = started.elapsed().as_secs_f64();
-    latencies.sort_unstable();
     let requests = latencies.len() as f64;
     println!(
         "{}",

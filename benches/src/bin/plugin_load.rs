@@ -13,7 +13,7 @@
 //! after the decision, the dry run and the durable snapshot and command: its latency is the
 //! detection-to-command latency.
 
-use benches::{percentile, Connection};
+use benches::{gather, percentile, Connection, Report};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -45,11 +45,6 @@ async fn register(address: &str, key: &str, installs: usize) -> Vec<String> {
     ids
 }
 
-struct Report {
-    latencies_us: Vec<u32>,
-    errors: u64,
-}
-
 #[allow(clippy::too_many_arguments)]
 async fn client(
     mode: Mode,
@@ -62,10 +57,7 @@ async fn client(
     installs: usize,
     deadline: Instant,
 ) -> Report {
-    let mut report = Report {
-        latencies_us: Vec::new(),
-        errors: 0,
-    };
+    let mut report = Report::default();
     let mut connection = Connection::open(&address).await;
     let mut sequence = client;
     while Instant::now() < deadline {
@@ -164,15 +156,8 @@ async fn main() {
             ))
         })
         .collect();
-    let mut latencies = Vec::new();
-    let mut errors = 0;
-    for task in tasks {
-        let report = task.await.expect("client");
-        latencies.extend(report.latencies_us);
-        errors += report.errors;
-    }
+    let (latencies, errors) = gather(tasks).await;
     let elapsed = started.elapsed().as_secs_f64();
-    latencies.sort_unstable();
     let mut report = serde_json::json!({
         "mode": args[1],
         "clients": clients,
