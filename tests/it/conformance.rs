@@ -415,3 +415,41 @@ async fn version_order_is_semver_in_sql() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_connection_dropped_by_the_server_while_idle_is_replaced_before_use() {
+    let Some(admin_url) = crate::support::postgres_url() else {
+        return;
+    };
+    let test_store = TestStore::postgres(&admin_url).await;
+    // A name of its own, so only this store's connection is cut.
+    let name = format!("autoheal_idle_{}", Uuid::new_v4().simple());
+    let url = format!("{}&application_name={name}", test_store.url);
+    let options = StoreOptions {
+        max_connections: 1,
+        ..StoreOptions::default()
+    };
+    let store = Store::connect(&url, &options).await.expect("connect");
+    store.ping().await.expect("first use");
+
+    // What a database restart or an idle timeout on the server does.
+    let admin = sqlx::PgPool::connect(&admin_url).await.expect("admin");
+    let cut: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+    )
+    .bind(&name)
+    .fetch_all(&admin)
+    .await
+    .expect("terminate");
+    admin.close().await;
+    assert_eq!(cut, vec![true], "the store's one connection was cut");
+
+    // Idle for longer than the pool trusts a connection unchecked.
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    store
+        .ping()
+        .await
+        .expect("the dead connection is replaced, not handed out");
+    store.close().await;
+    test_store.finish().await;
+}

@@ -548,6 +548,11 @@ async fn concurrent_retries_record_one_log_and_answer_what_is_stored() {
             commands[0]["command_payload"]["snapshot_id"],
             recorded["snapshot_id"]
         );
+        let snapshots = app
+            .store
+            .count("SELECT count(*) FROM plugin_snapshots")
+            .await;
+        assert_eq!(snapshots, 1, "the retries' own snapshots are not kept");
 
         // So is an approval's.
         let pending = detect(&app, &detection(id, 70.0, "wp_molam_orders")).await;

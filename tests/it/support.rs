@@ -75,6 +75,22 @@ impl TestStore {
 }
 
 impl TestStore {
+    /// Counts rows straight from the database (`sql` is a `SELECT count(*) …`), for
+    /// what no endpoint shows.
+    pub async fn count(&self, sql: &str) -> i64 {
+        if self.url.starts_with("sqlite:") {
+            let pool = sqlx::SqlitePool::connect(&self.url).await.expect("open");
+            let count = sqlx::query_scalar(sql).fetch_one(&pool).await.expect(sql);
+            pool.close().await;
+            count
+        } else {
+            let pool = sqlx::PgPool::connect(&self.url).await.expect("open");
+            let count = sqlx::query_scalar(sql).fetch_one(&pool).await.expect(sql);
+            pool.close().await;
+            count
+        }
+    }
+
     /// Another connection to the same database, as a second replica has; the database
     /// stays with the store that created it.
     pub async fn replica(&self) -> Self {

@@ -261,24 +261,33 @@ macro_rules! backend_writes {
                 batch: &[Pending],
             ) -> Result<Vec<Written>, sqlx::Error> {
                 let all = |kind: fn(&Write) -> bool| batch.iter().all(|(write, _, _)| kind(write));
-                if $one_statement
-                    && (all(|w| matches!(w, Write::Heartbeat(_))) || all(|w| matches!(w, Write::Detection(_))))
+                if ($one_statement && all(|w| matches!(w, Write::Heartbeat(_))))
+                    || all(|w| matches!(w, Write::Detection(_)))
                 {
-                    // One statement commits on its own: no BEGIN, no COMMIT.
+                    // The batch commits itself: on PostgreSQL one statement (no BEGIN, no
+                    // COMMIT), on SQLite one script with its own BEGIN and COMMIT.
                     let mut connection = pool.acquire().await?;
-                    return write_on(&mut connection, batch).await;
+                    let written = write_on(&mut connection, batch, true).await;
+                    if written.is_err() && !$one_statement {
+                        // The script may have stopped inside its transaction: closing the
+                        // connection rolls that back, and the pool opens a new one.
+                        connection.close_on_drop();
+                    }
+                    return written;
                 }
                 let mut tx = pool.begin().await?;
-                let results = write_on(&mut tx, batch).await?;
+                let results = write_on(&mut tx, batch, false).await?;
                 tx.commit().await?;
                 Ok(results)
             }
 
             /// Writes a batch on `connection`: each kind of write in one statement for
-            /// the whole batch (telemetry events one by one).
+            /// the whole batch (telemetry events one by one). `commits_itself`: no
+            /// transaction is open, and the batch's statements must commit it.
             async fn write_on(
                 connection: &mut $connection,
                 batch: &[Pending],
+                commits_itself: bool,
             ) -> Result<Vec<Written>, sqlx::Error> {
                 let mut heartbeats = Vec::new();
                 let mut detections = Vec::new();
@@ -292,7 +301,7 @@ macro_rules! backend_writes {
                     }
                 }
                 let mut beats = heartbeats_bulk(connection, &heartbeats).await?.into_iter();
-                let mut logs = detections_bulk(connection, &detections).await?.into_iter();
+                let mut logs = detections_bulk(connection, &detections, commits_itself).await?.into_iter();
                 let mut stored = interop_bulk(connection, &interops).await?.into_iter();
                 let mut results = Vec::with_capacity(batch.len());
                 for (write, now, _) in batch {
@@ -511,9 +520,10 @@ macro_rules! backend_writes {
             async fn detections_bulk(
                 connection: &mut $connection,
                 detections: &[(&(Uuid, NewHealingLog, DetectionOutcome), DateTime<Utc>)],
+                commits_itself: bool,
             ) -> Result<Vec<Option<Box<HealingLog>>>, sqlx::Error> {
                 use crate::store::healing::{
-                    insert_commands, insert_snapshots, push_command_values, push_new_logs_insert,
+                    push_command_values, push_new_logs_insert,
                     push_snapshot_values, COMMAND_COLUMNS_INSERTED, SNAPSHOT_COLUMNS,
                 };
                 if detections.is_empty() {
@@ -552,32 +562,40 @@ macro_rules! backend_writes {
                     query.push(" SELECT id FROM logs");
                     query.build_query_scalar().fetch_all(&mut *connection).await?.into_iter().collect()
                 } else {
-                    insert_snapshots!(connection, &snapshots);
-                    let mut query = sqlx::QueryBuilder::<$db>::new("");
-                    push_new_logs_insert!(query, &logs);
-                    let inserted: Vec<(Uuid, Option<Uuid>)> = query.build_query_as().fetch_all(&mut *connection).await?;
-                    let inserted: HashSet<Uuid> = inserted.into_iter().map(|(id, _)| id).collect();
-                    // What came with a log not inserted goes too.
-                    let orphans: Vec<Uuid> = logs
-                        .iter()
-                        .filter(|log| !inserted.contains(&log.id))
-                        .filter_map(|log| log.snapshot_id)
-                        .collect();
-                    if !orphans.is_empty() {
-                        let mut delete = sqlx::QueryBuilder::<$db>::new("DELETE FROM plugin_snapshots WHERE id IN (");
-                        let mut ids = delete.separated(", ");
-                        for id in orphans {
-                            ids.push_bind(id);
-                        }
-                        delete.push(")");
-                        delete.build().execute(&mut *connection).await?;
+                    // One script, one round trip to the connection's worker thread: the
+                    // snapshots (before their logs: SQLite checks foreign keys at once),
+                    // the logs, then what came with a log not inserted is dropped again,
+                    // and only the inserted logs' commands are queued.
+                    let mut script = sqlx::QueryBuilder::<$db>::new(if commits_itself { "BEGIN IMMEDIATE; " } else { "" });
+                    if !snapshots.is_empty() {
+                        script.push(format!("INSERT INTO plugin_snapshots ({SNAPSHOT_COLUMNS}) "));
+                        push_snapshot_values!(script, &snapshots, false);
+                        script.push("; ");
                     }
-                    let commands: Vec<_> = commands
-                        .into_iter()
-                        .filter(|command| inserted.contains(&command.healing_log_id))
-                        .collect();
-                    insert_commands!(connection, &commands);
-                    inserted
+                    push_new_logs_insert!(script, &logs);
+                    if !snapshots.is_empty() {
+                        script.push("; WITH v (log_id, snapshot_id) AS (");
+                        script.push_values(&logs, |mut row, log| {
+                            row.push_bind(log.id).push_bind(log.snapshot_id);
+                        });
+                        script.push(
+                            ") DELETE FROM plugin_snapshots WHERE id IN (SELECT snapshot_id FROM v \
+                             WHERE NOT EXISTS (SELECT 1 FROM plugin_auto_healing_logs WHERE id = v.log_id))",
+                        );
+                    }
+                    if !commands.is_empty() {
+                        script.push(format!("; WITH v ({COMMAND_COLUMNS_INSERTED}) AS ("));
+                        push_command_values!(script, &commands, false);
+                        script.push(format!(
+                            ") INSERT INTO plugin_commands ({COMMAND_COLUMNS_INSERTED}) SELECT * FROM v \
+                             WHERE EXISTS (SELECT 1 FROM plugin_auto_healing_logs WHERE id = v.healing_log_id)"
+                        ));
+                    }
+                    if commits_itself {
+                        script.push("; COMMIT");
+                    }
+                    let inserted: Vec<(Uuid, Option<Uuid>)> = script.build_query_as().fetch_all(&mut *connection).await?;
+                    inserted.into_iter().map(|(id, _)| id).collect()
                 };
                 Ok(logs
                     .into_iter()

@@ -133,7 +133,6 @@ macro_rules! insert_commands {
         }
     }};
 }
-pub(crate) use insert_commands;
 
 /// Stores snapshots (`&[NewSnapshot]`) inside an open transaction, in one statement.
 macro_rules! insert_snapshots {
@@ -149,7 +148,6 @@ macro_rules! insert_snapshots {
         }
     }};
 }
-pub(crate) use insert_snapshots;
 
 /// Inside an open transaction: cancels the log's unacked apply command, queues a
 /// `rollback` command (restore operations + snapshot, top priority) and marks the log

@@ -29,10 +29,11 @@ pub use outbox::*;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::pool::PoolOptions;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::types::Json;
-use sqlx::{ConnectOptions, PgPool, SqlitePool};
+use sqlx::{ConnectOptions, Connection, PgPool, SqlitePool};
 use std::str::FromStr;
 use std::time::Duration;
 use uuid::Uuid;
@@ -186,6 +187,30 @@ pub struct Store {
     writer: batch::Writer,
 }
 
+/// A pooled connection idle for longer than this is pinged before it is handed out (a
+/// database restart leaves dead connections in the pool); one in steady use is not. sqlx's
+/// own `test_before_acquire` pings on every acquire: a round trip to the database (on
+/// SQLite, to the connection's worker thread) before each statement, under load as well.
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+
+fn pool_options<DB: sqlx::Database>(
+    max_connections: u32,
+    acquire_timeout: Duration,
+) -> PoolOptions<DB> {
+    PoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(acquire_timeout)
+        .test_before_acquire(false)
+        .before_acquire(|connection: &mut DB::Connection, metadata| {
+            Box::pin(async move {
+                if metadata.idle_for > PING_IF_IDLE_FOR {
+                    connection.ping().await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 
@@ -204,14 +229,10 @@ impl Store {
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(10))
                 .disable_statement_logging();
-            let writes = SqlitePoolOptions::new()
-                .max_connections(1)
-                .acquire_timeout(acquire_timeout)
+            let writes = pool_options(1, acquire_timeout)
                 .connect_with(connect.clone())
                 .await?;
-            let reads = SqlitePoolOptions::new()
-                .max_connections(options.max_connections)
-                .acquire_timeout(acquire_timeout)
+            let reads = pool_options(options.max_connections, acquire_timeout)
                 .connect_with(connect)
                 .await?;
             Backend::Sqlite { reads, writes }
@@ -219,9 +240,7 @@ impl Store {
             let connect = PgConnectOptions::from_str(url)
                 .map_err(|_| StoreError::UnsupportedUrl(redact_url(url)))?
                 .disable_statement_logging();
-            let pool = PgPoolOptions::new()
-                .max_connections(options.max_connections)
-                .acquire_timeout(acquire_timeout)
+            let pool = pool_options(options.max_connections, acquire_timeout)
                 .connect_with(connect)
                 .await?;
             Backend::Postgres(pool)
