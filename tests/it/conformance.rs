@@ -4,7 +4,7 @@
 use crate::support::{each_store, start_time, TestStore};
 use api::store::{
     AuditContext, EventRecord, HeartbeatRecord, InstallationFilter, Principal, Role, Store,
-    StoreError, StoreOptions, ToggleChange, ToggleKey,
+    StoreError, StoreOptions, ToggleChange, ToggleKey, WriterOptions,
 };
 use chrono::Duration;
 use serde_json::json;
@@ -452,4 +452,64 @@ async fn a_connection_dropped_by_the_server_while_idle_is_replaced_before_use() 
         .expect("the dead connection is replaced, not handed out");
     store.close().await;
     test_store.finish().await;
+}
+
+#[tokio::test]
+async fn an_ops_write_gets_through_a_steady_stream_of_telemetry() {
+    // SQLite has one write connection: the group-commit writer keeps it between batches
+    // while work is queued, and must still hand it over to an Ops write in time.
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("autoheal.db").display());
+    let options = StoreOptions {
+        acquire_timeout_ms: 1_000,
+        // Small batches, so that the queue never runs dry while the writer commits.
+        writer: WriterOptions {
+            max_batch: 4,
+            ..WriterOptions::default()
+        },
+        ..StoreOptions::default()
+    };
+    let store = Store::connect(&url, &options).await.unwrap();
+    store.migrate().await.unwrap();
+    let now = start_time();
+    let merchant_id = merchant(&store).await;
+    let agent_id = admin(&store).await;
+    let id = store
+        .record_heartbeat(heartbeat(merchant_id, "https://ops.example", "1.0.0"), now)
+        .await
+        .unwrap()
+        .installation_id;
+
+    // Telemetry for longer than an Ops write may wait for the connection.
+    let until = std::time::Instant::now() + std::time::Duration::from_millis(2_500);
+    let telemetry: Vec<_> = (0..16)
+        .map(|site| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut written = 0;
+                while std::time::Instant::now() < until {
+                    let beat = heartbeat(merchant_id, &format!("https://{site}.example"), "1.0.0");
+                    store.record_heartbeat(beat, now).await.unwrap();
+                    written += 1;
+                }
+                written
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    for limit in [10, 20, 30] {
+        let change = ToggleChange {
+            installation_id: id,
+            key: ToggleKey::RateLimit,
+            value: json!(limit),
+            reason: "test".into(),
+            expires_at: None,
+        };
+        let set = store.set_toggle(&change, &audit(agent_id), now).await;
+        assert!(set.is_ok(), "the toggle waited out the telemetry: {set:?}");
+    }
+    for task in telemetry {
+        assert!(task.await.unwrap() > 0);
+    }
+    store.close().await;
 }

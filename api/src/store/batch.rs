@@ -164,15 +164,31 @@ impl Writer {
     }
 }
 
+/// How many batches in a row a writer commits on the connection it holds before it gives
+/// the connection back: on SQLite the write pool has one connection, which Ops writes
+/// (approvals, toggles) wait for, at most this many batches.
+const BATCHES_PER_CONNECTION: usize = 16;
+
 /// One writer: takes a batch off the shared queue, releases the queue so
-/// another writer can take the next batch, and commits.
+/// another writer can take the next batch, and commits. It keeps its connection while
+/// more work is queued: sqlx pings a connection given back to the pool before anyone
+/// can take it again, a round trip that would otherwise sit before every batch.
 async fn run(backend: Backend, queue: Arc<Mutex<mpsc::Receiver<Job>>>, max_batch: usize) {
     let mut batch = Vec::with_capacity(max_batch);
+    let mut held = None;
+    let mut batches_held = 0;
     loop {
         let mut stop = false;
         {
             let mut queue = queue.lock().await;
-            let mut next = queue.recv().await;
+            let mut next = match queue.try_recv() {
+                Ok(job) => Some(job),
+                Err(_) => {
+                    // Idle: the connection goes back before the wait, not after it.
+                    held = None;
+                    queue.recv().await
+                }
+            };
             if next.is_none() {
                 return;
             }
@@ -193,8 +209,13 @@ async fn run(backend: Backend, queue: Arc<Mutex<mpsc::Receiver<Job>>>, max_batch
                 };
             }
         }
+        if held.is_none() || batches_held == BATCHES_PER_CONNECTION {
+            held = None;
+            batches_held = 0;
+        }
         if !batch.is_empty() {
-            commit(&backend, &mut batch).await;
+            commit(&backend, &mut held, &mut batch).await;
+            batches_held += 1;
         }
         if stop {
             return;
@@ -208,15 +229,38 @@ type Pending = (
     oneshot::Sender<Result<Written, StoreError>>,
 );
 
-async fn write_all(backend: &Backend, batch: &[Pending]) -> Result<Vec<Written>, sqlx::Error> {
-    match backend {
-        Backend::Sqlite { writes, .. } => sqlite::write_all(writes, batch).await,
-        Backend::Postgres(pool) => postgres::write_all(pool, batch).await,
-    }
+/// A writer's connection, taken from the backend's write pool.
+enum WriteConnection {
+    Sqlite(sqlx::pool::PoolConnection<sqlx::Sqlite>),
+    Postgres(sqlx::pool::PoolConnection<sqlx::Postgres>),
 }
 
-async fn commit(backend: &Backend, batch: &mut Vec<Pending>) {
-    match write_all(backend, batch).await {
+/// Writes a batch on the held connection, taking one first if none is held. A connection
+/// a batch failed on is not kept.
+async fn write_all(
+    backend: &Backend,
+    held: &mut Option<WriteConnection>,
+    batch: &[Pending],
+) -> Result<Vec<Written>, sqlx::Error> {
+    let connection = match held {
+        Some(connection) => connection,
+        None => held.insert(match backend {
+            Backend::Sqlite { writes, .. } => WriteConnection::Sqlite(writes.acquire().await?),
+            Backend::Postgres(pool) => WriteConnection::Postgres(pool.acquire().await?),
+        }),
+    };
+    let written = match connection {
+        WriteConnection::Sqlite(connection) => sqlite::write_all(connection, batch).await,
+        WriteConnection::Postgres(connection) => postgres::write_all(connection, batch).await,
+    };
+    if written.is_err() {
+        *held = None;
+    }
+    written
+}
+
+async fn commit(backend: &Backend, held: &mut Option<WriteConnection>, batch: &mut Vec<Pending>) {
+    match write_all(backend, held, batch).await {
         Ok(results) => {
             for ((_, _, reply), result) in batch.drain(..).zip(results) {
                 let _ = reply.send(Ok(result));
@@ -231,7 +275,7 @@ async fn commit(backend: &Backend, batch: &mut Vec<Pending>) {
                 "batched write failed; retrying each write on its own");
             for pending in batch.drain(..) {
                 let mut single = vec![pending];
-                let outcome = write_all(backend, &single).await;
+                let outcome = write_all(backend, held, &single).await;
                 let (_, _, reply) = single.pop().expect("one write");
                 let _ = reply.send(
                     outcome
@@ -249,7 +293,7 @@ async fn commit(backend: &Backend, batch: &mut Vec<Pending>) {
 /// heartbeats; SQLite: the upsert and a toggle query in the transaction), so a
 /// batch's cost does not grow with its round trips.
 macro_rules! backend_writes {
-    ($module:ident, $db:ty, $pool:ty, $connection:ty, one_statement: $one_statement:literal) => {
+    ($module:ident, $db:ty, $connection:ty, one_statement: $one_statement:literal) => {
         mod $module {
             use super::*;
             use sqlx::types::Json;
@@ -257,7 +301,7 @@ macro_rules! backend_writes {
             use uuid::Uuid;
 
             pub(super) async fn write_all(
-                pool: &$pool,
+                connection: &mut sqlx::pool::PoolConnection<$db>,
                 batch: &[Pending],
             ) -> Result<Vec<Written>, sqlx::Error> {
                 let all = |kind: fn(&Write) -> bool| batch.iter().all(|(write, _, _)| kind(write));
@@ -266,8 +310,7 @@ macro_rules! backend_writes {
                 {
                     // The batch commits itself: on PostgreSQL one statement (no BEGIN, no
                     // COMMIT), on SQLite one script with its own BEGIN and COMMIT.
-                    let mut connection = pool.acquire().await?;
-                    let written = write_on(&mut connection, batch, true).await;
+                    let written = write_on(connection, batch, true).await;
                     if written.is_err() && !$one_statement {
                         // The script may have stopped inside its transaction: closing the
                         // connection rolls that back, and the pool opens a new one.
@@ -275,7 +318,7 @@ macro_rules! backend_writes {
                     }
                     return written;
                 }
-                let mut tx = pool.begin().await?;
+                let mut tx = sqlx::Connection::begin(&mut **connection).await?;
                 let results = write_on(&mut tx, batch, false).await?;
                 tx.commit().await?;
                 Ok(results)
@@ -676,5 +719,5 @@ macro_rules! backend_writes {
     };
 }
 
-backend_writes!(sqlite, sqlx::Sqlite, sqlx::SqlitePool, sqlx::SqliteConnection, one_statement: false);
-backend_writes!(postgres, sqlx::Postgres, sqlx::PgPool, sqlx::PgConnection, one_statement: true);
+backend_writes!(sqlite, sqlx::Sqlite, sqlx::SqliteConnection, one_statement: false);
+backend_writes!(postgres, sqlx::Postgres, sqlx::PgConnection, one_statement: true);
