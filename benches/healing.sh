@@ -7,33 +7,21 @@
 # pgbench committing one 2 KB row per transaction, at the same concurrencies, on the same
 # server, in the same run.
 #   bash benches/healing.sh [SECONDS=15] [DETECT_CLIENTS="1 4 16"]
-# AUTOHEAL_BENCH_BIN runs another build of the server (a baseline) in the same way.
 set -euo pipefail
-cd "$(dirname "$0")/.."
 seconds=${1:-15}
 detect_clients=${2:-"1 4 16"}
-pg_admin=${AUTOHEAL_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
-cargo build --release -q -p autoheal -p benches --bin autoheal --bin plugin_load
-bin=${AUTOHEAL_BENCH_BIN:-target/release/autoheal}
-load=target/release/plugin_load
-work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+source "$(dirname "$0")/serve.sh"
 
 run() { # name database_url
-  local name=$1 url=$2 port key sira
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  key=$(DATABASE_URL=$url $bin merchant create --name bench --email bench@example.com | python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"])')
+  local name=$1 url=$2 sira
   sira=$(DATABASE_URL=$url $bin sira-token create --name bench | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
-  RUST_LOG=warn DATABASE_URL=$url $bin serve --listen 127.0.0.1:$port ${AUTOHEAL_BENCH_SERVE_ARGS:-} &
-  local server=$!
-  for _ in $(seq 1 100); do curl -sf http://127.0.0.1:$port/healthz >/dev/null && break; sleep 0.1; done
-  $load heartbeat 127.0.0.1:$port "$key" 64 2 >/dev/null   # warm-up: creates the installations
+  start_server "$url"
   echo "$name $($load heartbeat 127.0.0.1:$port "$key" 64 "$seconds")"
   echo "$name $($load interop 127.0.0.1:$port "$key" 64 "$seconds")"
   for clients in $detect_clients; do
     echo "$name $($load detect 127.0.0.1:$port "$key:$sira" "$clients" "$seconds")"
   done
-  kill -TERM $server; wait $server || true
+  stop_server
 }
 
 run sqlite "sqlite://$work/bench.db"

@@ -4,25 +4,13 @@
 # single-row upsert on the same PostgreSQL in the same session.
 #   bash benches/heartbeat.sh [SECONDS=20]
 set -euo pipefail
-cd "$(dirname "$0")/.."
 seconds=${1:-20}
-pg_admin=${AUTOHEAL_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
-cargo build --release -q -p autoheal -p benches --bin autoheal --bin plugin_load
-bin=target/release/autoheal
-load=target/release/plugin_load
-work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+source "$(dirname "$0")/serve.sh"
 
 run() { # name database_url
-  local name=$1 url=$2 port key
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  key=$(DATABASE_URL=$url $bin merchant create --name bench --email bench@example.com | python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"])')
-  RUST_LOG=warn DATABASE_URL=$url $bin serve --listen 127.0.0.1:$port ${AUTOHEAL_BENCH_SERVE_ARGS:-} &
-  local server=$!
-  for _ in $(seq 1 100); do curl -sf http://127.0.0.1:$port/healthz >/dev/null && break; sleep 0.1; done
-  $load heartbeat 127.0.0.1:$port "$key" 64 2 >/dev/null   # warm-up: creates the installations
-  echo "$name $($load heartbeat 127.0.0.1:$port "$key" 64 "$seconds")"
-  kill -TERM $server; wait $server || true
+  start_server "$2"
+  echo "$1 $($load heartbeat 127.0.0.1:$port "$key" 64 "$seconds")"
+  stop_server
 }
 
 run sqlite "sqlite://$work/bench.db"
