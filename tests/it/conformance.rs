@@ -513,3 +513,37 @@ async fn an_ops_write_gets_through_a_steady_stream_of_telemetry() {
     }
     store.close().await;
 }
+
+#[tokio::test]
+async fn sqlite_commits_reach_the_database_file_without_waiting_for_a_full_wal() {
+    // SQLite copies the WAL into the database file (a checkpoint) on its own only inside
+    // the commit that crosses 1 000 pages, which then keeps every queued write waiting.
+    // The store checkpoints from a connection of its own after the batches instead.
+    let test = TestStore::sqlite().await;
+    let now = start_time();
+    let merchant_id = merchant(&test.store).await;
+    for site in 0..20 {
+        let beat = heartbeat(merchant_id, &format!("https://{site}.example"), "1.0.0");
+        test.store.record_heartbeat(beat, now).await.unwrap();
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    // The database file alone, without its WAL: what has been checkpointed.
+    let copy = tempfile::tempdir().unwrap();
+    let copied = copy.path().join("checkpointed.db");
+    std::fs::copy(test.url.trim_start_matches("sqlite://"), &copied).unwrap();
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", copied.display()))
+        .await
+        .unwrap();
+    let installations: Result<i64, _> =
+        sqlx::query_scalar("SELECT count(*) FROM plugin_installations")
+            .fetch_one(&pool)
+            .await;
+    pool.close().await;
+    assert_eq!(
+        installations.ok(),
+        Some(20),
+        "the heartbeats are checkpointed"
+    );
+    test.finish().await;
+}

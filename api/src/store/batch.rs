@@ -253,8 +253,10 @@ async fn write_all(
         WriteConnection::Sqlite(connection) => sqlite::write_all(connection, batch).await,
         WriteConnection::Postgres(connection) => postgres::write_all(connection, batch).await,
     };
-    if written.is_err() {
-        *held = None;
+    match (&written, backend) {
+        (Err(_), _) => *held = None,
+        (Ok(_), Backend::Sqlite { checkpoint_due, .. }) => checkpoint_due.notify_one(),
+        (Ok(_), Backend::Postgres(_)) => {}
     }
     written
 }

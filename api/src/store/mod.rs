@@ -35,7 +35,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::types::Json;
 use sqlx::{ConnectOptions, Connection, PgPool, SqlitePool};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 /// Runs `$body` with `$pool` bound to the backend's pool. The body is compiled
@@ -124,10 +126,13 @@ impl From<sqlx::Error> for StoreError {
 
 #[derive(Clone, Debug)]
 pub(crate) enum Backend {
-    /// Readers share a pool; writers take turns on a pool of one connection.
+    /// Readers share a pool; writers take turns on a pool of one connection; one more
+    /// connection checkpoints the WAL when `checkpoint_due` says a batch was committed.
     Sqlite {
         reads: SqlitePool,
         writes: SqlitePool,
+        checkpoints: SqlitePool,
+        checkpoint_due: Arc<Notify>,
     },
     Postgres(PgPool),
 }
@@ -211,6 +216,40 @@ fn pool_options<DB: sqlx::Database>(
         })
 }
 
+/// The least time between two background WAL checkpoints.
+const CHECKPOINT_PAUSE: Duration = Duration::from_millis(25);
+
+/// SQLite's WAL checkpoint, off the commit path. SQLite checkpoints inside the commit that
+/// crosses `wal_autocheckpoint` (1 000 pages): that commit copies every page changed since
+/// the last checkpoint into the database file and fsyncs it, 5–14 ms under load, and every
+/// write queued behind it waits (BENCHMARKS.md). This connection checkpoints after the
+/// batches instead, so the commit's own checkpoint finds little left to copy. That one stays
+/// on: the writer, right after its own commit, is where every frame is seen checkpointed,
+/// which is what lets the WAL start over; without it the WAL grew without bound.
+fn spawn_checkpoints(pool: SqlitePool, due: Arc<Notify>) {
+    tokio::spawn(async move {
+        loop {
+            due.notified().await;
+            if pool.is_closed() {
+                return;
+            }
+            if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&pool)
+                .await
+            {
+                if pool.is_closed() {
+                    return;
+                }
+                tracing::warn!(event = "wal_checkpoint_failed", error = %error,
+                    "WAL checkpoint failed; the next commit checkpoints as SQLite does by default");
+            }
+            // At most one every CHECKPOINT_PAUSE: each is a database fsync, and one per
+            // batch cost more throughput than it saved.
+            tokio::time::sleep(CHECKPOINT_PAUSE).await;
+        }
+    });
+}
+
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 
@@ -232,10 +271,20 @@ impl Store {
             let writes = pool_options(1, acquire_timeout)
                 .connect_with(connect.clone())
                 .await?;
+            let checkpoints = pool_options(1, acquire_timeout)
+                .connect_with(connect.clone())
+                .await?;
             let reads = pool_options(options.max_connections, acquire_timeout)
                 .connect_with(connect)
                 .await?;
-            Backend::Sqlite { reads, writes }
+            let checkpoint_due = Arc::new(Notify::new());
+            spawn_checkpoints(checkpoints.clone(), checkpoint_due.clone());
+            Backend::Sqlite {
+                reads,
+                writes,
+                checkpoints,
+                checkpoint_due,
+            }
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let connect = PgConnectOptions::from_str(url)
                 .map_err(|_| StoreError::UnsupportedUrl(redact_url(url)))?
@@ -280,9 +329,17 @@ impl Store {
     pub async fn close(&self) {
         self.writer.stop().await;
         match &self.backend {
-            Backend::Sqlite { reads, writes } => {
+            Backend::Sqlite {
+                reads,
+                writes,
+                checkpoints,
+                checkpoint_due,
+            } => {
                 reads.close().await;
                 writes.close().await;
+                checkpoints.close().await;
+                // Wakes the checkpoint task, which sees the pool closed and ends.
+                checkpoint_due.notify_one();
             }
             Backend::Postgres(pool) => pool.close().await,
         }
