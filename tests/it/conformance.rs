@@ -458,8 +458,6 @@ async fn a_connection_dropped_by_the_server_while_idle_is_replaced_before_use() 
 async fn an_ops_write_gets_through_a_steady_stream_of_telemetry() {
     // SQLite has one write connection: the group-commit writer keeps it between batches
     // while work is queued, and must still hand it over to an Ops write in time.
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("autoheal.db").display());
     let options = StoreOptions {
         acquire_timeout_ms: 1_000,
         // Small batches, so that the queue never runs dry while the writer commits.
@@ -469,8 +467,8 @@ async fn an_ops_write_gets_through_a_steady_stream_of_telemetry() {
         },
         ..StoreOptions::default()
     };
-    let store = Store::connect(&url, &options).await.unwrap();
-    store.migrate().await.unwrap();
+    let test = TestStore::sqlite_with(&options).await;
+    let store = test.store.clone();
     let now = start_time();
     let merchant_id = merchant(&store).await;
     let agent_id = admin(&store).await;
@@ -511,7 +509,7 @@ async fn an_ops_write_gets_through_a_steady_stream_of_telemetry() {
     for task in telemetry {
         assert!(task.await.unwrap() > 0);
     }
-    store.close().await;
+    test.finish().await;
 }
 
 #[tokio::test]

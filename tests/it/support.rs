@@ -27,9 +27,14 @@ pub struct TestStore {
 
 impl TestStore {
     pub async fn sqlite() -> Self {
+        Self::sqlite_with(&StoreOptions::default()).await
+    }
+
+    /// A SQLite store with settings of its own.
+    pub async fn sqlite_with(options: &StoreOptions) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}", dir.path().join("autoheal.db").display());
-        let store = connect(&url).await;
+        let store = connect(&url, options).await;
         Self {
             store,
             url,
@@ -51,7 +56,7 @@ impl TestStore {
         admin.close().await;
         let separator = if admin_url.contains('?') { '&' } else { '?' };
         let url = format!("{admin_url}{separator}options=-c%20search_path%3D{schema}");
-        let store = connect(&url).await;
+        let store = connect(&url, &StoreOptions::default()).await;
         Self {
             store,
             url,
@@ -95,7 +100,7 @@ impl TestStore {
     /// stays with the store that created it.
     pub async fn replica(&self) -> Self {
         Self {
-            store: connect(&self.url).await,
+            store: connect(&self.url, &StoreOptions::default()).await,
             url: self.url.clone(),
             _dir: None,
             postgres_schema: None,
@@ -103,10 +108,8 @@ impl TestStore {
     }
 }
 
-async fn connect(url: &str) -> Store {
-    let store = Store::connect(url, &StoreOptions::default())
-        .await
-        .expect("connect store");
+async fn connect(url: &str, options: &StoreOptions) -> Store {
+    let store = Store::connect(url, options).await.expect("connect store");
     store.migrate().await.expect("migrate");
     store
 }
