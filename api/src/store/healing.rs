@@ -178,8 +178,10 @@ macro_rules! rollback_in_tx {
         }
         sqlx::query(
             "UPDATE plugin_commands SET status = 'cancelled' \
-             WHERE healing_log_id = $1 AND command_type = 'apply_patch' AND status = 'pending'",
+             WHERE installation_id = $1 AND status = 'pending' AND healing_log_id = $2 \
+               AND command_type = 'apply_patch'",
         )
+        .bind(log.plugin_id)
         .bind(log.id)
         .execute(&mut *$tx)
         .await?;
@@ -1025,17 +1027,20 @@ impl Store {
     }
 
     /// How the rule's auto-applied patches ended since `since`: finished (applied, failed
-    /// or rolled back) and bad (failed or rolled back).
+    /// or rolled back) and bad (failed or rolled back). The filter is spelled as the partial
+    /// index `plugin_auto_healing_logs_rule_outcomes` is (migration 0008), so both backends
+    /// read only those rows.
     pub async fn rule_outcomes(
         &self,
         rule_name: &str,
         since: DateTime<Utc>,
     ) -> Result<RuleOutcomes, StoreError> {
         Ok(on_pool!(self, pool => sqlx::query_as::<_, RuleOutcomes>(
-            "SELECT COALESCE(SUM(CASE WHEN status IN ('applied', 'failed', 'rolled_back') THEN 1 ELSE 0 END), 0) AS finished, \
+            "SELECT COUNT(*) AS finished, \
                     COALESCE(SUM(CASE WHEN status IN ('failed', 'rolled_back') THEN 1 ELSE 0 END), 0) AS bad \
              FROM plugin_auto_healing_logs \
-             WHERE rule_name = $1 AND auto_applied = TRUE AND updated_at >= $2",
+             WHERE rule_name = $1 AND updated_at >= $2 \
+               AND auto_applied = TRUE AND status IN ('applied', 'failed', 'rolled_back')",
         )
         .bind(rule_name)
         .bind(since)
