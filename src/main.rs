@@ -51,6 +51,7 @@ enum LogFormat {
 }
 
 #[derive(Subcommand)]
+#[expect(clippy::large_enum_variant, reason = "parsed once per process")]
 enum Command {
     /// Run the HTTP API (applies pending migrations first).
     Serve(ServeArgs),

@@ -61,7 +61,7 @@ fn generated_rule(i: usize) -> (String, String) {
     };
     let src = format!(
         "let rule = #{{ name: \"gen_{i:04}\", pattern: \"{pattern}\", platforms: {platforms}, auto_apply: {}, min_confidence: {}, patch: \"patch_{i}\", priority: {} }};",
-        i % 2 == 0,
+        i.is_multiple_of(2),
         80 + i % 20,
         i % 3
     );

@@ -52,6 +52,10 @@ enum Written {
     Detection(Option<Box<HealingLog>>),
 }
 
+#[expect(
+    clippy::large_enum_variant,
+    reason = "Stop is sent once per writer; boxing Write would allocate for every heartbeat"
+)]
 enum Job {
     Write {
         write: Write,

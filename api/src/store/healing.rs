@@ -517,6 +517,10 @@ pub struct NewHealingLog {
 
 /// What the engine's decision leads to when a detection is recorded.
 #[derive(Clone, Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per detection, moved, never held in bulk"
+)]
 pub enum DetectionOutcome {
     PendingReview,
     /// No rule matched, or the matching rule's patch cannot run here.
