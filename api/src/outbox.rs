@@ -302,10 +302,15 @@ impl Outbox {
         }
     }
 
-    /// A check of the SMTP server (connect and NOOP), when one is configured.
+    /// A check of the SMTP server (connect and NOOP, within the request timeout), when one
+    /// is configured.
     pub fn smtp_probe(&self) -> Option<impl std::future::Future<Output = bool> + '_> {
         let mailer = self.mailer.as_ref()?;
-        Some(async move { mailer.test_connection().await.unwrap_or(false) })
+        Some(async move {
+            tokio::time::timeout(self.config.request_timeout, mailer.test_connection())
+                .await
+                .is_ok_and(|answered| answered.unwrap_or(false))
+        })
     }
 
     /// Sends an email message (`{"from", "to", "subject", "body"}`) over SMTP.
@@ -341,9 +346,18 @@ impl Outbox {
             Ok(email) => email,
             Err(_) => return permanent("the message could not be built"),
         };
-        match mailer.send(email).await {
-            Ok(_) => None,
-            Err(error) => {
+        // lettre's own timeout covers only the TCP connect: a server that stops answering
+        // mid-conversation would hold the attempt (and its delivery round) until the
+        // server gives up on the connection.
+        let sent = tokio::time::timeout(self.config.request_timeout, mailer.send(email)).await;
+        match sent {
+            Err(_) => Some(Failure {
+                class: "TRANSIENT",
+                summary: "timeout".into(),
+                retry_after: None,
+            }),
+            Ok(Ok(_)) => None,
+            Ok(Err(error)) => {
                 let code = error.status().map(|c| c.to_string());
                 let class = match code.as_deref() {
                     Some("530" | "534" | "535" | "538") => "AUTH",

@@ -229,3 +229,117 @@ async fn email_goes_over_starttls_with_auth() {
     })
     .await;
 }
+
+/// A wrong SMTP password: the email is a dead letter of class AUTH at once (retrying with
+/// the same credentials cannot help), the error names the SMTP reply and never the
+/// password, and once the credentials are mended an Ops retry delivers it.
+#[tokio::test]
+async fn a_wrong_smtp_password_is_a_dead_letter_until_mended() {
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key, pem) = certificate(certs.path());
+    let smtp = SmtpServer::start_with(&["--tls", &cert, &key, "--auth", "mailer:s3cret"]);
+    each_store(|store| async {
+        let outbox = |password: &str| OutboxConfig {
+            smtp_url: Some(format!(
+                "smtp://mailer:{password}@127.0.0.1:{}?tls=required",
+                smtp.port
+            )),
+            smtp_ca_pem: Some(pem.clone()),
+            ..OutboxConfig::default()
+        };
+        let app = TestApp::new(store)
+            .await
+            .with_outbox(outbox("not-the-password"));
+        let id = setup(&app, "1.3.5", false).await;
+        let before = smtp.messages().len();
+        app.post(
+            &format!("/api/v1/plugins/{id}/notify-upgrade"),
+            &app.operator,
+            &json!({"channel": "email"}),
+        )
+        .await
+        .ok();
+        let report = deliver_due(&app.state, app.clock.now()).await.unwrap();
+        assert_eq!((report.delivered, report.dead), (0, 1), "{report:?}");
+        assert_eq!(smtp.messages().len(), before);
+
+        let dead = app
+            .get("/api/platform/outbox/messages?status=dead", &app.admin)
+            .await;
+        let listed = dead.ok().to_string();
+        assert!(!listed.contains("not-the-password"), "{listed}");
+        let letter = dead.body[0].clone();
+        assert_eq!(letter["last_error_class"], "AUTH", "{letter}");
+        assert_eq!(letter["last_error"], "SMTP 535", "{letter}");
+
+        let app = app.with_outbox(outbox("s3cret"));
+        let retry = format!(
+            "/api/platform/outbox/messages/{}/retry",
+            letter["id"].as_str().unwrap()
+        );
+        app.post(&retry, &app.admin, &json!({})).await.ok();
+        let report = deliver_due(&app.state, app.clock.now()).await.unwrap();
+        assert_eq!(report.delivered, 1, "{report:?}");
+        assert_eq!(smtp.envelopes()[before]["authenticated"], true);
+        app.store
+    })
+    .await;
+}
+
+/// An SMTP server that takes the connection and never answers: the attempt ends at the
+/// request timeout as a TRANSIENT timeout (retried later; its lease, twice that timeout,
+/// is not outlived), and the health probe calls it down, instead of both waiting for the
+/// server to hang up.
+#[tokio::test]
+async fn a_silent_smtp_server_times_out_the_attempt() {
+    // Never accepted: the kernel completes the handshake and nothing is ever said.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let bound = std::time::Duration::from_secs(10);
+    each_store(|store| async {
+        let outbox = OutboxConfig {
+            smtp_url: Some(format!("smtp://127.0.0.1:{port}")),
+            request_timeout: std::time::Duration::from_millis(300),
+            ..OutboxConfig::default()
+        };
+        let app = TestApp::new(store).await.with_outbox(outbox);
+        let id = setup(&app, "1.3.5", false).await;
+        app.post(
+            &format!("/api/v1/plugins/{id}/notify-upgrade"),
+            &app.operator,
+            &json!({"channel": "email"}),
+        )
+        .await
+        .ok();
+        let report = tokio::time::timeout(bound, deliver_due(&app.state, app.clock.now()))
+            .await
+            .expect("the attempt ends at the request timeout")
+            .unwrap();
+        assert_eq!((report.delivered, report.retrying), (0, 1), "{report:?}");
+        let pending = app
+            .get("/api/platform/outbox/messages?status=pending", &app.admin)
+            .await;
+        let letter = pending.ok()[0].clone();
+        assert_eq!(
+            (&letter["last_error_class"], &letter["last_error"]),
+            (&json!("TRANSIENT"), &json!("timeout")),
+            "{letter}"
+        );
+
+        let checks = tokio::time::timeout(
+            bound,
+            api::health::check_tier(&app.state, "core", app.clock.now()),
+        )
+        .await
+        .expect("the probe ends at the request timeout");
+        assert_eq!(
+            checks
+                .iter()
+                .map(|c| (c.service.as_str(), c.status.as_str()))
+                .collect::<Vec<_>>(),
+            [("smtp", "down")]
+        );
+        app.store
+    })
+    .await;
+}

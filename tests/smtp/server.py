@@ -53,7 +53,8 @@ def main():
         def authenticator(server, session, envelope, mechanism, auth_data):
             ok = (isinstance(auth_data, LoginPassword) and auth_data.login.decode() == user
                   and auth_data.password.decode() == password)
-            return AuthResult(success=ok)
+            # handled=False: aiosmtpd answers a failure with 535 itself.
+            return AuthResult(success=ok, handled=False)
 
         options.update(authenticator=authenticator, auth_required=True)
     controller = Controller(Store(args.directory), hostname="127.0.0.1", port=args.port, **options)
