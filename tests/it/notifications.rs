@@ -190,30 +190,48 @@ fn certificate(dir: &std::path::Path) -> (String, String, Vec<u8>) {
     (cert.display().to_string(), key.display().to_string(), pem)
 }
 
-#[tokio::test]
-async fn email_goes_over_starttls_with_auth() {
+/// A real SMTP server that requires STARTTLS (with a fresh self-signed certificate) and AUTH
+/// as `mailer:s3cret`, with the certificate's PEM and the folder holding it.
+fn starttls_smtp() -> (SmtpServer, Vec<u8>, tempfile::TempDir) {
     let certs = tempfile::tempdir().unwrap();
     let (cert, key, pem) = certificate(certs.path());
     let smtp = SmtpServer::start_with(&["--tls", &cert, &key, "--auth", "mailer:s3cret"]);
+    (smtp, pem, certs)
+}
+
+/// The outbox sending through `smtp` (from [`starttls_smtp`]) as `mailer` with `password`.
+fn starttls_outbox(smtp: &SmtpServer, pem: &[u8], password: &str) -> OutboxConfig {
+    OutboxConfig {
+        smtp_url: Some(format!(
+            "smtp://mailer:{password}@127.0.0.1:{}?tls=required",
+            smtp.port
+        )),
+        smtp_ca_pem: Some(pem.to_vec()),
+        ..OutboxConfig::default()
+    }
+}
+
+/// An install that is behind, and an Ops email notice about it, queued in the outbox.
+async fn queue_email_notice(app: &TestApp) {
+    let id = setup(app, "1.3.5", false).await;
+    app.post(
+        &format!("/api/v1/plugins/{id}/notify-upgrade"),
+        &app.operator,
+        &json!({"channel": "email"}),
+    )
+    .await
+    .ok();
+}
+
+#[tokio::test]
+async fn email_goes_over_starttls_with_auth() {
+    let (smtp, pem, _certs) = starttls_smtp();
     each_store(|store| async {
-        let outbox = OutboxConfig {
-            smtp_url: Some(format!(
-                "smtp://mailer:s3cret@127.0.0.1:{}?tls=required",
-                smtp.port
-            )),
-            smtp_ca_pem: Some(pem.clone()),
-            ..OutboxConfig::default()
-        };
-        let app = TestApp::new(store).await.with_outbox(outbox);
-        let id = setup(&app, "1.3.5", false).await;
+        let app = TestApp::new(store)
+            .await
+            .with_outbox(starttls_outbox(&smtp, &pem, "s3cret"));
         let before = smtp.messages().len();
-        app.post(
-            &format!("/api/v1/plugins/{id}/notify-upgrade"),
-            &app.operator,
-            &json!({"channel": "email"}),
-        )
-        .await
-        .ok();
+        queue_email_notice(&app).await;
         let report = deliver_due(&app.state, app.clock.now()).await.unwrap();
         assert_eq!(report.delivered, 1, "{report:?}");
         let envelope = smtp.envelopes()[before].clone();
@@ -235,30 +253,14 @@ async fn email_goes_over_starttls_with_auth() {
 /// password, and once the credentials are mended an Ops retry delivers it.
 #[tokio::test]
 async fn a_wrong_smtp_password_is_a_dead_letter_until_mended() {
-    let certs = tempfile::tempdir().unwrap();
-    let (cert, key, pem) = certificate(certs.path());
-    let smtp = SmtpServer::start_with(&["--tls", &cert, &key, "--auth", "mailer:s3cret"]);
+    let (smtp, pem, _certs) = starttls_smtp();
     each_store(|store| async {
-        let outbox = |password: &str| OutboxConfig {
-            smtp_url: Some(format!(
-                "smtp://mailer:{password}@127.0.0.1:{}?tls=required",
-                smtp.port
-            )),
-            smtp_ca_pem: Some(pem.clone()),
-            ..OutboxConfig::default()
-        };
-        let app = TestApp::new(store)
-            .await
-            .with_outbox(outbox("not-the-password"));
-        let id = setup(&app, "1.3.5", false).await;
+        let app =
+            TestApp::new(store)
+                .await
+                .with_outbox(starttls_outbox(&smtp, &pem, "not-the-password"));
         let before = smtp.messages().len();
-        app.post(
-            &format!("/api/v1/plugins/{id}/notify-upgrade"),
-            &app.operator,
-            &json!({"channel": "email"}),
-        )
-        .await
-        .ok();
+        queue_email_notice(&app).await;
         let report = deliver_due(&app.state, app.clock.now()).await.unwrap();
         assert_eq!((report.delivered, report.dead), (0, 1), "{report:?}");
         assert_eq!(smtp.messages().len(), before);
@@ -272,7 +274,7 @@ async fn a_wrong_smtp_password_is_a_dead_letter_until_mended() {
         assert_eq!(letter["last_error_class"], "AUTH", "{letter}");
         assert_eq!(letter["last_error"], "SMTP 535", "{letter}");
 
-        let app = app.with_outbox(outbox("s3cret"));
+        let app = app.with_outbox(starttls_outbox(&smtp, &pem, "s3cret"));
         let retry = format!(
             "/api/platform/outbox/messages/{}/retry",
             letter["id"].as_str().unwrap()
@@ -303,14 +305,7 @@ async fn a_silent_smtp_server_times_out_the_attempt() {
             ..OutboxConfig::default()
         };
         let app = TestApp::new(store).await.with_outbox(outbox);
-        let id = setup(&app, "1.3.5", false).await;
-        app.post(
-            &format!("/api/v1/plugins/{id}/notify-upgrade"),
-            &app.operator,
-            &json!({"channel": "email"}),
-        )
-        .await
-        .ok();
+        queue_email_notice(&app).await;
         let report = tokio::time::timeout(bound, deliver_due(&app.state, app.clock.now()))
             .await
             .expect("the attempt ends at the request timeout")
