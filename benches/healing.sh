@@ -2,7 +2,8 @@
 # Healing loop and interop benchmark (issue 7): on SQLite and on PostgreSQL, in the same
 # run and against the same server, heartbeats (the reference rate), interop events, and
 # Sira detections that auto-apply (decision, sandboxed dry run, durable snapshot and
-# command before the 201: detection-to-command latency). Loopback only, bounded in time.
+# command before the 201: detection-to-command latency), without and then with an
+# idempotency key on each detection (detect-keyed). Loopback only, bounded in time.
 # The peer for the detection latency is the smallest durable write PostgreSQL does:
 # pgbench committing one 2 KB row per transaction, at the same concurrencies, on the same
 # server, in the same run.
@@ -18,8 +19,10 @@ run() { # name database_url
   start_server "$url"
   echo "$name $($load heartbeat 127.0.0.1:$port "$key" 64 "$seconds")"
   echo "$name $($load interop 127.0.0.1:$port "$key" 64 "$seconds")"
-  for clients in $detect_clients; do
-    echo "$name $($load detect 127.0.0.1:$port "$key:$sira" "$clients" "$seconds")"
+  for mode in detect detect-keyed; do
+    for clients in $detect_clients; do
+      echo "$name $($load $mode 127.0.0.1:$port "$key:$sira" "$clients" "$seconds")"
+    done
   done
   stop_server
 }

@@ -6,14 +6,17 @@
 //! plugin_load heartbeat ADDR MERCHANT_KEY [CLIENTS=64] [SECONDS=20] [INSTALLS=10000]
 //! plugin_load interop   ADDR MERCHANT_KEY [CLIENTS=64] [SECONDS=20] [INSTALLS=1000]
 //! plugin_load detect    ADDR MERCHANT_KEY:SIRA_TOKEN [CLIENTS=16] [SECONDS=20] [INSTALLS=200]
+//! plugin_load detect-keyed …  (the same, each detection with its own idempotency key)
 //!
 //! `interop` and `detect` first register INSTALLS WooCommerce installs (a heartbeat each,
 //! with a reported state) and spread their requests over them. Every interop event is a new
 //! order (nothing is deduplicated); every detection auto-applies, so its response comes
 //! after the decision, the dry run and the durable snapshot and command: its latency is the
-//! detection-to-command latency.
+//! detection-to-command latency. `detect-keyed` sends what a retrying Sira sends: a random
+//! idempotency key with every detection, looked up before and stored with the log.
 
 use benches::{gather, percentile, Connection, Report};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,7 +24,7 @@ use std::time::{Duration, Instant};
 enum Mode {
     Heartbeat,
     Interop,
-    Detect,
+    Detect { keyed: bool },
 }
 
 fn heartbeat_body(site: usize) -> String {
@@ -60,6 +63,7 @@ async fn client(
     let mut report = Report::default();
     let mut connection = Connection::open(&address).await;
     let mut sequence = client;
+    let keys = std::hash::RandomState::new();
     while Instant::now() < deadline {
         // Each client walks its own slice of the installs; every sequence number is unique.
         let site = sequence % installs;
@@ -74,12 +78,18 @@ async fn client(
                 ),
                 201,
             ),
-            Mode::Detect => (
+            Mode::Detect { keyed } => (
                 "/api/v1/plugins/autoheal",
                 &sira,
                 format!(
-                    r#"{{"plugin_id":"{}","detected_issue":"Fatal error: Unknown column 'merchant_fee' in field list","issue_severity":"high","proposed_patch":{{"table":"wp_molam_orders","column_type":"DECIMAL(10,2)"}},"sira_confidence":92.5}}"#,
-                    ids[site]
+                    r#"{{"plugin_id":"{}","detected_issue":"Fatal error: Unknown column 'merchant_fee' in field list","issue_severity":"high","proposed_patch":{{"table":"wp_molam_orders","column_type":"DECIMAL(10,2)"}},"sira_confidence":92.5{}}}"#,
+                    ids[site],
+                    if keyed {
+                        // Random, as Sira's are: each lands on its own page of the key's index.
+                        format!(r#","idempotency_key":"{:016x}""#, keys.hash_one(sequence))
+                    } else {
+                        String::new()
+                    }
                 ),
                 201,
             ),
@@ -89,7 +99,8 @@ async fn client(
         let (status, answer) = connection.post(path, token, &body).await;
         let elapsed = started.elapsed();
         if status == expected
-            && (mode != Mode::Detect || answer.windows(9).any(|w| w == b"\"applied\""))
+            && (!matches!(mode, Mode::Detect { .. })
+                || answer.windows(9).any(|w| w == b"\"applied\""))
         {
             report.latencies_us.push(elapsed.as_micros() as u32);
         } else {
@@ -105,18 +116,23 @@ async fn main() {
     let mode = match args.get(1).map(String::as_str) {
         Some("heartbeat") => Mode::Heartbeat,
         Some("interop") => Mode::Interop,
-        Some("detect") => Mode::Detect,
-        _ => panic!("MODE: heartbeat, interop or detect"),
+        Some("detect") => Mode::Detect { keyed: false },
+        Some("detect-keyed") => Mode::Detect { keyed: true },
+        _ => panic!("MODE: heartbeat, interop, detect or detect-keyed"),
     };
     let address = args.get(2).expect("ADDR").clone();
     let (key, sira) = match (mode, args.get(3).expect("KEY")) {
-        (Mode::Detect, keys) => {
+        (Mode::Detect { .. }, keys) => {
             let (key, sira) = keys.split_once(':').expect("MERCHANT_KEY:SIRA_TOKEN");
             (key.to_owned(), sira.to_owned())
         }
         (_, key) => (key.clone(), String::new()),
     };
-    let default_clients = if mode == Mode::Detect { 16 } else { 64 };
+    let default_clients = if matches!(mode, Mode::Detect { .. }) {
+        16
+    } else {
+        64
+    };
     let clients: usize = args
         .get(4)
         .map_or(default_clients, |value| value.parse().expect("CLIENTS"));
@@ -126,7 +142,7 @@ async fn main() {
     let default_installs = match mode {
         Mode::Heartbeat => 10_000,
         Mode::Interop => 1_000,
-        Mode::Detect => 200,
+        Mode::Detect { .. } => 200,
     };
     let installs: usize = args
         .get(6)
@@ -136,7 +152,7 @@ async fn main() {
         _ => register(&address, &key, installs).await,
     });
     let server_before = match mode {
-        Mode::Detect => Some(detection_histogram(&address).await),
+        Mode::Detect { .. } => Some(detection_histogram(&address).await),
         _ => None,
     };
     let started = Instant::now();
