@@ -8,8 +8,10 @@
 --   never deleted.
 -- plugin_commands_log: cancelling a log's pending apply on rollback now looks in its
 --   install's queue (plugin_commands_queue).
--- plugin_auto_healing_logs_installation: the logs list filters by install while it
---   walks plugin_auto_healing_logs_created, newest first; it never used this index.
+-- plugin_auto_healing_logs_installation: SQLite's planner does not fold the logs list's
+--   optional filters ($n IS NULL OR column = $n) into index conditions, so the list
+--   walks plugin_auto_healing_logs_created, newest first, and never used this index.
+--   (PostgreSQL's does, and keeps it: see its 0008.)
 -- plugin_auto_healing_logs_status, plugin_auto_healing_logs_rule: the regression
 --   analysis and the rule breaker read them by scanning every log of a status or a
 --   rule ever written. The partial indexes below hold only the rows those queries read,
