@@ -1,7 +1,7 @@
 -- Leaner indexes for the healing tables. A detection writes its log, its snapshot and
 -- its command in one commit, and every index on those tables is one more page that
--- commit dirties and a checkpoint copies. What each index changed here served, and what
--- serves it now:
+-- commit dirties and a checkpoint copies. What each index dropped or replaced here served,
+-- and what serves it now:
 --
 -- plugin_snapshots_installation: nothing reads snapshots but by id, and installs are
 --   never deleted.
