@@ -5,7 +5,7 @@
 
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Utc};
-use engine::{EvalContext, FlagDefinition, FlagSnapshot};
+use engine::{EvalContext, FlagSnapshot};
 use serde_json::json;
 use std::path::Path;
 
@@ -20,8 +20,8 @@ pub fn eval(key: &str, context_file: &Path, rules: &Path, now: DateTime<Utc>) ->
             context_file.display()
         )
     })?;
-    let definitions = load_files(rules)?;
-    let policies = crate::rules_cmd::load(rules)?;
+    let definitions = crate::files::flag_files(rules)?;
+    let policies = crate::files::rule_set(rules)?;
     let (snapshot, errors) = FlagSnapshot::build(
         definitions.into_iter().map(|(_, definition)| definition),
         vec![],
@@ -43,23 +43,4 @@ pub fn eval(key: &str, context_file: &Path, rules: &Path, now: DateTime<Utc>) ->
     out["key"] = json!(key);
     println!("{out}");
     Ok(())
-}
-
-/// The flag definitions files under `rules/flags/` (none without that
-/// folder); on any error prints each as `file: field: message` and fails.
-pub fn load_files(rules: &Path) -> Result<Vec<(String, FlagDefinition)>> {
-    let flags_dir = rules.join("flags");
-    if !flags_dir.is_dir() {
-        return Ok(vec![]);
-    }
-    let files = api::rules::read_tree(&flags_dir)
-        .with_context(|| format!("cannot read {}", flags_dir.display()))?
-        .into_iter()
-        .map(|(name, text)| (format!("flags/{name}"), text));
-    engine::load_flag_files(files).or_else(|errors| {
-        for error in &errors {
-            eprintln!("{error}");
-        }
-        bail!("{} error(s) in {}", errors.len(), flags_dir.display())
-    })
 }

@@ -2,20 +2,27 @@
 //! other commands manage the store and credentials from a shell.
 
 use anyhow::{Context, Result};
+use api::auth::Role;
+use api::db::{Store, StoreOptions};
+use api::delivery::{NotificationConfig, Outbox, OutboxConfig};
+use api::flags::FlagsConfig;
+use api::healing::patches::PatchRegistry;
 use api::healing::HealingConfig;
-use api::jobs::JobsConfig;
-use api::notifications::NotificationConfig;
-use api::outbox::OutboxConfig;
-use api::store::{Role, Store, StoreOptions};
+use api::interop::InteropConfig;
+use api::ops::JobsConfig;
+use api::rules::Rules;
+use api::tasks::Tasks;
 use api::{AppState, Clock, ServerConfig};
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::json;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod files;
 mod flags_cmd;
 mod patch_cmd;
 mod rules_cmd;
@@ -227,16 +234,19 @@ struct ServeArgs {
     #[arg(long, env = "AUTOHEAL_PATCHES_POLL_MS", default_value_t = 2_000)]
     patches_poll_ms: u64,
     /// Sira's confidence needed to auto-apply (and the rule's own minimum), in percent.
-    #[arg(long, env = "AUTOHEAL_AUTO_APPLY_THRESHOLD", default_value_t = HealingConfig::default().global_threshold)]
+    #[arg(long, env = "AUTOHEAL_AUTO_APPLY_THRESHOLD", value_parser = percent, default_value_t = HealingConfig::default().global_threshold)]
     auto_apply_threshold: f64,
     /// How long a command handed to a plugin stays leased before it is handed out again, in s.
-    #[arg(long, env = "AUTOHEAL_COMMAND_LEASE_SECS", default_value_t = HealingConfig::default().command_lease.num_seconds())]
+    #[arg(long, env = "AUTOHEAL_COMMAND_LEASE_SECS", value_parser = clap::value_parser!(i64).range(1..), default_value_t = HealingConfig::default().command_lease.num_seconds())]
     command_lease_secs: i64,
+    /// Most commands one poll of a plugin hands out.
+    #[arg(long, env = "AUTOHEAL_COMMANDS_PER_POLL", value_parser = clap::value_parser!(i64).range(1..=1000), default_value_t = HealingConfig::default().commands_per_poll)]
+    commands_per_poll: i64,
     /// Window of the post-apply error-rate analysis (compared with the window before), in min.
-    #[arg(long, env = "AUTOHEAL_REGRESSION_WINDOW_MINS", default_value_t = HealingConfig::default().regression_window.num_minutes())]
+    #[arg(long, env = "AUTOHEAL_REGRESSION_WINDOW_MINS", value_parser = clap::value_parser!(i64).range(1..), default_value_t = HealingConfig::default().regression_window.num_minutes())]
     regression_window_mins: i64,
     /// Rise of the error rate, in percentage points, that rolls a patch back.
-    #[arg(long, env = "AUTOHEAL_REGRESSION_MARGIN", default_value_t = HealingConfig::default().regression_margin)]
+    #[arg(long, env = "AUTOHEAL_REGRESSION_MARGIN", value_parser = percent, default_value_t = HealingConfig::default().regression_margin)]
     regression_margin: f64,
     /// Forward every normalized interop event as a CloudEvent to this URL (repeatable).
     #[arg(
@@ -249,22 +259,22 @@ struct ServeArgs {
     #[arg(long, env = "AUTOHEAL_WEBHOOK_SECRET", hide_env_values = true)]
     webhook_secret: Option<String>,
     /// How often the outbox is checked for due messages, in ms.
-    #[arg(long, env = "AUTOHEAL_DELIVERY_POLL_MS", default_value_t = 250)]
+    #[arg(long, env = "AUTOHEAL_DELIVERY_POLL_MS", value_parser = clap::value_parser!(u64).range(10..), default_value_t = 250)]
     delivery_poll_ms: u64,
     /// Attempts of a retryable delivery before it becomes a dead letter.
-    #[arg(long, env = "AUTOHEAL_DELIVERY_MAX_ATTEMPTS", default_value_t = OutboxConfig::default().max_attempts)]
+    #[arg(long, env = "AUTOHEAL_DELIVERY_MAX_ATTEMPTS", value_parser = clap::value_parser!(i32).range(1..), default_value_t = OutboxConfig::default().max_attempts)]
     delivery_max_attempts: i32,
     /// First retry delay of a failed delivery, in ms (doubling, with jitter, up to 1 h).
-    #[arg(long, env = "AUTOHEAL_DELIVERY_BACKOFF_MS", default_value_t = OutboxConfig::default().backoff_base.num_milliseconds())]
+    #[arg(long, env = "AUTOHEAL_DELIVERY_BACKOFF_MS", value_parser = clap::value_parser!(i64).range(1..), default_value_t = OutboxConfig::default().backoff_base.num_milliseconds())]
     delivery_backoff_ms: i64,
     /// Longest a delivery attempt may take, in ms (a message is leased for twice this).
-    #[arg(long, env = "AUTOHEAL_DELIVERY_TIMEOUT_MS", default_value_t = OutboxConfig::default().request_timeout.as_millis() as u64)]
+    #[arg(long, env = "AUTOHEAL_DELIVERY_TIMEOUT_MS", value_parser = clap::value_parser!(u64).range(1..), default_value_t = OutboxConfig::default().request_timeout.as_millis() as u64)]
     delivery_timeout_ms: u64,
     /// Consecutive failures that open a destination's circuit breaker.
-    #[arg(long, env = "AUTOHEAL_BREAKER_THRESHOLD", default_value_t = OutboxConfig::default().breaker_threshold)]
+    #[arg(long, env = "AUTOHEAL_BREAKER_THRESHOLD", value_parser = clap::value_parser!(u32).range(1..), default_value_t = OutboxConfig::default().breaker_threshold)]
     breaker_threshold: u32,
     /// How long an open breaker waits before a probe, in ms.
-    #[arg(long, env = "AUTOHEAL_BREAKER_COOLDOWN_MS", default_value_t = OutboxConfig::default().breaker_cooldown.num_milliseconds())]
+    #[arg(long, env = "AUTOHEAL_BREAKER_COOLDOWN_MS", value_parser = clap::value_parser!(i64).range(1..), default_value_t = OutboxConfig::default().breaker_cooldown.num_milliseconds())]
     breaker_cooldown_ms: i64,
     /// SMTP server of the email channel: smtp://[user:password@]host[:port][?tls=required]
     /// (STARTTLS) or smtps://… (implicit TLS).
@@ -283,19 +293,19 @@ struct ServeArgs {
     #[arg(long, env = "AUTOHEAL_SMS_PROVIDER_URL")]
     sms_provider_url: Option<String>,
     /// The same version is not notified again to an install on a channel within this, in hours.
-    #[arg(long, env = "AUTOHEAL_NOTIFY_QUIET_HOURS", default_value_t = NotificationConfig::default().quiet_period.num_hours())]
+    #[arg(long, env = "AUTOHEAL_NOTIFY_QUIET_HOURS", value_parser = clap::value_parser!(i64).range(0..), default_value_t = NotificationConfig::default().quiet_period.num_hours())]
     notify_quiet_hours: i64,
     /// Base of the upgrade link in notices (the install id is appended).
     #[arg(long, env = "AUTOHEAL_UPGRADE_URL_BASE", default_value_t = NotificationConfig::default().upgrade_url_base)]
     upgrade_url_base: String,
     /// How often the schedule of jobs is checked, in s (a job runs at its own interval).
-    #[arg(long, env = "AUTOHEAL_JOBS_TICK_SECS", default_value_t = 60)]
+    #[arg(long, env = "AUTOHEAL_JOBS_TICK_SECS", value_parser = clap::value_parser!(u64).range(1..), default_value_t = 60)]
     jobs_tick_secs: u64,
     /// Interval of the hourly fleet check (alerts), in s.
-    #[arg(long, env = "AUTOHEAL_FLEET_CHECK_SECS", default_value_t = JobsConfig::default().hourly.num_seconds())]
+    #[arg(long, env = "AUTOHEAL_FLEET_CHECK_SECS", value_parser = clap::value_parser!(i64).range(1..), default_value_t = JobsConfig::default().hourly.num_seconds())]
     fleet_check_secs: i64,
     /// Interval of the daily job (health metrics, security notices), in s.
-    #[arg(long, env = "AUTOHEAL_DAILY_JOB_SECS", default_value_t = JobsConfig::default().daily.num_seconds())]
+    #[arg(long, env = "AUTOHEAL_DAILY_JOB_SECS", value_parser = clap::value_parser!(i64).range(1..), default_value_t = JobsConfig::default().daily.num_seconds())]
     daily_job_secs: i64,
     /// Alerts are posted to this Slack-style incoming webhook.
     #[arg(long, env = "AUTOHEAL_ALERT_SLACK_URL", hide_env_values = true)]
@@ -304,37 +314,88 @@ struct ServeArgs {
     #[arg(long, env = "AUTOHEAL_ALERT_WEBHOOK_URL")]
     alert_webhook_url: Option<String>,
     /// Failed or rolled-back auto-applied patches of a rule (within 24 h) that suspend its auto-apply.
-    #[arg(long, env = "AUTOHEAL_BREAKER_MIN_FAILURES", default_value_t = HealingConfig::default().breaker_min_failures)]
+    #[arg(long, env = "AUTOHEAL_BREAKER_MIN_FAILURES", value_parser = clap::value_parser!(i64).range(1..), default_value_t = HealingConfig::default().breaker_min_failures)]
     breaker_min_failures: i64,
     /// Share (0–1) of a rule's finished auto-applied patches that must have gone bad to suspend it.
-    #[arg(long, env = "AUTOHEAL_BREAKER_FAILURE_RATE", default_value_t = HealingConfig::default().breaker_failure_rate)]
+    #[arg(long, env = "AUTOHEAL_BREAKER_FAILURE_RATE", value_parser = fraction, default_value_t = HealingConfig::default().breaker_failure_rate)]
     breaker_failure_rate: f64,
+    /// How long the suspended rules are trusted without reading them again, in ms (the
+    /// fallback for a missed change notice from another replica).
+    #[arg(long, env = "AUTOHEAL_RULE_BREAKERS_MAX_AGE_MS", value_parser = clap::value_parser!(u64).range(1..), default_value_t = HealingConfig::default().breakers_max_age.as_millis() as u64)]
+    rule_breakers_max_age_ms: u64,
     /// Largest request body accepted, in bytes (larger: 413).
-    #[arg(long, env = "AUTOHEAL_MAX_BODY_BYTES", default_value_t = ServerConfig::default().max_body_bytes)]
-    max_body_bytes: usize,
+    #[arg(long, env = "AUTOHEAL_MAX_BODY_BYTES", value_parser = clap::value_parser!(u64).range(1..), default_value_t = ServerConfig::default().max_body_bytes as u64)]
+    max_body_bytes: u64,
     /// How long a verified credential is trusted without asking the store, in ms.
-    #[arg(long, env = "AUTOHEAL_AUTH_CACHE_TTL_MS", default_value_t = ServerConfig::default().auth_cache_ttl_ms)]
+    #[arg(long, env = "AUTOHEAL_AUTH_CACHE_TTL_MS", default_value_t = ServerConfig::default().auth_cache_ttl.as_millis() as u64)]
     auth_cache_ttl_ms: u64,
+    /// Credentials the auth cache holds before it starts over.
+    #[arg(long, env = "AUTOHEAL_AUTH_CACHE_ENTRIES", value_parser = clap::value_parser!(u64).range(1..), default_value_t = ServerConfig::default().auth_cache_entries as u64)]
+    auth_cache_entries: u64,
+    /// Longest a rule's `params` function or an interop mapping may run per request, in ms.
+    #[arg(long, env = "AUTOHEAL_SCRIPT_DEADLINE_MS", value_parser = clap::value_parser!(u64).range(1..), default_value_t = ServerConfig::default().script_deadline.as_millis() as u64)]
+    script_deadline_ms: u64,
+    /// Rhai operations a rule script may run per call (and at load).
+    #[arg(long, env = "AUTOHEAL_SCRIPT_MAX_OPERATIONS", value_parser = clap::value_parser!(u64).range(1..), default_value_t = engine::Limits::default().max_operations)]
+    script_max_operations: u64,
+    /// Variables a rule script may have in scope at once.
+    #[arg(long, env = "AUTOHEAL_SCRIPT_MAX_VARIABLES", value_parser = clap::value_parser!(u64).range(1..), default_value_t = engine::Limits::default().max_variables as u64)]
+    script_max_variables: u64,
+    /// Functions one rule file may define.
+    #[arg(long, env = "AUTOHEAL_SCRIPT_MAX_FUNCTIONS", value_parser = clap::value_parser!(u64).range(1..), default_value_t = engine::Limits::default().max_functions as u64)]
+    script_max_functions: u64,
     /// Size of the database connection pool.
-    #[arg(long, env = "AUTOHEAL_MAX_CONNECTIONS", default_value_t = StoreOptions::default().max_connections)]
+    #[arg(long, env = "AUTOHEAL_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..), default_value_t = StoreOptions::default().max_connections)]
     max_connections: u32,
     /// Most telemetry writes committed in one transaction (group commit).
-    #[arg(long, env = "AUTOHEAL_MAX_BATCH", default_value_t = StoreOptions::default().writer.max_batch)]
-    max_batch: usize,
+    #[arg(long, env = "AUTOHEAL_MAX_BATCH", value_parser = clap::value_parser!(u64).range(1..), default_value_t = StoreOptions::default().writer.max_batch as u64)]
+    max_batch: u64,
     /// How often the rules folder is checked for changes, in ms (0: never;
     /// SIGHUP and POST /api/v1/rules/reload still reload).
     #[arg(long, env = "AUTOHEAL_RULES_POLL_MS", default_value_t = 2_000)]
     rules_poll_ms: u64,
     /// Telemetry batches written at once [default: 1 on SQLite, 2 on PostgreSQL].
-    #[arg(long, env = "AUTOHEAL_WRITERS")]
-    writers: Option<usize>,
+    #[arg(long, env = "AUTOHEAL_WRITERS", value_parser = clap::value_parser!(u64).range(1..))]
+    writers: Option<u64>,
     /// How often flags are rebuilt from files and the store without a change
     /// notice, in ms (the fallback for a missed NOTIFY).
-    #[arg(long, env = "AUTOHEAL_FLAGS_REFRESH_MS", default_value_t = ServerConfig::default().flags_refresh_ms)]
+    #[arg(long, env = "AUTOHEAL_FLAGS_REFRESH_MS", value_parser = clap::value_parser!(u64).range(1..), default_value_t = FlagsConfig::default().refresh.as_millis() as u64)]
     flags_refresh_ms: u64,
     /// How often the staged-rollout job runs, in ms.
-    #[arg(long, env = "AUTOHEAL_ROLLOUT_TICK_MS", default_value_t = ServerConfig::default().rollout_tick_ms)]
+    #[arg(long, env = "AUTOHEAL_ROLLOUT_TICK_MS", value_parser = clap::value_parser!(u64).range(1..), default_value_t = FlagsConfig::default().rollout_tick.as_millis() as u64)]
     rollout_tick_ms: u64,
+    /// How long the store-held interop mappings are used before they are read again, in ms
+    /// (a change through another replica shows within this time).
+    #[arg(long, env = "AUTOHEAL_INTEROP_MAPPINGS_MAX_AGE_MS", value_parser = clap::value_parser!(u64).range(1..), default_value_t = InteropConfig::default().mappings_max_age.as_millis() as u64)]
+    interop_mappings_max_age_ms: u64,
+    /// Installations whose owner and platform are cached for interop events.
+    #[arg(long, env = "AUTOHEAL_INSTALLS_CACHE_ENTRIES", value_parser = clap::value_parser!(u64).range(1..), default_value_t = InteropConfig::default().installs_cache_entries as u64)]
+    installs_cache_entries: u64,
+    /// How long the set of installs with in-app notices waiting is used before it is read
+    /// again, in ms (a notice sent through another replica shows within this time).
+    #[arg(long, env = "AUTOHEAL_PENDING_NOTICES_MAX_AGE_MS", value_parser = clap::value_parser!(u64).range(1..), default_value_t = NotificationConfig::default().pending_notices_max_age.as_millis() as u64)]
+    pending_notices_max_age_ms: u64,
+}
+
+/// A percentage: a finite number from 0 to 100.
+fn percent(text: &str) -> Result<f64, String> {
+    bounded(text, 100.0)
+}
+
+/// A share: a finite number from 0 to 1.
+fn fraction(text: &str) -> Result<f64, String> {
+    bounded(text, 1.0)
+}
+
+fn bounded(text: &str, max: f64) -> Result<f64, String> {
+    let value: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number"))?;
+    if (0.0..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!("{value} is not between 0 and {max}"))
+    }
 }
 
 #[derive(Subcommand)]
@@ -527,18 +588,13 @@ async fn serve(database_url: &str, args: ServeArgs) -> Result<()> {
         max_connections: args.max_connections,
         ..StoreOptions::default()
     };
-    options.writer.max_batch = args.max_batch;
-    options.writer.writers = args.writers;
+    options.writer.max_batch = args.max_batch as usize;
+    options.writer.writers = args.writers.map(|writers| writers as usize);
     let store = open_store(database_url, &options).await?;
-    let config = ServerConfig {
-        max_body_bytes: args.max_body_bytes,
-        auth_cache_ttl_ms: args.auth_cache_ttl_ms,
-        flags_refresh_ms: args.flags_refresh_ms,
-        rollout_tick_ms: args.rollout_tick_ms,
-    };
+    let config = server_config(&args);
     let clock = Clock::system();
     let rules = if args.rules.is_dir() {
-        api::rules::Rules::load(&args.rules, clock.now()).map_err(|errors| {
+        Rules::load(&args.rules, &config.script_limits, clock.now()).map_err(|errors| {
             for error in &errors {
                 eprintln!("{error}");
             }
@@ -550,25 +606,16 @@ async fn serve(database_url: &str, args: ServeArgs) -> Result<()> {
         })?
     } else {
         tracing::warn!(event = "no_rules", rules = %args.rules.display(), "no rules folder: every detection waits for Ops");
-        api::rules::Rules::empty()
-    };
-    let healing = HealingConfig {
-        global_threshold: args.auto_apply_threshold,
-        command_lease: chrono::Duration::seconds(args.command_lease_secs.max(1)),
-        regression_window: chrono::Duration::minutes(args.regression_window_mins.max(1)),
-        regression_margin: args.regression_margin,
-        breaker_min_failures: args.breaker_min_failures.max(1),
-        breaker_failure_rate: args.breaker_failure_rate.clamp(0.0, 1.0),
-        ..HealingConfig::default()
+        Rules::empty()
     };
     let outbox = OutboxConfig {
         cloudevents_webhooks: args.cloudevents_webhooks.clone(),
         webhook_secret: args.webhook_secret.clone(),
-        max_attempts: args.delivery_max_attempts.max(1),
-        backoff_base: chrono::Duration::milliseconds(args.delivery_backoff_ms.max(1)),
-        breaker_threshold: args.breaker_threshold.max(1),
-        breaker_cooldown: chrono::Duration::milliseconds(args.breaker_cooldown_ms.max(1)),
-        request_timeout: std::time::Duration::from_millis(args.delivery_timeout_ms.max(1)),
+        max_attempts: args.delivery_max_attempts,
+        backoff_base: chrono::Duration::milliseconds(args.delivery_backoff_ms),
+        breaker_threshold: args.breaker_threshold,
+        breaker_cooldown: chrono::Duration::milliseconds(args.breaker_cooldown_ms),
+        request_timeout: Duration::from_millis(args.delivery_timeout_ms),
         smtp_url: args.smtp_url.clone(),
         smtp_ca_pem: match &args.smtp_ca_file {
             Some(path) => Some(
@@ -579,13 +626,6 @@ async fn serve(database_url: &str, args: ServeArgs) -> Result<()> {
         },
         ..OutboxConfig::default()
     };
-    let notifications = NotificationConfig {
-        quiet_period: chrono::Duration::hours(args.notify_quiet_hours.max(0)),
-        upgrade_url_base: args.upgrade_url_base.clone(),
-        slack_webhook_url: args.slack_webhook_url.clone(),
-        sms_provider_url: args.sms_provider_url.clone(),
-        email_from: args.email_from.clone(),
-    };
     for url in &outbox.cloudevents_webhooks {
         anyhow::ensure!(
             url.starts_with("https://") || url.starts_with("http://"),
@@ -593,49 +633,71 @@ async fn serve(database_url: &str, args: ServeArgs) -> Result<()> {
         );
     }
     let patches = patch_registry(&args.patches, &args.trusted_keys, clock.now())?;
-    let state = AppState::new(store.clone(), clock, config)
-        .with_rules(rules)
-        .with_patches(patches)
-        .with_healing(healing)
-        .with_outbox(api::outbox::Outbox::try_new(outbox).map_err(anyhow::Error::msg)?)
-        .with_notifications(notifications)
-        .with_jobs(JobsConfig {
-            hourly: chrono::Duration::seconds(args.fleet_check_secs.max(1)),
-            daily: chrono::Duration::seconds(args.daily_job_secs.max(1)),
-            alert_slack_url: args.alert_slack_url.clone(),
-            alert_webhook_url: args.alert_webhook_url.clone(),
-        });
-    api::jobs::spawn_scheduler(
-        state.clone(),
-        std::time::Duration::from_secs(args.jobs_tick_secs.max(1)),
+    let state = AppState::builder(store.clone(), clock)
+        .config(config)
+        .rules(rules)
+        .patches(patches)
+        .outbox(Outbox::try_new(outbox).map_err(anyhow::Error::msg)?)
+        .build();
+
+    // Background work, in the groups it stops in: delivery first (its round in progress
+    // finishes), then the jobs, then the watchers.
+    let mut delivery = Tasks::default();
+    let mut jobs = Tasks::default();
+    let mut watchers = Tasks::default();
+    let sender = state.delivery.clone();
+    delivery.spawn_every(
+        "outbox_delivery",
+        Duration::from_millis(args.delivery_poll_ms),
+        move || {
+            let sender = sender.clone();
+            async move { sender.deliver_all_due().await }
+        },
     );
-    api::health::spawn_checks(state.clone());
-    api::outbox::spawn_delivery(
-        state.clone(),
-        std::time::Duration::from_millis(args.delivery_poll_ms.max(10)),
+    let scheduler = state.ops.clone();
+    jobs.spawn_every(
+        "scheduled_jobs",
+        Duration::from_secs(args.jobs_tick_secs),
+        move || {
+            let scheduler = scheduler.clone();
+            async move { scheduler.run_due().await.map(drop) }
+        },
     );
-    if args.patches_poll_ms > 0 {
-        api::patches::spawn_watcher(
-            state.clone(),
-            std::time::Duration::from_millis(args.patches_poll_ms),
-        );
-    }
+    api::ops::spawn_checks(&mut jobs, &state.ops);
     // The analysis looks at whole windows; checking a few times per window is enough.
-    let analysis_every = (args.regression_window_mins.max(1) as u64 * 60 / 6).max(10);
-    api::healing::spawn_regression_analysis(
-        state.clone(),
-        std::time::Duration::from_secs(analysis_every),
+    let analysis_every = (args.regression_window_mins as u64 * 60 / 6).max(10);
+    let analysis = state.healing.clone();
+    jobs.spawn_every(
+        "regression_analysis",
+        Duration::from_secs(analysis_every),
+        move || {
+            let analysis = analysis.clone();
+            async move { analysis.analyze_regressions().await.map(drop) }
+        },
     );
-    if args.rules_poll_ms > 0 {
-        api::rules::spawn_watcher(
-            state.clone(),
-            std::time::Duration::from_millis(args.rules_poll_ms),
-        );
-    }
-    spawn_sighup_reload(state.clone());
-    api::flags::start(&state)
+    state
+        .flags
+        .start(&mut jobs, &mut watchers)
         .await
         .context("cannot load the feature flags")?;
+    if args.patches_poll_ms > 0 {
+        api::healing::patches::watch(
+            &mut watchers,
+            state.patches.clone(),
+            state.clock.clone(),
+            Duration::from_millis(args.patches_poll_ms),
+        );
+    }
+    if args.rules_poll_ms > 0 {
+        api::rules::watch(
+            &mut watchers,
+            state.rules.clone(),
+            state.clock.clone(),
+            Duration::from_millis(args.rules_poll_ms),
+        );
+    }
+    spawn_sighup_reload(&mut watchers, &state);
+
     let router = api::app(state);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -652,10 +714,64 @@ async fn serve(database_url: &str, args: ServeArgs) -> Result<()> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("server failed")?;
-    // In-flight requests have finished; commit whatever they queued.
+    // In-flight requests have finished; stop the background work in order, then commit
+    // whatever was queued.
+    for group in [delivery, jobs, watchers] {
+        group.stop().await;
+    }
     store.close().await;
     tracing::info!(event = "stopped", "autoheal stopped");
     Ok(())
+}
+
+/// The server's settings from `serve`'s flags (outbound delivery's go to its outbox).
+fn server_config(args: &ServeArgs) -> ServerConfig {
+    let defaults = ServerConfig::default();
+    ServerConfig {
+        max_body_bytes: args.max_body_bytes as usize,
+        auth_cache_ttl: Duration::from_millis(args.auth_cache_ttl_ms),
+        auth_cache_entries: args.auth_cache_entries as usize,
+        script_deadline: Duration::from_millis(args.script_deadline_ms),
+        script_limits: engine::Limits {
+            max_operations: args.script_max_operations,
+            max_variables: args.script_max_variables as usize,
+            max_functions: args.script_max_functions as usize,
+            ..defaults.script_limits
+        },
+        flags: FlagsConfig {
+            refresh: Duration::from_millis(args.flags_refresh_ms),
+            rollout_tick: Duration::from_millis(args.rollout_tick_ms),
+        },
+        healing: HealingConfig {
+            global_threshold: args.auto_apply_threshold,
+            command_lease: chrono::Duration::seconds(args.command_lease_secs),
+            commands_per_poll: args.commands_per_poll,
+            regression_window: chrono::Duration::minutes(args.regression_window_mins),
+            regression_margin: args.regression_margin,
+            breaker_min_failures: args.breaker_min_failures,
+            breaker_failure_rate: args.breaker_failure_rate,
+            breakers_max_age: Duration::from_millis(args.rule_breakers_max_age_ms),
+            ..defaults.healing
+        },
+        interop: InteropConfig {
+            mappings_max_age: Duration::from_millis(args.interop_mappings_max_age_ms),
+            installs_cache_entries: args.installs_cache_entries as usize,
+        },
+        notifications: NotificationConfig {
+            quiet_period: chrono::Duration::hours(args.notify_quiet_hours),
+            upgrade_url_base: args.upgrade_url_base.clone(),
+            slack_webhook_url: args.slack_webhook_url.clone(),
+            sms_provider_url: args.sms_provider_url.clone(),
+            email_from: args.email_from.clone(),
+            pending_notices_max_age: Duration::from_millis(args.pending_notices_max_age_ms),
+        },
+        jobs: JobsConfig {
+            hourly: chrono::Duration::seconds(args.fleet_check_secs),
+            daily: chrono::Duration::seconds(args.daily_job_secs),
+            alert_slack_url: args.alert_slack_url.clone(),
+            alert_webhook_url: args.alert_webhook_url.clone(),
+        },
+    }
 }
 
 /// The trusted keys and the bundles they verify. A missing key file is an error (the
@@ -665,7 +781,7 @@ fn patch_registry(
     dir: &std::path::Path,
     key_files: &[PathBuf],
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<api::patches::PatchRegistry> {
+) -> Result<PatchRegistry> {
     let dev_key_file = std::path::Path::new(DEV_PUBLIC_KEY_FILE);
     let trusted = if !key_files.is_empty() {
         host::tools::load_trusted_keys(key_files)
@@ -689,7 +805,7 @@ fn patch_registry(
     }
     let host =
         host::Host::new(host::HostConfig::default()).context("cannot start the patch host")?;
-    let registry = api::patches::PatchRegistry::load(host, dir, trusted, now);
+    let registry = PatchRegistry::load(host, dir, trusted, now);
     let status = registry.status();
     tracing::info!(event = "patches_loaded", dir = %dir.display(), loaded = status.patches.len(), refused = status.refused.len(), "patch bundles verified");
     Ok(registry)
@@ -700,23 +816,34 @@ const DEV_PUBLIC_KEY: &str = include_str!("../patches/dev-key/autoheal.pub");
 /// Where a checkout keeps it: trusted when no `--trusted-key` is given.
 const DEV_PUBLIC_KEY_FILE: &str = "./patches/dev-key/autoheal.pub";
 
-/// SIGHUP reloads the rules, as daemons do with their configuration.
-fn spawn_sighup_reload(state: AppState) {
+/// SIGHUP reloads the rules and the patch bundles, as daemons do with their configuration.
+fn spawn_sighup_reload(tasks: &mut Tasks, state: &AppState) {
     #[cfg(unix)]
-    tokio::spawn(async move {
-        let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        else {
-            return;
-        };
-        while hangup.recv().await.is_some() {
-            let _ = state.rules.reload(state.clock.now());
-            let registry = state.patches.clone();
-            let now = state.clock.now();
-            let _ = tokio::task::spawn_blocking(move || registry.reload(now)).await;
-        }
-    });
+    {
+        let (rules, patches, clock) = (
+            state.rules.clone(),
+            state.patches.clone(),
+            state.clock.clone(),
+        );
+        tasks.spawn("sighup_reload", move |mut stopping| async move {
+            let Ok(mut hangup) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            else {
+                return;
+            };
+            loop {
+                tokio::select! {
+                    () = stopping.requested() => return,
+                    signal = hangup.recv() => if signal.is_none() { return },
+                }
+                let _ = rules.reload(clock.now());
+                let (patches, now) = (patches.clone(), clock.now());
+                let _ = tokio::task::spawn_blocking(move || patches.reload(now)).await;
+            }
+        });
+    }
     #[cfg(not(unix))]
-    let _ = state;
+    let _ = (tasks, state);
 }
 
 async fn shutdown_signal() {

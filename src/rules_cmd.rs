@@ -3,30 +3,13 @@
 //! pure `engine`.
 
 use anyhow::{bail, Context, Result};
-use engine::{DecisionConfig, Detection, InteropEvent, RuleSet};
+use engine::{DecisionConfig, Detection, InteropEvent};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
-/// Loads the rule files under `dir`; on any error prints each as
-/// `file:line:col: message` and fails.
-pub fn load(dir: &Path) -> Result<RuleSet> {
-    let files = api::rules::read_rule_files(dir)
-        .with_context(|| format!("cannot read {}", dir.display()))?;
-    RuleSet::load(files).or_else(|errors| {
-        for error in &errors {
-            eprintln!("{}", error);
-        }
-        bail!(
-            "{} error(s) in {}; nothing was loaded",
-            errors.len(),
-            dir.display()
-        )
-    })
-}
-
 pub fn check(dir: &Path) -> Result<()> {
-    let set = load(dir)?;
-    let flags = crate::flags_cmd::load_files(dir)?;
+    let set = crate::files::rule_set(dir)?;
+    let flags = crate::files::flag_files(dir)?;
     let files: Vec<_> = set
         .files()
         .iter()
@@ -47,7 +30,7 @@ pub fn check(dir: &Path) -> Result<()> {
 }
 
 pub fn explain(dir: &Path, detection: &Path, global_threshold: f64) -> Result<()> {
-    let set = load(dir)?;
+    let set = crate::files::rule_set(dir)?;
     let text = std::fs::read_to_string(detection)
         .with_context(|| format!("cannot read {}", detection.display()))?;
     let detection: Detection = serde_json::from_str(&text)
@@ -63,7 +46,7 @@ pub fn explain(dir: &Path, detection: &Path, global_threshold: f64) -> Result<()
 
 /// Runs `DIR/tests/*.json` against the rules in `DIR`; fails on a mismatch.
 pub fn test(dir: &Path) -> Result<()> {
-    let set = load(dir)?;
+    let set = crate::files::rule_set(dir)?;
     let cases_dir: PathBuf = dir.join("tests");
     let cases: Vec<(String, String)> = api::rules::read_tree(&cases_dir)
         .with_context(|| format!("cannot read {}", cases_dir.display()))?
@@ -90,7 +73,7 @@ pub fn normalize(
     payload: &Path,
     shop: &str,
 ) -> Result<()> {
-    let set = load(dir)?;
+    let set = crate::files::rule_set(dir)?;
     let text = std::fs::read_to_string(payload)
         .with_context(|| format!("cannot read {}", payload.display()))?;
     let payload = serde_json::from_str(&text)

@@ -3,7 +3,7 @@
 //! request's span, so with its request id) and answers a safe JSON body:
 //! `{"error": {"code", "message", "field"}}`.
 
-use crate::store::StoreError;
+use crate::db::StoreError;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;

@@ -113,6 +113,11 @@ fn bad_json(error: &serde_json::Error) -> ApiError {
     }
 }
 
+/// A path segment that must be a UUID, named `field` in the 422 when it is not.
+pub fn uuid_param(field: &str, raw: &str) -> Result<uuid::Uuid, ApiError> {
+    uuid::Uuid::parse_str(raw).map_err(|_| ApiError::invalid(field, "must be a UUID"))
+}
+
 /// A query string, parsed with the name of any failing parameter.
 pub struct QueryParams<T>(pub T);
 

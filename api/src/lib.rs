@@ -1,15 +1,21 @@
 //! The HTTP boundary, the store and the background work of autoheal.
 //!
+//! The crate is organized by feature: [`fleet`], [`healing`], [`interop`], [`flags`],
+//! [`delivery`], [`ops`] and [`rules`] each hold their routes (`http.rs`), their service
+//! (`mod.rs`) and their SQL (`store.rs`), beside the shared plumbing: `http.rs` (the router
+//! and middleware), [`error`], [`extract`], [`auth`], [`db`] (the store, transactions, the
+//! group-commit writer, the audit log, the invalidation bus) and [`tasks`].
+//!
 //! [`app`] builds the one router that `autoheal serve` and the tests both use:
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
-//! use api::{app, AppState, ServerConfig, Clock};
-//! use api::store::{Store, StoreOptions};
+//! use api::db::{Store, StoreOptions};
+//! use api::{app, AppState, Clock};
 //!
 //! let store = Store::connect("sqlite://autoheal.db", &StoreOptions::default()).await?;
 //! store.migrate().await?;
-//! let router = app(AppState::new(store, Clock::system(), ServerConfig::default()));
+//! let router = app(AppState::builder(store, Clock::system()).build());
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 //! axum::serve(listener, router).await?;
 //! # Ok(()) }
@@ -17,147 +23,252 @@
 
 pub mod auth;
 pub(crate) mod clock;
+pub mod db;
+pub mod delivery;
 pub mod error;
 pub mod extract;
 pub mod flags;
+pub mod fleet;
 pub mod healing;
-pub mod health;
 pub mod histogram;
 mod http;
-pub mod installs;
 pub mod interop;
-pub mod invalidation;
-pub mod jobs;
-pub mod notifications;
-pub mod outbox;
-pub mod patches;
-pub mod rate_limit;
-pub mod redact;
+pub mod ops;
 pub mod rules;
-pub mod store;
+pub mod tasks;
+mod values;
 pub mod version;
 
 pub use clock::Clock;
 pub use http::app;
 
+use auth::AuthCache;
+use db::{InvalidationBus, Store};
+use delivery::{NotificationConfig, Outbox, OutboxConfig, PendingNotices};
+use flags::{Flags, FlagsConfig};
+use healing::patches::PatchRegistry;
+use healing::HealingConfig;
+use interop::InteropConfig;
+use ops::JobsConfig;
+use rules::Rules;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Settings of the HTTP server. Every field has a CLI flag and an
-/// environment variable in `autoheal serve`.
+/// Every setting of the server, with its default. `autoheal serve` has a flag and an
+/// environment variable for each (README, "Configuration"); outbound delivery's settings
+/// travel with the [`Outbox`] they build.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
     /// Largest request body accepted; larger ones get 413.
     pub max_body_bytes: usize,
     /// How long a verified credential is trusted without asking the store.
-    pub auth_cache_ttl_ms: u64,
-    /// How often flags are rebuilt from files and the store even without a
-    /// change notice (the fallback for a missed NOTIFY, and edited files).
-    pub flags_refresh_ms: u64,
-    /// How often the staged-rollout job looks at the active plans.
-    pub rollout_tick_ms: u64,
+    pub auth_cache_ttl: Duration,
+    /// Credentials cached before the cache starts over.
+    pub auth_cache_entries: usize,
+    /// Longest an Ops script (a rule's `params`, a mapping) may run per request.
+    pub script_deadline: Duration,
+    /// The limits every Ops script runs under (operations, call depth, sizes, variables,
+    /// functions), applied when the rules are loaded.
+    pub script_limits: engine::Limits,
+    pub flags: FlagsConfig,
+    pub healing: HealingConfig,
+    pub interop: InteropConfig,
+    pub notifications: NotificationConfig,
+    pub jobs: JobsConfig,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             max_body_bytes: 256 * 1024,
-            auth_cache_ttl_ms: 10_000,
-            flags_refresh_ms: 5_000,
-            rollout_tick_ms: 10_000,
+            auth_cache_ttl: Duration::from_secs(10),
+            auth_cache_entries: 100_000,
+            script_deadline: Duration::from_millis(50),
+            script_limits: engine::Limits::default(),
+            flags: FlagsConfig::default(),
+            healing: HealingConfig::default(),
+            interop: InteropConfig::default(),
+            notifications: NotificationConfig::default(),
+            jobs: JobsConfig::default(),
         }
     }
 }
 
-/// Everything a request handler can reach. Cheap to clone.
-#[derive(Clone)]
+/// What a request handler can reach: the feature services (a handler extracts the one it
+/// calls, `State<Arc<healing::Service>>`), and the parts they were built from. Cheap to
+/// clone.
+#[derive(Clone, axum::extract::FromRef)]
 pub struct AppState {
-    pub store: store::Store,
+    pub store: Store,
     pub clock: Clock,
     pub config: Arc<ServerConfig>,
-    pub rules: Arc<rules::Rules>,
+    pub(crate) auth: Arc<AuthCache>,
+    /// The rule set in force (and reloadable).
+    pub rules: Arc<Rules>,
     /// The verified patch bundles and the host that dry-runs them.
-    pub patches: Arc<patches::PatchRegistry>,
-    pub healing: Arc<healing::HealingConfig>,
-    pub(crate) suspended_rules: Arc<healing::SuspendedRules>,
-    pub notifications: Arc<notifications::NotificationConfig>,
-    pub jobs: Arc<jobs::JobsConfig>,
-    pub(crate) pending_notices: Arc<notifications::PendingNotices>,
-    /// Time to answer a heartbeat (for `plugin_heartbeat_latency_seconds`).
-    pub(crate) heartbeat_latency: Arc<histogram::Histogram>,
-    /// Time from a detection's arrival to its durable log and command (for
-    /// `plugin_autoheal_detection_seconds`).
-    pub(crate) detection_latency: Arc<histogram::Histogram>,
-    /// Outbound delivery: its settings, HTTP client and breakers.
-    pub outbox: Arc<outbox::Outbox>,
-    /// Installations' owners and platforms, cached.
-    pub(crate) installs: Arc<installs::InstallDirectory>,
-    /// Interop mappings held in the store, compiled.
-    pub(crate) interop_mappings: Arc<interop::StoreMappings>,
-    /// The feature flags in force (see [`flags`]); start with [`flags::start`].
-    pub flags: Arc<flags::Flags>,
-    pub invalidation: invalidation::InvalidationBus,
-    pub(crate) auth: Arc<auth::AuthCache>,
-    pub(crate) rate_limiter: Arc<rate_limit::RateLimiter>,
+    pub patches: Arc<PatchRegistry>,
+    /// Outbound delivery: its settings, HTTP client, mailer and breakers.
+    pub outbox: Arc<Outbox>,
+    pub fleet: Arc<fleet::Service>,
+    pub healing: Arc<healing::Service>,
+    pub interop: Arc<interop::Service>,
+    pub flags: Arc<flags::Service>,
+    pub delivery: Arc<delivery::Service>,
+    pub ops: Arc<ops::Service>,
+    pub rules_admin: Arc<rules::Service>,
 }
 
 impl AppState {
-    pub fn new(store: store::Store, clock: Clock, config: ServerConfig) -> Self {
-        let invalidation = invalidation::InvalidationBus::default();
-        Self {
+    /// A server on `store` with `clock`; the builder's defaults: [`ServerConfig::default`],
+    /// no rules, no patch bundles, an outbox with [`OutboxConfig::default`].
+    pub fn builder(store: Store, clock: Clock) -> AppBuilder {
+        AppBuilder {
             store,
             clock,
-            auth: Arc::new(auth::AuthCache::new(Duration::from_millis(
-                config.auth_cache_ttl_ms,
-            ))),
-            rate_limiter: Arc::default(),
-            rules: Arc::new(rules::Rules::empty()),
-            patches: Arc::new(patches::PatchRegistry::empty()),
-            healing: Arc::default(),
-            interop_mappings: Arc::default(),
-            installs: Arc::default(),
-            notifications: Arc::default(),
-            jobs: Arc::default(),
-            pending_notices: Arc::default(),
-            heartbeat_latency: Arc::default(),
-            detection_latency: Arc::default(),
-            outbox: Arc::new(outbox::Outbox::new(outbox::OutboxConfig::default())),
-            flags: Arc::default(),
-            suspended_rules: Arc::new(healing::SuspendedRules::new(&invalidation)),
-            invalidation,
-            config: Arc::new(config),
+            config: ServerConfig::default(),
+            rules: Arc::new(Rules::empty()),
+            patches: Arc::new(PatchRegistry::empty()),
+            outbox: Arc::new(Outbox::new(OutboxConfig::default())),
         }
     }
 
-    /// Serves with the patch bundles of `registry`.
-    pub fn with_patches(mut self, registry: patches::PatchRegistry) -> Self {
-        self.patches = Arc::new(registry);
+    /// A builder holding this state's parts (store, clock, settings, rules, patches,
+    /// outbox): what a second replica in the same process, or this one with a part
+    /// replaced, is built from. The built state has its own caches and invalidation bus.
+    pub fn to_builder(&self) -> AppBuilder {
+        AppBuilder {
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+            config: (*self.config).clone(),
+            rules: self.rules.clone(),
+            patches: self.patches.clone(),
+            outbox: self.outbox.clone(),
+        }
+    }
+}
+
+/// The parts an [`AppState`] is built from.
+pub struct AppBuilder {
+    store: Store,
+    clock: Clock,
+    config: ServerConfig,
+    rules: Arc<Rules>,
+    patches: Arc<PatchRegistry>,
+    outbox: Arc<Outbox>,
+}
+
+impl AppBuilder {
+    pub fn store(mut self, store: Store) -> Self {
+        self.store = store;
         self
     }
 
-    pub fn with_outbox(mut self, outbox: outbox::Outbox) -> Self {
-        self.outbox = Arc::new(outbox);
-        self
-    }
-
-    pub fn with_notifications(mut self, config: notifications::NotificationConfig) -> Self {
-        self.notifications = Arc::new(config);
-        self
-    }
-
-    pub fn with_jobs(mut self, config: jobs::JobsConfig) -> Self {
-        self.jobs = Arc::new(config);
-        self
-    }
-
-    pub fn with_healing(mut self, config: healing::HealingConfig) -> Self {
-        self.healing = Arc::new(config);
+    pub fn config(mut self, config: ServerConfig) -> Self {
+        self.config = config;
         self
     }
 
     /// Serves with `rules` in force (and reloadable).
-    pub fn with_rules(mut self, rules: rules::Rules) -> Self {
-        self.rules = Arc::new(rules);
+    pub fn rules(mut self, rules: impl Into<Arc<Rules>>) -> Self {
+        self.rules = rules.into();
         self
+    }
+
+    /// Serves with the patch bundles of `patches`.
+    pub fn patches(mut self, patches: impl Into<Arc<PatchRegistry>>) -> Self {
+        self.patches = patches.into();
+        self
+    }
+
+    pub fn outbox(mut self, outbox: impl Into<Arc<Outbox>>) -> Self {
+        self.outbox = outbox.into();
+        self
+    }
+
+    /// Builds every feature service from the handles it uses.
+    pub fn build(self) -> AppState {
+        let Self {
+            store,
+            clock,
+            config,
+            rules,
+            patches,
+            outbox,
+        } = self;
+        let bus = InvalidationBus::default();
+        let snapshot = Arc::new(Flags::default());
+        let notices = Arc::new(PendingNotices::new(
+            config.notifications.pending_notices_max_age,
+        ));
+        let fleet = Arc::new(fleet::Service::new(
+            store.clone(),
+            clock.clone(),
+            snapshot.clone(),
+            notices.clone(),
+        ));
+        let healing = Arc::new(healing::Service::new(
+            store.clone(),
+            clock.clone(),
+            config.healing.clone(),
+            rules.clone(),
+            patches.clone(),
+            &bus,
+            config.script_deadline,
+        ));
+        let interop = Arc::new(interop::Service::new(
+            store.clone(),
+            clock.clone(),
+            &config.interop,
+            rules.clone(),
+            outbox.clone(),
+            config.script_deadline,
+        ));
+        let flags = Arc::new(flags::Service::new(
+            store.clone(),
+            clock.clone(),
+            config.flags.clone(),
+            rules.clone(),
+            bus,
+            snapshot,
+        ));
+        let delivery = Arc::new(delivery::Service::new(
+            store.clone(),
+            clock.clone(),
+            outbox.clone(),
+            config.notifications.clone(),
+            notices,
+        ));
+        let ops = Arc::new(ops::Service::new(
+            store.clone(),
+            clock.clone(),
+            config.jobs.clone(),
+            fleet.clone(),
+            healing.clone(),
+            delivery.clone(),
+        ));
+        AppState {
+            auth: Arc::new(AuthCache::new(
+                store.clone(),
+                config.auth_cache_ttl,
+                config.auth_cache_entries,
+            )),
+            rules_admin: Arc::new(rules::Service::new(
+                rules.clone(),
+                store.clone(),
+                clock.clone(),
+            )),
+            store,
+            clock,
+            config: Arc::new(config),
+            rules,
+            patches,
+            outbox,
+            fleet,
+            healing,
+            interop,
+            flags,
+            delivery,
+            ops,
+        }
     }
 }

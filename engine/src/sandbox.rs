@@ -38,6 +38,10 @@ pub struct Limits {
     pub regex_size_limit_bytes: usize,
     /// Largest rule file accepted, in bytes.
     pub max_source_bytes: usize,
+    /// Variables a script may have in scope at once.
+    pub max_variables: usize,
+    /// Functions one file may define.
+    pub max_functions: usize,
 }
 
 impl Default for Limits {
@@ -52,6 +56,8 @@ impl Default for Limits {
             max_map_len: 1_024,
             regex_size_limit_bytes: 256 * 1024,
             max_source_bytes: 256 * 1024,
+            max_variables: 256,
+            max_functions: 64,
         }
     }
 }
@@ -99,8 +105,8 @@ pub(crate) fn build_engine(limits: &Limits) -> Engine {
     engine.set_max_string_size(limits.max_string_bytes);
     engine.set_max_array_size(limits.max_array_len);
     engine.set_max_map_size(limits.max_map_len);
-    engine.set_max_variables(256);
-    engine.set_max_functions(64);
+    engine.set_max_variables(limits.max_variables);
+    engine.set_max_functions(limits.max_functions);
     engine.on_progress(|ops| {
         if ops % DEADLINE_CHECK_EVERY_OPS == 0 {
             if let Some(deadline) = DEADLINE.with(|d| d.get()) {

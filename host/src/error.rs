@@ -106,33 +106,129 @@ pub enum RunError {
     PatchRefused(String),
 }
 
-impl RunError {
-    /// A stable snake_case name of the failure, for logs, metrics and stored records.
-    pub fn kind(&self) -> &'static str {
+/// What kind of [`RunError`] a run ended with, without its details: the stable name that
+/// logs, metrics and stored records carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RunErrorKind {
+    Compile,
+    ForbiddenImport,
+    MissingExport,
+    ExportType,
+    ModuleTooLarge,
+    InvalidParams,
+    InputTooLarge,
+    Busy,
+    Instantiate,
+    FuelExhausted,
+    DeadlineExceeded,
+    MemoryLimit,
+    TableLimit,
+    StackOverflow,
+    Trap,
+    AbiViolation,
+    OutputTooLarge,
+    OutputNotUtf8,
+    OutputNotJson,
+    InvalidOutput,
+    InvalidOperation,
+    StateMismatch,
+    PatchRefused,
+}
+
+impl RunErrorKind {
+    pub const ALL: [Self; 23] = [
+        Self::Compile,
+        Self::ForbiddenImport,
+        Self::MissingExport,
+        Self::ExportType,
+        Self::ModuleTooLarge,
+        Self::InvalidParams,
+        Self::InputTooLarge,
+        Self::Busy,
+        Self::Instantiate,
+        Self::FuelExhausted,
+        Self::DeadlineExceeded,
+        Self::MemoryLimit,
+        Self::TableLimit,
+        Self::StackOverflow,
+        Self::Trap,
+        Self::AbiViolation,
+        Self::OutputTooLarge,
+        Self::OutputNotUtf8,
+        Self::OutputNotJson,
+        Self::InvalidOutput,
+        Self::InvalidOperation,
+        Self::StateMismatch,
+        Self::PatchRefused,
+    ];
+
+    /// The snake_case name.
+    pub fn as_str(self) -> &'static str {
         match self {
-            Self::Compile(_) => "compile",
-            Self::ForbiddenImport { .. } => "forbidden_import",
-            Self::MissingExport { .. } => "missing_export",
-            Self::ExportType { .. } => "export_type",
-            Self::ModuleTooLarge { .. } => "module_too_large",
-            Self::InvalidParams { .. } => "invalid_params",
-            Self::InputTooLarge { .. } => "input_too_large",
-            Self::Busy { .. } => "busy",
-            Self::Instantiate(_) => "instantiate",
-            Self::FuelExhausted { .. } => "fuel_exhausted",
-            Self::DeadlineExceeded { .. } => "deadline_exceeded",
-            Self::MemoryLimit { .. } => "memory_limit",
-            Self::TableLimit { .. } => "table_limit",
+            Self::Compile => "compile",
+            Self::ForbiddenImport => "forbidden_import",
+            Self::MissingExport => "missing_export",
+            Self::ExportType => "export_type",
+            Self::ModuleTooLarge => "module_too_large",
+            Self::InvalidParams => "invalid_params",
+            Self::InputTooLarge => "input_too_large",
+            Self::Busy => "busy",
+            Self::Instantiate => "instantiate",
+            Self::FuelExhausted => "fuel_exhausted",
+            Self::DeadlineExceeded => "deadline_exceeded",
+            Self::MemoryLimit => "memory_limit",
+            Self::TableLimit => "table_limit",
             Self::StackOverflow => "stack_overflow",
-            Self::Trap(_) => "trap",
-            Self::AbiViolation(_) => "abi_violation",
-            Self::OutputTooLarge { .. } => "output_too_large",
-            Self::OutputNotUtf8 { .. } => "output_not_utf8",
-            Self::OutputNotJson(_) => "output_not_json",
-            Self::InvalidOutput(_) => "invalid_output",
-            Self::InvalidOperation(_) => "invalid_operation",
+            Self::Trap => "trap",
+            Self::AbiViolation => "abi_violation",
+            Self::OutputTooLarge => "output_too_large",
+            Self::OutputNotUtf8 => "output_not_utf8",
+            Self::OutputNotJson => "output_not_json",
+            Self::InvalidOutput => "invalid_output",
+            Self::InvalidOperation => "invalid_operation",
             Self::StateMismatch => "state_mismatch",
-            Self::PatchRefused(_) => "patch_refused",
+            Self::PatchRefused => "patch_refused",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for RunErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl RunError {
+    /// The kind of failure, for logs, metrics and stored records.
+    pub fn kind(&self) -> RunErrorKind {
+        match self {
+            Self::Compile(_) => RunErrorKind::Compile,
+            Self::ForbiddenImport { .. } => RunErrorKind::ForbiddenImport,
+            Self::MissingExport { .. } => RunErrorKind::MissingExport,
+            Self::ExportType { .. } => RunErrorKind::ExportType,
+            Self::ModuleTooLarge { .. } => RunErrorKind::ModuleTooLarge,
+            Self::InvalidParams { .. } => RunErrorKind::InvalidParams,
+            Self::InputTooLarge { .. } => RunErrorKind::InputTooLarge,
+            Self::Busy { .. } => RunErrorKind::Busy,
+            Self::Instantiate(_) => RunErrorKind::Instantiate,
+            Self::FuelExhausted { .. } => RunErrorKind::FuelExhausted,
+            Self::DeadlineExceeded { .. } => RunErrorKind::DeadlineExceeded,
+            Self::MemoryLimit { .. } => RunErrorKind::MemoryLimit,
+            Self::TableLimit { .. } => RunErrorKind::TableLimit,
+            Self::StackOverflow => RunErrorKind::StackOverflow,
+            Self::Trap(_) => RunErrorKind::Trap,
+            Self::AbiViolation(_) => RunErrorKind::AbiViolation,
+            Self::OutputTooLarge { .. } => RunErrorKind::OutputTooLarge,
+            Self::OutputNotUtf8 { .. } => RunErrorKind::OutputNotUtf8,
+            Self::OutputNotJson(_) => RunErrorKind::OutputNotJson,
+            Self::InvalidOutput(_) => RunErrorKind::InvalidOutput,
+            Self::InvalidOperation(_) => RunErrorKind::InvalidOperation,
+            Self::StateMismatch => RunErrorKind::StateMismatch,
+            Self::PatchRefused(_) => RunErrorKind::PatchRefused,
         }
     }
 }

@@ -23,6 +23,6 @@ pub use bundle::{
     key_id, sign_bundle, verify_bundle, AcceptedVersions, Manifest, PatchType, PublicKey,
     SigningKey, TrustedKeys, VerifiedBundle, ABI_VERSION,
 };
-pub use error::{RunError, ToolError, VerifyError};
+pub use error::{RunError, RunErrorKind, ToolError, VerifyError};
 pub use ops::{Operation, Severity, State};
 pub use sandbox::{abi_input, DryRun, Host, HostConfig, Limits};

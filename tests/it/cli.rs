@@ -2,7 +2,8 @@
 //! over a real socket, including a graceful stop.
 
 use crate::support::start_time;
-use api::store::{Principal, Store, StoreOptions};
+use api::auth::Principal;
+use api::db::{Store, StoreOptions};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::TcpStream;

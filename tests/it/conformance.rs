@@ -2,10 +2,9 @@
 //! configured, PostgreSQL, through the store's public API.
 
 use crate::support::{each_store, start_time, TestStore};
-use api::store::{
-    AuditContext, EventRecord, HeartbeatRecord, InstallationFilter, Principal, Role, Store,
-    StoreError, StoreOptions, ToggleChange, ToggleKey, WriterOptions,
-};
+use api::auth::{Principal, Role};
+use api::db::{AuditContext, Store, StoreError, StoreOptions, WriterOptions};
+use api::fleet::{EventRecord, HeartbeatRecord, InstallationFilter, ToggleChange, ToggleKey};
 use chrono::Duration;
 use serde_json::json;
 use uuid::Uuid;
@@ -377,7 +376,7 @@ async fn version_order_is_semver_in_sql() {
         let latest = api::version::parse("1.10.0").unwrap();
         store
             .register_version(
-                &api::store::NewVersion {
+                &api::fleet::NewVersion {
                     cms: "woocommerce".into(),
                     version: "1.10.0".into(),
                     version_key: api::version::sort_key(&latest),

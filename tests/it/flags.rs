@@ -350,7 +350,7 @@ async fn edited_flag_files_reload_and_broken_ones_are_refused() {
         r#"{"flags": [{"key": "launch", "type": "boolean", "enabled": false}]}"#,
     )
     .unwrap();
-    app.state.flags.reload(&app.state).await.unwrap();
+    app.state.flags.reload().await.unwrap();
     assert_eq!(
         app.evaluate(&app.viewer, "launch", json!({})).await.1,
         json!("DISABLED")
@@ -361,7 +361,7 @@ async fn edited_flag_files_reload_and_broken_ones_are_refused() {
         r#"{"flags": [{"key": "launch", "type": "boolean", "enabled": "yes"}]}"#,
     )
     .unwrap();
-    app.state.flags.reload(&app.state).await.unwrap();
+    app.state.flags.reload().await.unwrap();
     assert_eq!(
         app.evaluate(&app.viewer, "launch", json!({})).await.1,
         json!("DISABLED")
@@ -399,15 +399,8 @@ async fn a_change_through_one_replica_reaches_the_other_within_a_second() {
         return;
     };
     let first = TestApp::new(TestStore::postgres(&url).await).await;
-    let second_store = api::store::Store::connect(&first.store.url, &Default::default())
-        .await
-        .unwrap();
-    let config = api::ServerConfig {
-        flags_refresh_ms: 3_600_000,
-        ..api::ServerConfig::default()
-    };
-    let second = api::AppState::new(second_store.clone(), first.clock.clone(), config);
-    let tasks = api::flags::start(&second).await.unwrap();
+    let (second, tasks) = started_replica(&first, std::time::Duration::from_secs(3_600)).await;
+    let second = second.state;
 
     first
         .post(
@@ -456,10 +449,8 @@ async fn a_change_through_one_replica_reaches_the_other_within_a_second() {
         seen(false).await,
         "the kill did not reach the second replica within 1 s"
     );
-    for task in tasks {
-        task.abort();
-    }
-    second_store.close().await;
+    tasks.stop().await;
+    second.store.close().await;
     first.store.finish().await;
 }
 
@@ -468,15 +459,8 @@ async fn a_change_through_one_replica_reaches_the_other_within_a_second() {
 #[tokio::test]
 async fn the_periodic_refresh_catches_changes_without_a_notice() {
     let first = TestApp::new(TestStore::sqlite().await).await;
-    let second_store = api::store::Store::connect(&first.store.url, &Default::default())
-        .await
-        .unwrap();
-    let config = api::ServerConfig {
-        flags_refresh_ms: 100,
-        ..api::ServerConfig::default()
-    };
-    let second = api::AppState::new(second_store.clone(), first.clock.clone(), config);
-    let tasks = api::flags::start(&second).await.unwrap();
+    let (second, tasks) = started_replica(&first, std::time::Duration::from_millis(100)).await;
+    let second = second.state;
     first
         .post(
             FLAGS,
@@ -499,10 +483,8 @@ async fn the_periodic_refresh_catches_changes_without_a_notice() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    for task in tasks {
-        task.abort();
-    }
-    second_store.close().await;
+    tasks.stop().await;
+    second.store.close().await;
     first.store.finish().await;
 }
 
@@ -558,7 +540,7 @@ async fn a_rollout_plan_advances_after_each_hold_and_completes() {
         let mut actions = Vec::new();
         for (minutes, expected) in [(59, 10), (1, 50), (59, 50), (1, 100), (0, 100)] {
             app.clock.advance(Duration::minutes(minutes));
-            let moves = api::flags::run_rollouts(&app.state).await.unwrap();
+            let moves = app.state.flags.run_rollouts().await.unwrap();
             actions.extend(moves.iter().map(|m| m.action));
             assert_eq!(percentage().await, expected, "after {minutes} more minutes");
         }
@@ -590,17 +572,17 @@ async fn a_rollout_halts_and_alerts_when_the_cohort_fails() {
         let in_cohort = app.merchant_in_cohort("payouts", 50).await;
         // Too few outcomes to judge: nothing happens before the hold ends.
         app.outcomes(&in_cohort, 5, 0).await;
-        assert!(api::flags::run_rollouts(&app.state).await.unwrap().is_empty());
+        assert!(app.state.flags.run_rollouts().await.unwrap().is_empty());
         // 6 failed of 11: far above 10 %.
         app.outcomes(&in_cohort, 1, 5).await;
-        let moves = api::flags::run_rollouts(&app.state).await.unwrap();
+        let moves = app.state.flags.run_rollouts().await.unwrap();
         assert_eq!(moves.len(), 1, "{moves:?}");
         assert_eq!((moves[0].flag_key.as_str(), moves[0].action), ("payouts", "halt"));
         assert!((moves[0].error_rate.unwrap() - 6.0 * 100.0 / 11.0).abs() < 1e-9);
 
         // Halted: no advance after the hold, the flag stays where it was.
         app.clock.advance(Duration::minutes(120));
-        assert!(api::flags::run_rollouts(&app.state).await.unwrap().is_empty());
+        assert!(app.state.flags.run_rollouts().await.unwrap().is_empty());
         assert_eq!(app.get(&format!("{FLAGS}/payouts"), &app.viewer).await.body["percentage"], 50);
         let plans = app.get(&format!("{FLAGS}/payouts/rollouts"), &app.viewer).await;
         assert_eq!(plans.ok()[0]["status"], "halted");
@@ -630,7 +612,7 @@ async fn a_concurrent_change_is_a_conflict() {
         .ok();
         let base = app.state.flags.current().base("flow").unwrap();
         assert_eq!(base.1, Some(1));
-        let write = |enabled: bool| api::store::FlagWrite {
+        let write = |enabled: bool| api::flags::FlagWrite {
             action: "flag.update",
             before: Some(base.0.clone()),
             after: engine::FlagDefinition {
@@ -639,7 +621,7 @@ async fn a_concurrent_change_is_a_conflict() {
             },
             expected_version: base.1,
         };
-        let audit = api::flags::system_actor();
+        let audit = api::db::AuditContext::system();
         app.store
             .store
             .write_flag(&write(false), &audit, app.clock.now())
@@ -651,7 +633,7 @@ async fn a_concurrent_change_is_a_conflict() {
             .write_flag(&write(true), &audit, app.clock.now())
             .await;
         assert!(
-            matches!(second, Err(api::store::StoreError::Conflict(_))),
+            matches!(second, Err(api::db::StoreError::Conflict(_))),
             "{second:?}"
         );
         app
@@ -669,7 +651,7 @@ async fn the_kill_switch_cancels_an_active_rollout() {
                          "error_rate_threshold": 5.0})).await.ok();
         app.post(&format!("{FLAGS}/payouts/kill"), &app.operator, &json!({"reason": "incident"})).await.ok();
         app.clock.advance(Duration::minutes(10));
-        let moves = api::flags::run_rollouts(&app.state).await.unwrap();
+        let moves = app.state.flags.run_rollouts().await.unwrap();
         assert_eq!(moves.iter().map(|m| m.action).collect::<Vec<_>>(), ["cancel"]);
         let flag = app.get(&format!("{FLAGS}/payouts"), &app.viewer).await;
         assert_eq!((flag.ok()["enabled"].clone(), flag.body["percentage"].clone()), (json!(false), json!(10)));
@@ -834,4 +816,26 @@ fn rules_check_validates_the_flag_files() {
         stderr.contains("flags/launch.json: flags[0].enabled_users"),
         "{stderr}"
     );
+}
+
+/// A second replica of `first` refreshing its flags every `refresh`, listening.
+async fn started_replica(
+    first: &TestApp,
+    refresh: std::time::Duration,
+) -> (TestApp, api::tasks::Tasks) {
+    let second = first
+        .replica()
+        .await
+        .rebuilt(|app| {
+            app.config(api::ServerConfig {
+                flags: api::flags::FlagsConfig {
+                    refresh,
+                    ..api::flags::FlagsConfig::default()
+                },
+                ..api::ServerConfig::default()
+            })
+        })
+        .await;
+    let tasks = second.listening().await;
+    (second, tasks)
 }

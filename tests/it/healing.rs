@@ -276,16 +276,15 @@ async fn the_healing_loop_end_to_end() {
         app.clock.advance(Duration::minutes(10));
         send_outcomes(&app, "https://second.example", 10, 10).await;
         // Not yet a full window after the apply: nothing happens.
-        assert!(
-            api::healing::analyze_regressions(&app.state, app.clock.now())
-                .await
-                .unwrap()
-                .is_empty()
-        );
-        app.clock.advance(Duration::minutes(55));
-        let rolled = api::healing::analyze_regressions(&app.state, app.clock.now())
+        assert!(app
+            .state
+            .healing
+            .analyze_regressions()
             .await
-            .unwrap();
+            .unwrap()
+            .is_empty());
+        app.clock.advance(Duration::minutes(55));
+        let rolled = app.state.healing.analyze_regressions().await.unwrap();
         assert_eq!(rolled.len(), 1);
         let regressed = log(&app, &regressing["log"]["id"]).await;
         assert_eq!(regressed["status"], "rolled_back");
@@ -585,13 +584,7 @@ async fn a_rule_breaker_change_reaches_the_other_replica() {
     };
     let first = TestApp::healing(TestStore::postgres(&url).await, HealingConfig::default()).await;
     let second = first.replica().await;
-    let listener = second
-        .state
-        .invalidation
-        .listen(&second.state.store)
-        .await
-        .unwrap()
-        .expect("a listener on PostgreSQL");
+    let listener = second.listening().await;
     let id = first.heartbeat(woo_heartbeat()).await;
     let rule = "missing_database_column";
     let answers = |want: &'static str| {
@@ -611,16 +604,18 @@ async fn a_rule_breaker_change_reaches_the_other_replica() {
         }
     };
     assert!(answers("applied").await, "the second replica auto-applies");
-    api::healing::set_rule_breaker(
-        &first.state,
-        rule,
-        true,
-        "tripped on the first replica",
-        None,
-        first.clock.now(),
-    )
-    .await
-    .unwrap();
+    first
+        .state
+        .store
+        .set_rule_breaker(
+            rule,
+            true,
+            "tripped on the first replica",
+            None,
+            first.clock.now(),
+        )
+        .await
+        .unwrap();
     assert!(
         answers("pending_review").await,
         "the suspension did not reach the second replica within 1 s"
@@ -637,7 +632,7 @@ async fn a_rule_breaker_change_reaches_the_other_replica() {
         answers("applied").await,
         "the resume did not reach the second replica within 1 s"
     );
-    listener.abort();
+    listener.stop().await;
     second.store.finish().await;
     first.store.finish().await;
 }
@@ -822,7 +817,7 @@ async fn the_patch_registry_refuses_bad_bundles_and_keeps_the_rest() {
 
     let trusted =
         host::tools::load_trusted_keys(&[repo().join("patches/dev-key/autoheal.pub")]).unwrap();
-    let registry = api::patches::PatchRegistry::load(
+    let registry = api::healing::patches::PatchRegistry::load(
         host::Host::new(host::HostConfig::default()).unwrap(),
         dir,
         trusted,
@@ -843,10 +838,10 @@ async fn the_patch_registry_refuses_bad_bundles_and_keeps_the_rest() {
             ("update_memory_limit", "1.0.2")
         ]
     );
-    let refused: Vec<(&str, &str)> = status
+    let refused: Vec<(&str, String)> = status
         .refused
         .iter()
-        .map(|r| (r.file.as_str(), r.reason.as_str()))
+        .map(|r| (r.file.as_str(), r.reason.to_string()))
         .collect();
     assert_eq!(refused.len(), 2, "{refused:?}");
     assert!(
@@ -883,7 +878,10 @@ async fn the_patch_registry_refuses_bad_bundles_and_keeps_the_rest() {
         refused
             .iter()
             .any(|r| r.file == "add_missing_column-1.0.1.bundle.json"
-                && r.reason.contains("downgrade")),
+                && matches!(
+                    r.reason,
+                    api::healing::patches::Refusal::Verify(host::VerifyError::Downgrade { .. })
+                )),
         "{refused:?}"
     );
     assert_eq!(

@@ -4,7 +4,7 @@
 //! security releases notify outdated installs, and the dependencies' health is recorded.
 
 use crate::support::{each_store, Receiver, TestApp};
-use api::jobs::{run_due, JobsConfig};
+use api::ops::JobsConfig;
 use axum::http::StatusCode;
 use chrono::Duration;
 use serde_json::json;
@@ -25,24 +25,23 @@ async fn jobs_run_once_per_interval_and_catch_up_once() {
     each_store(|store| async {
         let app = TestApp::new(store).await;
         let jobs = JobsConfig { alert_slack_url: Some(format!("{}/alerts", receiver.base)), ..JobsConfig::default() };
-        let app = TestApp { state: app.state.clone().with_jobs(jobs), ..app };
-        let app = TestApp { router: api::app(app.state.clone()), ..app };
+        let app = app.rebuilt(|parts| parts.config(api::ServerConfig { jobs, ..api::ServerConfig::default() })).await;
         outdated_fleet(&app, false).await;
         // Two replicas check the schedule at the same moment: each job runs once.
         let replica = app.state.clone();
-        let (a, b) = tokio::join!(run_due(&app.state, app.clock.now()), run_due(&replica, app.clock.now()));
+        let (a, b) = tokio::join!(app.state.ops.run_due(), replica.ops.run_due());
         let mut ran = [a.unwrap().jobs, b.unwrap().jobs].concat();
         ran.sort();
         assert_eq!(ran, ["daily_health", "hourly_fleet_check"]);
-        assert!(run_due(&app.state, app.clock.now()).await.unwrap().jobs.is_empty(), "not due again");
+        assert!(app.state.ops.run_due().await.unwrap().jobs.is_empty(), "not due again");
         app.clock.advance(Duration::minutes(59));
-        assert!(run_due(&app.state, app.clock.now()).await.unwrap().jobs.is_empty());
+        assert!(app.state.ops.run_due().await.unwrap().jobs.is_empty());
         app.clock.advance(Duration::minutes(1));
-        assert_eq!(run_due(&app.state, app.clock.now()).await.unwrap().jobs, ["hourly_fleet_check"]);
+        assert_eq!(app.state.ops.run_due().await.unwrap().jobs, ["hourly_fleet_check"]);
         // No server for five hours: the hourly job runs once when one is back, not five times.
         app.clock.advance(Duration::hours(5));
-        assert_eq!(run_due(&app.state, app.clock.now()).await.unwrap().jobs, ["hourly_fleet_check"]);
-        assert!(run_due(&app.state, app.clock.now()).await.unwrap().jobs.is_empty());
+        assert_eq!(app.state.ops.run_due().await.unwrap().jobs, ["hourly_fleet_check"]);
+        assert!(app.state.ops.run_due().await.unwrap().jobs.is_empty());
         let runs = app.get("/api/platform/jobs", &app.viewer).await;
         let hourly = runs.ok().as_array().unwrap().iter().find(|j| j["job"] == "hourly_fleet_check").unwrap().clone();
         assert_eq!((hourly["runs"].as_i64(), hourly["last_status"].as_str()), (Some(3), Some("ok")));
@@ -53,7 +52,7 @@ async fn jobs_run_once_per_interval_and_catch_up_once() {
         let open: Vec<_> = alerts.ok().as_array().unwrap().iter().filter(|a| a["name"] == "PluginOutdatedHigh").cloned().collect();
         assert_eq!(open.len(), 1);
         assert_eq!(open[0]["severity"], "critical");
-        api::outbox::deliver_due(&app.state, app.clock.now()).await.unwrap();
+        app.state.delivery.deliver_due().await.unwrap();
         assert!(receiver.requests().iter().any(|r| String::from_utf8_lossy(&r.body).contains("PluginOutdatedHigh")));
 
         // Ops acknowledge, then resolve; every move recorded, an illegal one refused.
@@ -73,14 +72,14 @@ async fn jobs_run_once_per_interval_and_catch_up_once() {
         // Still firing at the next run: a new alert. Once the fleet upgrades, the system
         // resolves it.
         app.clock.advance(Duration::hours(1));
-        run_due(&app.state, app.clock.now()).await.unwrap();
+        app.state.ops.run_due().await.unwrap();
         let reopened = app.get("/api/platform/alerts?status=open", &app.viewer).await;
         let again = reopened.ok().as_array().unwrap().iter().find(|a| a["name"] == "PluginOutdatedHigh").cloned().unwrap();
         for site in ["a", "b", "c"] {
             app.heartbeat(json!({"cms": "woocommerce", "plugin_version": "1.3.5", "site_url": format!("https://{site}.example")})).await;
         }
         app.clock.advance(Duration::hours(1));
-        run_due(&app.state, app.clock.now()).await.unwrap();
+        app.state.ops.run_due().await.unwrap();
         let all = app.get("/api/platform/alerts", &app.viewer).await;
         let cleared = all.ok().as_array().unwrap().iter().find(|a| a["id"] == again["id"]).cloned().unwrap();
         assert_eq!(cleared["status"], "resolved");
@@ -95,7 +94,7 @@ async fn a_security_release_notifies_outdated_installs_daily() {
     each_store(|store| async {
         let app = TestApp::new(store).await;
         outdated_fleet(&app, true).await;
-        run_due(&app.state, app.clock.now()).await.unwrap();
+        app.state.ops.run_due().await.unwrap();
         // Critical: email (the merchant has no phone, so no SMS); one per install, and not
         // again on the next day within the quiet period.
         let messages = app
@@ -110,7 +109,7 @@ async fn a_security_release_notifies_outdated_installs_daily() {
             .count();
         assert_eq!(emails, 3);
         app.clock.advance(Duration::days(1));
-        run_due(&app.state, app.clock.now()).await.unwrap();
+        app.state.ops.run_due().await.unwrap();
         let messages = app
             .get("/api/platform/outbox/messages?limit=100", &app.viewer)
             .await;
@@ -137,11 +136,11 @@ async fn dependency_health_is_recorded_per_tier() {
         app.get("/api/platform/health/store", &app.viewer)
             .await
             .error(StatusCode::NOT_FOUND);
-        let checks = api::health::check_tier(&app.state, "critical", app.clock.now()).await;
+        let checks = app.state.ops.check_tier("critical").await;
         assert_eq!(checks[0].service, "store");
         assert_eq!(checks[0].status, "healthy");
         // A webhook destination whose breaker is open is down.
-        let message = api::store::NewOutboxMessage {
+        let message = api::delivery::NewOutboxMessage {
             channel: "webhook",
             destination: format!("{}/down", receiver.base),
             payload: json!({}),
@@ -156,10 +155,8 @@ async fn dependency_health_is_recorded_per_tier() {
                 .await
                 .unwrap();
         }
-        api::outbox::deliver_due(&app.state, app.clock.now())
-            .await
-            .unwrap();
-        api::health::check_tier(&app.state, "integrations", app.clock.now()).await;
+        app.state.delivery.deliver_due().await.unwrap();
+        app.state.ops.check_tier("integrations").await;
         let health = app.get("/api/platform/health", &app.viewer).await;
         assert_eq!(health.ok()["status"], "down");
         let services: Vec<&str> = health.body["services"]
@@ -168,7 +165,7 @@ async fn dependency_health_is_recorded_per_tier() {
             .iter()
             .map(|s| s["service"].as_str().unwrap())
             .collect();
-        let label = api::outbox::destination_label(&format!("{}/down", receiver.base));
+        let label = api::delivery::outbox::destination_label(&format!("{}/down", receiver.base));
         assert_eq!(services, ["store".to_owned(), format!("webhook:{label}")]);
         assert!(
             !label.contains("/down"),
@@ -189,10 +186,8 @@ async fn dependency_health_is_recorded_per_tier() {
         assert_eq!(down.len(), 1);
         assert_eq!(down[0]["labels"]["service"], format!("webhook:{label}"));
         app.clock.advance(Duration::seconds(31));
-        api::outbox::deliver_due(&app.state, app.clock.now())
-            .await
-            .unwrap();
-        api::health::check_tier(&app.state, "integrations", app.clock.now()).await;
+        app.state.delivery.deliver_due().await.unwrap();
+        app.state.ops.check_tier("integrations").await;
         let alerts = app
             .get("/api/platform/alerts?status=open", &app.viewer)
             .await;

@@ -4,8 +4,8 @@
 //! until acknowledged, and the quiet period.
 
 use crate::support::{each_store, Receiver, SmtpServer, TestApp};
-use api::notifications::{priority, NotificationConfig};
-use api::outbox::{deliver_due, OutboxConfig};
+use api::delivery::notifications::priority;
+use api::delivery::{NotificationConfig, OutboxConfig};
 use axum::http::StatusCode;
 use chrono::Duration;
 use serde_json::{json, Value};
@@ -74,16 +74,13 @@ async fn notices_reach_every_channel_once() {
             smtp_url: Some(format!("smtp://127.0.0.1:{}", smtp.port)),
             ..OutboxConfig::default()
         };
-        let app = TestApp::new(store).await.with_outbox(outbox);
-        let app = TestApp {
-            state: app.state.clone().with_notifications(NotificationConfig {
-                slack_webhook_url: Some(format!("{}/slack", receiver.base)),
-                sms_provider_url: Some(format!("{}/sms", receiver.base)),
-                ..NotificationConfig::default()
-            }),
-            ..app
+        let notifications = NotificationConfig {
+            slack_webhook_url: Some(format!("{}/slack", receiver.base)),
+            sms_provider_url: Some(format!("{}/sms", receiver.base)),
+            ..NotificationConfig::default()
         };
-        let app = TestApp { router: api::app(app.state.clone()), ..app };
+        let app = TestApp::new(store).await.with_outbox(outbox).await;
+        let app = app.rebuilt(|parts| parts.config(api::ServerConfig { notifications, ..api::ServerConfig::default() })).await;
         let id = setup(&app, "1.3.5", false).await;
         let path = format!("/api/v1/plugins/{id}/notify-upgrade");
         let before_mail = smtp.messages().len();
@@ -100,7 +97,7 @@ async fn notices_reach_every_channel_once() {
         for channel in ["sms", "webhook", "slack", "in-app"] {
             app.post(&path, &app.operator, &json!({"channel": channel})).await.ok();
         }
-        let report = deliver_due(&app.state, app.clock.now()).await.unwrap();
+        let report = app.state.delivery.deliver_due().await.unwrap();
         assert_eq!(report.delivered, 4, "{report:?}");
 
         let mail = smtp.messages()[before_mail..].to_vec();
@@ -229,10 +226,11 @@ async fn email_goes_over_starttls_with_auth() {
     each_store(|store| async {
         let app = TestApp::new(store)
             .await
-            .with_outbox(starttls_outbox(&smtp, &pem, "s3cret"));
+            .with_outbox(starttls_outbox(&smtp, &pem, "s3cret"))
+            .await;
         let before = smtp.messages().len();
         queue_email_notice(&app).await;
-        let report = deliver_due(&app.state, app.clock.now()).await.unwrap();
+        let report = app.state.delivery.deliver_due().await.unwrap();
         assert_eq!(report.delivered, 1, "{report:?}");
         let envelope = smtp.envelopes()[before].clone();
         assert_eq!(
@@ -255,13 +253,13 @@ async fn email_goes_over_starttls_with_auth() {
 async fn a_wrong_smtp_password_is_a_dead_letter_until_mended() {
     let (smtp, pem, _certs) = starttls_smtp();
     each_store(|store| async {
-        let app =
-            TestApp::new(store)
-                .await
-                .with_outbox(starttls_outbox(&smtp, &pem, "not-the-password"));
+        let app = TestApp::new(store)
+            .await
+            .with_outbox(starttls_outbox(&smtp, &pem, "not-the-password"))
+            .await;
         let before = smtp.messages().len();
         queue_email_notice(&app).await;
-        let report = deliver_due(&app.state, app.clock.now()).await.unwrap();
+        let report = app.state.delivery.deliver_due().await.unwrap();
         assert_eq!((report.delivered, report.dead), (0, 1), "{report:?}");
         assert_eq!(smtp.messages().len(), before);
 
@@ -274,13 +272,15 @@ async fn a_wrong_smtp_password_is_a_dead_letter_until_mended() {
         assert_eq!(letter["last_error_class"], "AUTH", "{letter}");
         assert_eq!(letter["last_error"], "SMTP 535", "{letter}");
 
-        let app = app.with_outbox(starttls_outbox(&smtp, &pem, "s3cret"));
+        let app = app
+            .with_outbox(starttls_outbox(&smtp, &pem, "s3cret"))
+            .await;
         let retry = format!(
             "/api/platform/outbox/messages/{}/retry",
             letter["id"].as_str().unwrap()
         );
         app.post(&retry, &app.admin, &json!({})).await.ok();
-        let report = deliver_due(&app.state, app.clock.now()).await.unwrap();
+        let report = app.state.delivery.deliver_due().await.unwrap();
         assert_eq!(report.delivered, 1, "{report:?}");
         assert_eq!(smtp.envelopes()[before]["authenticated"], true);
         app.store
@@ -304,9 +304,9 @@ async fn a_silent_smtp_server_times_out_the_attempt() {
             request_timeout: std::time::Duration::from_millis(300),
             ..OutboxConfig::default()
         };
-        let app = TestApp::new(store).await.with_outbox(outbox);
+        let app = TestApp::new(store).await.with_outbox(outbox).await;
         queue_email_notice(&app).await;
-        let report = tokio::time::timeout(bound, deliver_due(&app.state, app.clock.now()))
+        let report = tokio::time::timeout(bound, app.state.delivery.deliver_due())
             .await
             .expect("the attempt ends at the request timeout")
             .unwrap();
@@ -321,12 +321,9 @@ async fn a_silent_smtp_server_times_out_the_attempt() {
             "{letter}"
         );
 
-        let checks = tokio::time::timeout(
-            bound,
-            api::health::check_tier(&app.state, "core", app.clock.now()),
-        )
-        .await
-        .expect("the probe ends at the request timeout");
+        let checks = tokio::time::timeout(bound, app.state.ops.check_tier("core"))
+            .await
+            .expect("the probe ends at the request timeout");
         assert_eq!(
             checks
                 .iter()

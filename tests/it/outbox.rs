@@ -3,8 +3,7 @@
 //! the circuit breaker's transitions. Time is the manual clock; each round is one call.
 
 use crate::support::{each_store, repo, Receiver, TestApp};
-use api::outbox::{deliver_due, OutboxConfig, RoundReport};
-use api::store::NewOutboxMessage;
+use api::delivery::{NewOutboxMessage, OutboxConfig, RoundReport};
 use axum::http::StatusCode;
 use chrono::Duration;
 use hmac::{Hmac, Mac};
@@ -23,7 +22,7 @@ fn config(receiver: &Receiver) -> OutboxConfig {
 }
 
 async fn round(app: &TestApp) -> RoundReport {
-    deliver_due(&app.state, app.clock.now()).await.unwrap()
+    app.state.delivery.deliver_due().await.unwrap()
 }
 
 async fn message(app: &TestApp, status: &str) -> Vec<Value> {
@@ -57,7 +56,8 @@ async fn normalized_events_are_forwarded_as_signed_cloudevents_once() {
     each_store(|store| async {
         let app = TestApp::with_rules(store, &repo().join("rules"))
             .await
-            .with_outbox(config(&receiver));
+            .with_outbox(config(&receiver))
+            .await;
         let id = app
             .heartbeat(json!({"cms": "woocommerce", "plugin_version": "1.3.5"}))
             .await;
@@ -107,7 +107,10 @@ async fn normalized_events_are_forwarded_as_signed_cloudevents_once() {
 async fn each_error_class_is_handled_as_the_runbook_says() {
     let receiver = Receiver::start().await;
     each_store(|store| async {
-        let app = TestApp::new(store).await.with_outbox(config(&receiver));
+        let app = TestApp::new(store)
+            .await
+            .with_outbox(config(&receiver))
+            .await;
         // TRANSIENT, then RATE_LIMITED with Retry-After, then delivered.
         receiver.answer(&[(503, None), (429, Some("120")), (200, None)]);
         enqueue(&app, format!("{}/retry", receiver.base)).await;
@@ -205,7 +208,10 @@ async fn each_error_class_is_handled_as_the_runbook_says() {
 async fn the_breaker_opens_probes_and_closes() {
     let receiver = Receiver::start().await;
     each_store(|store| async {
-        let app = TestApp::new(store).await.with_outbox(config(&receiver));
+        let app = TestApp::new(store)
+            .await
+            .with_outbox(config(&receiver))
+            .await;
         let url = format!("{}/flaky", receiver.base);
         receiver.answer(&[(503, None); 4]);
         for _ in 0..3 {

@@ -137,7 +137,13 @@ async fn the_watcher_reloads_when_the_folder_changes() {
     let dir = tempfile::tempdir().unwrap();
     copy_shipped_rules(dir.path());
     let app = TestApp::with_rules(TestStore::sqlite().await, dir.path()).await;
-    let watcher = api::rules::spawn_watcher(app.state.clone(), Duration::from_millis(20));
+    let mut watcher = api::tasks::Tasks::default();
+    api::rules::watch(
+        &mut watcher,
+        app.state.rules.clone(),
+        app.clock.clone(),
+        Duration::from_millis(20),
+    );
     std::fs::remove_file(
         dir.path()
             .join("interop/magento_sales_order_place_after.rhai"),
@@ -151,6 +157,6 @@ async fn the_watcher_reloads_when_the_folder_changes() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    watcher.abort();
+    watcher.stop().await;
     app.store.finish().await;
 }

@@ -3,8 +3,9 @@
 //! `AUTOHEAL_TEST_POSTGRES_URL` is set, and required when `CI` is set), the
 //! app router driven through `oneshot`, and a manual clock.
 
-use api::store::{Role, Store, StoreOptions};
-use api::{AppState, Clock, ServerConfig};
+use api::auth::Role;
+use api::db::{Store, StoreOptions};
+use api::{AppBuilder, AppState, Clock, ServerConfig};
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use axum::Router;
@@ -162,6 +163,30 @@ pub fn repo() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).to_owned()
 }
 
+/// The rules under `dir`, loaded with the default limits.
+pub fn rules(dir: &std::path::Path) -> api::rules::Rules {
+    api::rules::Rules::load(dir, &engine::Limits::default(), start_time()).expect("rules load")
+}
+
+/// The shipped bundles, trusted through the repository's development key; every one loads.
+pub fn shipped_patches() -> api::healing::patches::PatchRegistry {
+    let trusted = host::tools::load_trusted_keys(&[repo().join("patches/dev-key/autoheal.pub")])
+        .expect("dev key");
+    let host = host::Host::new(host::HostConfig::default()).expect("host");
+    let registry = api::healing::patches::PatchRegistry::load(
+        host,
+        &repo().join("patches/bundles"),
+        trusted,
+        start_time(),
+    );
+    assert!(
+        registry.status().refused.is_empty(),
+        "{:?}",
+        registry.status().refused
+    );
+    registry
+}
+
 /// 2025-01-18T10:00:00Z, the seed's example time.
 pub fn start_time() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2025, 1, 18, 10, 0, 0).unwrap()
@@ -217,51 +242,34 @@ impl TestApp {
     }
 
     pub async fn with_config(store: TestStore, config: ServerConfig) -> Self {
-        Self::with_parts(store, config, api::rules::Rules::empty()).await
+        Self::build(store, |app| app.config(config)).await
     }
 
     /// An app serving the rules under `dir`.
     pub async fn with_rules(store: TestStore, dir: &std::path::Path) -> Self {
-        let rules = api::rules::Rules::load(dir, start_time()).expect("rules load");
-        Self::with_parts(store, ServerConfig::default(), rules).await
+        Self::build(store, |app| app.rules(rules(dir))).await
     }
 
     /// An app running the healing loop as a fresh clone serves it: the repository's rules,
     /// and its shipped bundles trusted through the development key.
     pub async fn healing(store: TestStore, config: api::healing::HealingConfig) -> Self {
-        let mut app = Self::with_rules(store, &repo().join("rules")).await;
-        let trusted =
-            host::tools::load_trusted_keys(&[repo().join("patches/dev-key/autoheal.pub")])
-                .expect("dev key");
-        let host = host::Host::new(host::HostConfig::default()).expect("host");
-        let registry = api::patches::PatchRegistry::load(
-            host,
-            &repo().join("patches/bundles"),
-            trusted,
-            start_time(),
-        );
-        assert!(
-            registry.status().refused.is_empty(),
-            "{:?}",
-            registry.status().refused
-        );
-        app.state = app.state.with_patches(registry).with_healing(config);
-        app.router = api::app(app.state.clone());
-        app
+        Self::build(store, |app| {
+            app.rules(rules(&repo().join("rules")))
+                .patches(shipped_patches())
+                .config(ServerConfig {
+                    healing: config,
+                    ..ServerConfig::default()
+                })
+        })
+        .await
     }
 
     /// A second replica of this app: the same database, rules, patches, settings, clock
     /// and credentials, its own process state (caches, invalidation bus).
     pub async fn replica(&self) -> Self {
         let store = self.store.replica().await;
-        let mut state = AppState::new(
-            store.store.clone(),
-            self.clock.clone(),
-            (*self.state.config).clone(),
-        );
-        state.rules = self.state.rules.clone();
-        state.patches = self.state.patches.clone();
-        state.healing = self.state.healing.clone();
+        let state = self.state.to_builder().store(store.store.clone()).build();
+        state.flags.reload().await.expect("flags load");
         Self {
             router: api::app(state.clone()),
             state,
@@ -277,16 +285,39 @@ impl TestApp {
         }
     }
 
-    /// The same app delivering its outbox with `config`.
-    pub fn with_outbox(mut self, config: api::outbox::OutboxConfig) -> Self {
-        self.state = self
-            .state
-            .with_outbox(api::outbox::Outbox::try_new(config).expect("outbox config"));
+    /// The same app rebuilt with `change` applied to its parts (a new outbox, other
+    /// settings): as the server restarted on the same database.
+    pub async fn rebuilt(mut self, change: impl FnOnce(AppBuilder) -> AppBuilder) -> Self {
+        self.state = change(self.state.to_builder()).build();
+        self.state.flags.reload().await.expect("flags load");
         self.router = api::app(self.state.clone());
         self
     }
 
-    async fn with_parts(store: TestStore, config: ServerConfig, rules: api::rules::Rules) -> Self {
+    /// Starts what keeps this replica's caches fresh (the invalidation listener on
+    /// PostgreSQL, the flag notices and refresh; the rollout job is left off) and returns
+    /// those tasks.
+    pub async fn listening(&self) -> api::tasks::Tasks {
+        let mut watchers = api::tasks::Tasks::default();
+        let mut jobs = api::tasks::Tasks::default();
+        self.state
+            .flags
+            .start(&mut jobs, &mut watchers)
+            .await
+            .expect("flags start");
+        jobs.stop().await;
+        watchers
+    }
+
+    /// The same app delivering its outbox with `config`.
+    pub async fn with_outbox(self, config: api::delivery::OutboxConfig) -> Self {
+        let outbox = api::delivery::Outbox::try_new(config).expect("outbox config");
+        self.rebuilt(|app| app.outbox(outbox)).await
+    }
+
+    /// An app on `store` with a manual clock, its parts set by `parts`, and the test
+    /// credentials: an admin, an operator and a viewer, a merchant and a Sira token.
+    async fn build(store: TestStore, parts: impl FnOnce(AppBuilder) -> AppBuilder) -> Self {
         let clock = Clock::manual(start_time());
         let now = clock.now();
         let (admin_id, admin) = store
@@ -310,8 +341,8 @@ impl TestApp {
             .await
             .unwrap();
         let sira = store.store.create_sira_token("sira", now).await.unwrap();
-        let state = AppState::new(store.store.clone(), clock.clone(), config).with_rules(rules);
-        state.flags.reload(&state).await.expect("flags load");
+        let state = parts(AppState::builder(store.store.clone(), clock.clone())).build();
+        state.flags.reload().await.expect("flags load");
         let router = api::app(state.clone());
         Self {
             router,

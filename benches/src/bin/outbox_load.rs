@@ -6,9 +6,11 @@
 //! `cargo run --release -p benches --bin outbox_load` (bounded: a few thousand messages to a
 //! receiver on loopback).
 
-use api::outbox::{deliver_due, Outbox, OutboxConfig};
-use api::store::{NewOutboxMessage, Store, StoreOptions};
-use api::{AppState, Clock, ServerConfig};
+use api::db::{Store, StoreOptions};
+use api::delivery::outbox::BreakerState;
+use api::delivery::{NewOutboxMessage, Outbox, OutboxConfig};
+use api::tasks::Tasks;
+use api::{AppState, Clock};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,8 +47,9 @@ async fn app_state(config: OutboxConfig, dir: &std::path::Path) -> AppState {
         .await
         .unwrap();
     store.migrate().await.unwrap();
-    AppState::new(store, Clock::system(), ServerConfig::default())
-        .with_outbox(Outbox::try_new(config).unwrap())
+    AppState::builder(store, Clock::system())
+        .outbox(Outbox::try_new(config).unwrap())
+        .build()
 }
 
 #[tokio::main]
@@ -84,10 +87,7 @@ async fn main() {
         let written = started.elapsed();
         let mut delivered = 0;
         while delivered < MESSAGES {
-            delivered += deliver_due(&state, state.clock.now())
-                .await
-                .unwrap()
-                .delivered;
+            delivered += state.delivery.deliver_due().await.unwrap().delivered;
         }
         let outbox = started.elapsed();
 
@@ -132,7 +132,12 @@ async fn main() {
     };
     let breaker_dir = tempfile::tempdir().unwrap();
     let state = app_state(config, breaker_dir.path()).await;
-    api::outbox::spawn_delivery(state.clone(), Duration::from_millis(50));
+    let mut delivery = Tasks::default();
+    let sender = state.delivery.clone();
+    delivery.spawn_every("outbox_delivery", Duration::from_millis(50), move || {
+        let sender = sender.clone();
+        async move { sender.deliver_all_due().await }
+    });
     for trial in 1..=3 {
         failing.store(true, Ordering::Relaxed);
         for message in messages.iter().take(20) {
@@ -146,7 +151,7 @@ async fn main() {
             .outbox
             .breakers()
             .iter()
-            .any(|b| b.state == api::outbox::BreakerState::Open)
+            .any(|b| b.state == BreakerState::Open)
         {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -157,7 +162,7 @@ async fn main() {
             .outbox
             .breakers()
             .iter()
-            .any(|b| b.state != api::outbox::BreakerState::Closed)
+            .any(|b| b.state != BreakerState::Closed)
         {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }

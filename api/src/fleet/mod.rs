@@ -1,0 +1,223 @@
+//! The fleet: what plugins report (hourly heartbeats, real-time telemetry events) and what
+//! Ops do with it (the install list and detail, toggles, the version registry, the
+//! overview). The `rate_limit` toggle is enforced here, and secrets are redacted out of
+//! telemetry before it is stored.
+//!
+//! [`Service`] is the feature's one entry: the HTTP handlers in `http.rs` parse and
+//! authorize, then call it; its SQL is in `store.rs`.
+
+mod http;
+pub mod installs;
+pub mod rate_limit;
+pub mod redact;
+mod store;
+
+pub(crate) use http::routes;
+pub use store::*;
+
+use crate::db::{AuditContext, Store};
+use crate::delivery::{Notification, PendingNotices};
+use crate::error::ApiError;
+use crate::flags::Flags;
+use crate::histogram::Histogram;
+use crate::Clock;
+use rate_limit::{InstallKey, RateLimiter};
+use serde_json::{Map, Value};
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// What a heartbeat is answered with.
+pub struct HeartbeatAnswer {
+    pub installation_id: Uuid,
+    /// Every toggle key, with its default where none is set.
+    pub toggles: Map<String, Value>,
+    /// In-app upgrade notices not acknowledged yet (each stays until it is).
+    pub notices: Vec<Notification>,
+    /// The value of every flag for this install.
+    pub flags: Map<String, Value>,
+}
+
+/// The fleet's operations, built from the handles they use.
+pub struct Service {
+    store: Store,
+    clock: Clock,
+    rate_limiter: RateLimiter,
+    flags: Arc<Flags>,
+    notices: Arc<PendingNotices>,
+    /// Time to answer a heartbeat (for `plugin_heartbeat_latency_seconds`).
+    heartbeat_latency: Histogram,
+}
+
+impl Service {
+    pub fn new(
+        store: Store,
+        clock: Clock,
+        flags: Arc<Flags>,
+        notices: Arc<PendingNotices>,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            rate_limiter: RateLimiter::default(),
+            flags,
+            notices,
+            heartbeat_latency: Histogram::default(),
+        }
+    }
+
+    pub fn heartbeat_latency(&self) -> &Histogram {
+        &self.heartbeat_latency
+    }
+
+    /// Records a heartbeat (once its batch is durable) and answers it with the install's
+    /// toggles, waiting notices and flag values. 429 when the install's `rate_limit` is
+    /// spent.
+    pub async fn heartbeat(&self, record: HeartbeatRecord) -> Result<HeartbeatAnswer, ApiError> {
+        let started = std::time::Instant::now();
+        let answer = self.record_heartbeat(record).await;
+        self.heartbeat_latency.observe(started.elapsed());
+        answer
+    }
+
+    async fn record_heartbeat(&self, record: HeartbeatRecord) -> Result<HeartbeatAnswer, ApiError> {
+        let key = InstallKey::of(record.merchant_id, &record.cms, &record.site_url);
+        self.rate_limited(&key)?;
+        let flag_context = crate::flags::install_context(record.merchant_id, &record);
+        let outcome = self
+            .store
+            .record_heartbeat(record, self.clock.now())
+            .await?;
+        let mut toggles: Map<String, Value> = ToggleKey::ALL
+            .iter()
+            .map(|key| (key.as_str().to_owned(), key.default_value()))
+            .collect();
+        toggles.extend(outcome.toggles);
+        let per_minute = toggles
+            .get(ToggleKey::RateLimit.as_str())
+            .and_then(Value::as_u64)
+            .and_then(|limit| u32::try_from(limit).ok());
+        self.rate_limiter
+            .learn(key, outcome.installation_id, per_minute);
+        let notices = if self
+            .notices
+            .may_have(&self.store, outcome.installation_id)
+            .await?
+        {
+            self.store.pending_in_app(outcome.installation_id).await?
+        } else {
+            Vec::new()
+        };
+        Ok(HeartbeatAnswer {
+            installation_id: outcome.installation_id,
+            toggles,
+            notices,
+            flags: self.flags.values_for(&flag_context, self.clock.now()),
+        })
+    }
+
+    /// Records a telemetry event (redacted by the caller), once its batch is durable.
+    pub async fn event(&self, record: EventRecord) -> Result<EventOutcome, ApiError> {
+        self.rate_limited(&InstallKey::of(
+            record.merchant_id,
+            &record.cms,
+            &record.site_url,
+        ))?;
+        Ok(self.store.record_event(record, self.clock.now()).await?)
+    }
+
+    fn rate_limited(&self, key: &InstallKey) -> Result<(), ApiError> {
+        self.rate_limiter
+            .check(key)
+            .map_err(|retry_after_secs| ApiError::RateLimited { retry_after_secs })
+    }
+
+    /// One page of installations and the number matching the filter.
+    pub async fn list(
+        &self,
+        filter: &InstallationFilter,
+    ) -> Result<(Vec<InstallationSummary>, i64), ApiError> {
+        Ok(self
+            .store
+            .list_installations(filter, self.clock.now())
+            .await?)
+    }
+
+    pub async fn detail(&self, id: Uuid) -> Result<InstallationDetail, ApiError> {
+        self.store
+            .installation(id, self.clock.now())
+            .await?
+            .ok_or(ApiError::NotFound {
+                what: "installation",
+            })
+    }
+
+    /// Sets a toggle (audited); a `rate_limit` is enforced here at once, on other replicas
+    /// from the install's next heartbeat.
+    pub async fn set_toggle(
+        &self,
+        change: &ToggleChange,
+        rate_limit: Option<u32>,
+        audit: &AuditContext,
+    ) -> Result<Toggle, ApiError> {
+        let now = self.clock.now();
+        if change
+            .expires_at
+            .is_some_and(|expires_at| expires_at <= now)
+        {
+            return Err(ApiError::invalid("expires_at", "must be in the future"));
+        }
+        let toggle =
+            self.store
+                .set_toggle(change, audit, now)
+                .await?
+                .ok_or(ApiError::NotFound {
+                    what: "installation",
+                })?;
+        if change.key == ToggleKey::RateLimit {
+            self.rate_limiter
+                .set_limit(change.installation_id, rate_limit);
+        }
+        Ok(toggle)
+    }
+
+    /// Lifts the active toggle `key` (audited).
+    pub async fn lift_toggle(
+        &self,
+        installation_id: Uuid,
+        key: ToggleKey,
+        reason: Option<&str>,
+        audit: &AuditContext,
+    ) -> Result<Toggle, ApiError> {
+        let lifted = self
+            .store
+            .lift_toggle(installation_id, key, reason, audit, self.clock.now())
+            .await?
+            .ok_or(ApiError::NotFound {
+                what: "active toggle",
+            })?;
+        if key == ToggleKey::RateLimit {
+            self.rate_limiter.set_limit(installation_id, None);
+        }
+        Ok(lifted)
+    }
+
+    /// Registers a release or updates it (audited); true when it was created.
+    pub async fn register_version(
+        &self,
+        version: &NewVersion,
+        audit: &AuditContext,
+    ) -> Result<(VersionEntry, bool), ApiError> {
+        Ok(self
+            .store
+            .register_version(version, audit, self.clock.now())
+            .await?)
+    }
+
+    pub async fn versions(&self, cms: Option<&str>) -> Result<Vec<VersionEntry>, ApiError> {
+        Ok(self.store.list_versions(cms).await?)
+    }
+
+    pub async fn overview(&self) -> Result<Overview, ApiError> {
+        Ok(self.store.overview(self.clock.now()).await?)
+    }
+}

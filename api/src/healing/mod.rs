@@ -1,0 +1,763 @@
+//! The healing loop (seed 001). A detection — from Sira over HTTP, or from any other caller
+//! of [`Service::detect`] — is decided by the rules; an auto-applied or approved patch is
+//! dry-run by the host against a snapshot of the install's reported state, and only a clean
+//! dry run queues a command. The plugin polls its commands, fetches the signed bundle and
+//! acks; a failed ack rolls back at once, an error-rate regression after an apply rolls back
+//! later, and a rule whose auto-applied patches keep failing has its auto-apply suspended.
+//!
+//! [`Service`] is the one path from a detection to a command; the handlers in `http.rs`
+//! parse, authorize and call it. The records are in `store.rs`, the bundles in
+//! [`patches`], the breaker in `breaker.rs`.
+
+mod breaker;
+mod http;
+pub mod patches;
+mod store;
+
+pub(crate) use http::routes;
+pub use store::*;
+
+use crate::db::{AuditContext, InvalidationBus, Store, StoreError};
+use crate::error::ApiError;
+use crate::histogram::Histogram;
+use crate::rules::Rules;
+use crate::values::closed_set;
+use crate::Clock;
+use breaker::SuspendedRules;
+use chrono::{DateTime, Duration, Utc};
+use engine::{DecisionConfig, Detection, FieldError, Outcome};
+use host::RunErrorKind;
+use patches::{DryRunError, LoadedPatch, PatchRegistry, RegistryStatus};
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// Settings of the healing loop; each has a `serve` flag.
+#[derive(Clone, Debug)]
+pub struct HealingConfig {
+    /// Sira's confidence must reach this (and the rule's minimum) to auto-apply, in percent.
+    pub global_threshold: f64,
+    /// Priority of an `apply_patch` command (rollbacks always go first).
+    pub apply_priority: i32,
+    /// How long a command handed to a plugin stays leased before it is handed out again.
+    pub command_lease: Duration,
+    /// Most commands one poll hands out.
+    pub commands_per_poll: i64,
+    /// Error rates are compared over this window after an apply and the same window before.
+    pub regression_window: Duration,
+    /// A rise of the error rate by more than this many percentage points rolls back.
+    pub regression_margin: f64,
+    /// A rule's auto-apply is suspended when, within `breaker_window`, at least
+    /// `breaker_min_failures` of its auto-applied patches failed or rolled back and they
+    /// are at least `breaker_failure_rate` of those that finished.
+    pub breaker_min_failures: i64,
+    pub breaker_failure_rate: f64,
+    pub breaker_window: Duration,
+    /// How long the suspended rules are trusted without reading them again (the fallback
+    /// for a missed change notice from another replica).
+    pub breakers_max_age: std::time::Duration,
+}
+
+impl Default for HealingConfig {
+    fn default() -> Self {
+        Self {
+            global_threshold: engine::DEFAULT_GLOBAL_THRESHOLD,
+            apply_priority: 8,
+            command_lease: Duration::minutes(10),
+            commands_per_poll: 20,
+            regression_window: Duration::hours(1),
+            regression_margin: 5.0,
+            breaker_min_failures: 3,
+            breaker_failure_rate: 0.5,
+            breaker_window: Duration::hours(24),
+            breakers_max_age: std::time::Duration::from_secs(5),
+        }
+    }
+}
+
+closed_set!(IssueSeverity {
+    Low = "low",
+    Medium = "medium",
+    High = "high",
+    Critical = "critical",
+});
+
+closed_set!(PatchType {
+    DatabasePatch = "database_patch",
+    ConfigUpdate = "config_update",
+    CodePatch = "code_patch",
+    Notify = "notify",
+});
+
+/// A detection, checked: what Sira (or another detector) says is wrong with an install.
+#[derive(Clone, Debug)]
+pub struct NewDetection {
+    pub plugin_id: Uuid,
+    pub detected_issue: String,
+    pub issue_severity: Option<IssueSeverity>,
+    pub patch_type: Option<PatchType>,
+    pub proposed_patch: Option<Map<String, Value>>,
+    /// 0–100.
+    pub sira_confidence: f64,
+    /// A retry with the same key records nothing and answers with the first log.
+    pub idempotency_key: Option<String>,
+}
+
+/// What became of a detection.
+#[derive(Clone, Debug)]
+pub struct Detected {
+    pub log: HealingLog,
+    /// The idempotency key was used before for this very detection: `log` is what was
+    /// recorded then, and nothing was recorded now.
+    pub replayed: bool,
+}
+
+impl Detected {
+    /// The decision's outcome in the seed's words.
+    pub fn status(&self) -> &'static str {
+        match (self.log.status, self.log.auto_applied) {
+            (HealingStatus::PendingReview, _) => "pending_review",
+            (HealingStatus::Rejected, _) => "rejected",
+            (HealingStatus::Failed, _) => "failed",
+            (_, true) => "applied",
+            (status, false) => status.as_str(),
+        }
+    }
+}
+
+/// Why a patch was not applied: the server's own reasons, or the sandbox's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The install has not reported its state yet: there is nothing to run a patch against.
+    NoSnapshot,
+    /// No verified bundle of that name is loaded.
+    UnknownPatch,
+    /// The patch is for another platform or plugin version.
+    NotApplicable,
+    /// The install's reported state is not a plugin state.
+    BadSnapshot,
+    /// The dry run could not complete: a fault of the server, not of the patch.
+    Internal,
+    /// The plugin acked the command as failed.
+    PluginFailed,
+    /// The sandbox refused or stopped the run.
+    Run(RunErrorKind),
+}
+
+impl FailureKind {
+    const OWN: [Self; 6] = [
+        Self::NoSnapshot,
+        Self::UnknownPatch,
+        Self::NotApplicable,
+        Self::BadSnapshot,
+        Self::Internal,
+        Self::PluginFailed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NoSnapshot => "no_snapshot",
+            Self::UnknownPatch => "unknown_patch",
+            Self::NotApplicable => "not_applicable",
+            Self::BadSnapshot => "bad_snapshot",
+            Self::Internal => "internal",
+            Self::PluginFailed => "plugin_failed",
+            Self::Run(kind) => kind.as_str(),
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::OWN
+            .into_iter()
+            .find(|kind| kind.as_str() == text)
+            .or_else(|| RunErrorKind::parse(text).map(Self::Run))
+    }
+}
+
+impl Serialize for FailureKind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+crate::db::text_column!(FailureKind);
+
+impl From<&DryRunError> for FailureKind {
+    fn from(error: &DryRunError) -> Self {
+        match error {
+            DryRunError::BadSnapshot(_) => Self::BadSnapshot,
+            DryRunError::Run(error) => Self::Run(error.kind()),
+        }
+    }
+}
+
+/// The healing loop's operations, built from the handles they use.
+pub struct Service {
+    store: Store,
+    clock: Clock,
+    config: HealingConfig,
+    rules: Arc<Rules>,
+    patches: Arc<PatchRegistry>,
+    breakers: SuspendedRules,
+    /// Longest a rule's `params` function may run per detection.
+    script_deadline: std::time::Duration,
+    /// Time from a detection's arrival to its durable log and command (for
+    /// `plugin_autoheal_detection_seconds`).
+    detection_latency: Histogram,
+}
+
+impl Service {
+    pub fn new(
+        store: Store,
+        clock: Clock,
+        config: HealingConfig,
+        rules: Arc<Rules>,
+        patches: Arc<PatchRegistry>,
+        bus: &InvalidationBus,
+        script_deadline: std::time::Duration,
+    ) -> Self {
+        Self {
+            breakers: SuspendedRules::new(bus, config.breakers_max_age),
+            store,
+            clock,
+            config,
+            rules,
+            patches,
+            script_deadline,
+            detection_latency: Histogram::default(),
+        }
+    }
+
+    pub fn config(&self) -> &HealingConfig {
+        &self.config
+    }
+
+    pub fn detection_latency(&self) -> &Histogram {
+        &self.detection_latency
+    }
+
+    /// Decides a detection by the rules and records it, with the decision and every number
+    /// that made it. An auto-applied patch is dry-run against the install's snapshot, and
+    /// a clean run queues its command, in the same commit as the log. A retry with the same
+    /// idempotency key records nothing and answers with the first log (a conflict when the
+    /// key was used for a different detection).
+    pub async fn detect(&self, detection: NewDetection) -> Result<Detected, ApiError> {
+        let started = std::time::Instant::now();
+        let request_sha256 = engine::sha256_hex(
+            json!([
+                detection.plugin_id,
+                detection.detected_issue,
+                detection.issue_severity.map(IssueSeverity::as_str),
+                detection.patch_type.map(PatchType::as_str),
+                detection.proposed_patch,
+                detection.sira_confidence
+            ])
+            .to_string()
+            .as_bytes(),
+        );
+        if let Some(key) = &detection.idempotency_key {
+            if let Some(existing) = self.store.healing_log_by_idempotency_key(key).await? {
+                return replay(existing, &request_sha256);
+            }
+        }
+        let target = self
+            .store
+            .healing_target(detection.plugin_id)
+            .await?
+            .ok_or_else(|| ApiError::invalid("plugin_id", "no such installation"))?;
+        let input = Detection {
+            platform: target.cms.clone(),
+            plugin_version: Some(target.plugin_version.clone()),
+            detected_issue: detection.detected_issue.clone(),
+            issue_severity: detection.issue_severity.map(|s| s.as_str().to_owned()),
+            patch_type: detection.patch_type.map(|p| p.as_str().to_owned()),
+            proposed_patch: detection.proposed_patch.clone().map(Value::Object),
+            sira_confidence: detection.sira_confidence,
+        };
+        let config = DecisionConfig {
+            global_threshold: self.config.global_threshold,
+            deadline: Some(std::time::Instant::now() + self.script_deadline),
+        };
+        let decision = self.rules.current().decide(&input, &config);
+        let mut decision_json = serde_json::to_value(&decision).unwrap_or_default();
+        let mut auto_apply = decision.outcome == Outcome::AutoApply;
+        if let (true, Some(rule)) = (auto_apply, &decision.rule) {
+            if self.breakers.contains(&self.store, rule).await? {
+                decision_json["auto_apply_suspended"] = json!(true);
+                auto_apply = false;
+            }
+        }
+        let now = self.clock.now();
+        let outcome = match decision.outcome {
+            Outcome::NoMatch => DetectionOutcome::Rejected,
+            _ if !auto_apply => DetectionOutcome::PendingReview,
+            _ => DetectionOutcome::AutoApplied(
+                self.prepare(
+                    &target,
+                    decision.patch.as_deref().unwrap_or_default(),
+                    Value::Object(decision.params.clone()),
+                )
+                .await,
+            ),
+        };
+        let record = NewHealingLog {
+            target,
+            detected_issue: detection.detected_issue,
+            issue_severity: detection
+                .issue_severity
+                .unwrap_or(IssueSeverity::Medium)
+                .as_str()
+                .to_owned(),
+            patch_type: detection.patch_type.map(|p| p.as_str().to_owned()),
+            proposed_patch: detection.proposed_patch.map(Value::Object),
+            sira_confidence: detection.sira_confidence,
+            idempotency_key: detection.idempotency_key,
+            request_sha256: request_sha256.clone(),
+            rule_name: decision.rule.clone(),
+            decision: decision_json,
+        };
+        let (log, created) = self.store.record_detection(record, outcome, now).await?;
+        if !created {
+            return replay(log, &request_sha256);
+        }
+        self.detection_latency.observe(started.elapsed());
+        if log.status == HealingStatus::Failed {
+            if let Some(rule) = &log.rule_name {
+                self.breakers
+                    .check(&self.store, &self.config, rule, now)
+                    .await?;
+            }
+        }
+        Ok(Detected {
+            log,
+            replayed: false,
+        })
+    }
+
+    /// The state a patch runs against: the install's last reported `state` (config,
+    /// tables) with the facts the server knows (platform, versions). None when the plugin
+    /// never reported one — and without a snapshot there is no command.
+    pub fn snapshot_of(target: &HealingTarget) -> Option<Value> {
+        let mut state: Map<String, Value> = target.reported_state.as_ref()?.0.as_object()?.clone();
+        state.insert("platform".into(), Value::String(target.cms.clone()));
+        state.insert(
+            "plugin_version".into(),
+            Value::String(target.plugin_version.clone()),
+        );
+        for (key, value) in [
+            ("php_version", &target.php_version),
+            ("wordpress_version", &target.wordpress_version),
+        ] {
+            if let Some(value) = value {
+                state.insert(key.into(), Value::String(value.clone()));
+            }
+        }
+        Some(Value::Object(state))
+    }
+
+    /// Dry-runs patch `name` with `params` against the install's snapshot. The outcome is
+    /// what the log records: a ready command, or the typed reason nothing was queued.
+    async fn prepare(&self, target: &HealingTarget, name: &str, params: Value) -> Preparation {
+        let Some(snapshot) = Self::snapshot_of(target) else {
+            return Preparation::Failed {
+                patch: None,
+                kind: FailureKind::NoSnapshot,
+                reason: "the install has not reported its state in a heartbeat yet".into(),
+            };
+        };
+        let Some(patch) = self.patches.current(name) else {
+            return Preparation::Failed {
+                patch: None,
+                kind: FailureKind::UnknownPatch,
+                reason: format!("no verified bundle named {name:?} is loaded"),
+            };
+        };
+        let patch_ref = PatchRef {
+            name: patch.name().to_owned(),
+            version: patch.version().to_string(),
+            bundle_sha256: patch.bundle_sha256.clone(),
+            patch_type: serde_json::to_value(patch.verified.manifest().patch_type)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            params: params.clone(),
+        };
+        // A patch for another platform or plugin version is not even run.
+        let plugin_version = crate::version::parse_or_lowest(&target.plugin_version);
+        if !patch
+            .verified
+            .manifest()
+            .applies_to(&target.cms, &plugin_version)
+        {
+            return Preparation::Failed {
+                reason: format!(
+                    "{} {} does not apply to {} {}",
+                    patch.name(),
+                    patch.version(),
+                    target.cms,
+                    target.plugin_version
+                ),
+                patch: Some(patch_ref),
+                kind: FailureKind::NotApplicable,
+            };
+        }
+        let registry = self.patches.clone();
+        let run_snapshot = snapshot.clone();
+        let outcome =
+            tokio::task::spawn_blocking(move || registry.dry_run(&patch, &run_snapshot, &params))
+                .await;
+        match outcome {
+            Ok(Ok(run)) => {
+                let snapshot_sha256 = engine::sha256_hex(snapshot.to_string().as_bytes());
+                Preparation::Ready(ReadyPatch {
+                    patch: patch_ref,
+                    snapshot,
+                    snapshot_sha256,
+                    operations: serde_json::to_value(&run.operations).unwrap_or_default(),
+                    restore_operations: serde_json::to_value(&run.restore).unwrap_or_default(),
+                    priority: self.config.apply_priority,
+                })
+            }
+            Ok(Err(error)) => Preparation::Failed {
+                patch: Some(patch_ref),
+                kind: FailureKind::from(&error),
+                reason: error.to_string(),
+            },
+            Err(join) => {
+                tracing::error!(event = "dry_run_panicked", error = %join, "dry run task failed");
+                Preparation::Failed {
+                    patch: Some(patch_ref),
+                    kind: FailureKind::Internal,
+                    reason: "the dry run could not complete".into(),
+                }
+            }
+        }
+    }
+
+    pub async fn log(&self, id: Uuid) -> Result<HealingLog, ApiError> {
+        self.store.healing_log(id).await?.ok_or(ApiError::NotFound {
+            what: "healing log",
+        })
+    }
+
+    /// Ops approve a pending patch, optionally edited (the edit is re-validated against the
+    /// patch's parameter schema by a new dry run); audited. The log is `approved` with its
+    /// command queued, or `failed` with the typed reason of its dry run. An edit the patch
+    /// does not accept (unknown patch, parameters off its schema) changes nothing.
+    pub async fn approve(
+        &self,
+        id: Uuid,
+        edit: Option<&Map<String, Value>>,
+        audit: &AuditContext,
+    ) -> Result<HealingLog, ApiError> {
+        let log = self.log(id).await?;
+        if !log.status.can_move_to(HealingStatus::Approved) {
+            return Err(ApiError::Conflict {
+                message: format!(
+                    "healing log {} is {}; only pending_review can be approved",
+                    log.id,
+                    log.status.as_str()
+                ),
+            });
+        }
+        let rule_patch = log
+            .decision
+            .0
+            .get("patch")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let (name, params) = match edit {
+            Some(patch) => {
+                let (name, params) = edited_patch(patch).map_err(|error| {
+                    ApiError::invalid(format!("patch.{}", error.field), error.message)
+                })?;
+                (name.or(rule_patch), params)
+            }
+            None => (
+                rule_patch,
+                log.decision.0.get("params").cloned().unwrap_or(json!({})),
+            ),
+        };
+        let Some(name) = name else {
+            return Err(ApiError::invalid(
+                "patch.name",
+                "no rule matched this detection: name the patch to apply",
+            ));
+        };
+        let target = self
+            .store
+            .healing_target(log.plugin_id)
+            .await?
+            .ok_or(ApiError::NotFound {
+                what: "installation",
+            })?;
+        let preparation = self.prepare(&target, &name, params).await;
+        if let Preparation::Failed { kind, reason, .. } = &preparation {
+            match kind {
+                FailureKind::UnknownPatch => {
+                    return Err(ApiError::invalid("patch.name", reason.clone()))
+                }
+                FailureKind::Run(RunErrorKind::InvalidParams) => {
+                    return Err(ApiError::invalid("patch.params", reason.clone()))
+                }
+                _ => {}
+            }
+        }
+        let now = self.clock.now();
+        Ok(self
+            .store
+            .approve_healing(&log, &preparation, audit, now)
+            .await?)
+    }
+
+    /// Ops reject a pending patch; audited.
+    pub async fn reject(
+        &self,
+        id: Uuid,
+        reason: &str,
+        audit: &AuditContext,
+    ) -> Result<HealingLog, ApiError> {
+        let log = self.log(id).await?;
+        Ok(self
+            .store
+            .reject_healing(&log, reason, audit, self.clock.now())
+            .await?)
+    }
+
+    /// Ops roll a patch back: a `rollback` command with the restore operations and the
+    /// snapshot is queued for the plugin; audited.
+    pub async fn rollback(
+        &self,
+        id: Uuid,
+        reason: &str,
+        audit: &AuditContext,
+    ) -> Result<(HealingLog, Command), ApiError> {
+        let log = self.log(id).await?;
+        let now = self.clock.now();
+        let (log, command) = self
+            .store
+            .rollback_healing(&log, "ops", reason, Some(audit), now)
+            .await?;
+        self.after_bad_outcome(&log, now).await?;
+        Ok((log, command))
+    }
+
+    /// Trips the log's rule's breaker if its patches went bad past the configured rate.
+    async fn after_bad_outcome(
+        &self,
+        log: &HealingLog,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        match &log.rule_name {
+            Some(rule) => {
+                self.breakers
+                    .check(&self.store, &self.config, rule, now)
+                    .await
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// A plugin's poll: the pending commands of its install, highest priority first, leased
+    /// to this poll. Another merchant's install answers exactly like a missing one.
+    pub async fn poll(&self, merchant_id: Uuid, plugin_id: Uuid) -> Result<Vec<Command>, ApiError> {
+        let target = self.store.healing_target(plugin_id).await?;
+        if target.is_none_or(|t| t.merchant_id != merchant_id) {
+            return Err(ApiError::NotFound {
+                what: "installation",
+            });
+        }
+        Ok(self
+            .store
+            .lease_commands(
+                plugin_id,
+                self.clock.now(),
+                self.config.command_lease,
+                self.config.commands_per_poll,
+            )
+            .await?)
+    }
+
+    /// A plugin's ack of one of its merchant's commands; idempotent. A failed `apply_patch`
+    /// ack queues the rollback at once. Returns the command and whether the ack repeated one
+    /// already recorded.
+    pub async fn ack(
+        &self,
+        merchant_id: Uuid,
+        command_id: Uuid,
+        success: bool,
+        result: &Value,
+    ) -> Result<(Command, bool), ApiError> {
+        let command = self
+            .store
+            .command(command_id)
+            .await?
+            .filter(|c| c.merchant_id == merchant_id)
+            .ok_or(ApiError::NotFound { what: "command" })?;
+        let now = self.clock.now();
+        let (command, repeated) = match self
+            .store
+            .ack_command(&command, success, result, now)
+            .await?
+        {
+            AckOutcome::Recorded(command) => (command, false),
+            AckOutcome::Repeated(command) => (command, true),
+        };
+        if !repeated && !success && command.command_type == "apply_patch" {
+            if let Some(log) = self.store.healing_log(command.healing_log_id).await? {
+                self.after_bad_outcome(&log, now).await?;
+            }
+        }
+        Ok((command, repeated))
+    }
+
+    pub async fn logs(&self, filter: &HealingLogFilter) -> Result<Vec<HealingLog>, ApiError> {
+        Ok(self.store.list_healing_logs(filter).await?)
+    }
+
+    pub async fn stats(&self, since: DateTime<Utc>) -> Result<HealingStats, ApiError> {
+        Ok(self.store.healing_stats(since).await?)
+    }
+
+    /// A loaded bundle by name and exact version: what a plugin downloads.
+    pub fn bundle(&self, name: &str, version: &semver::Version) -> Option<Arc<LoadedPatch>> {
+        self.patches.get(name, version)
+    }
+
+    /// The patch registry: loaded and refused bundles, with their run figures.
+    pub fn registry(&self) -> RegistryStatus {
+        self.patches.status()
+    }
+
+    pub async fn breakers(&self) -> Result<Vec<RuleBreaker>, ApiError> {
+        Ok(self.store.rule_breakers().await?)
+    }
+
+    /// Ops re-enable a suspended rule's auto-apply; audited. False when it was not
+    /// suspended.
+    pub async fn resume_rule(
+        &self,
+        rule: &str,
+        reason: &str,
+        audit: &AuditContext,
+    ) -> Result<bool, ApiError> {
+        Ok(self
+            .breakers
+            .set(
+                &self.store,
+                rule,
+                false,
+                reason,
+                Some(audit),
+                self.clock.now(),
+            )
+            .await?)
+    }
+
+    /// The analysis after an apply (like Argo Rollouts' analysis, per install): for each
+    /// patch applied at least one window ago and at most two, compares the install's error
+    /// rate in the window after the apply with the window before; a rise past the margin
+    /// rolls back. Returns the logs it rolled back.
+    pub async fn analyze_regressions(&self) -> Result<Vec<HealingLog>, StoreError> {
+        let now = self.clock.now();
+        let window = self.config.regression_window;
+        let candidates = self
+            .store
+            .applied_logs_between(now - window - window, now - window)
+            .await?;
+        let mut rolled_back = Vec::new();
+        for log in candidates {
+            let Some(applied_at) = log.applied_at else {
+                continue;
+            };
+            let before = self
+                .store
+                .error_rate_between(log.plugin_id, applied_at - window, applied_at)
+                .await?
+                .unwrap_or(0.0);
+            let Some(after) = self
+                .store
+                .error_rate_between(log.plugin_id, applied_at, applied_at + window)
+                .await?
+            else {
+                continue;
+            };
+            if after - before > self.config.regression_margin {
+                let reason = format!(
+                    "error rate rose from {before:.1} % to {after:.1} % in the {} min after the patch (margin {:.1} points)",
+                    window.num_minutes(),
+                    self.config.regression_margin
+                );
+                match self
+                    .store
+                    .rollback_healing(&log, "regression", &reason, None, now)
+                    .await
+                {
+                    Ok((log, _)) => {
+                        tracing::warn!(event = "regression_rollback", healing_log = %log.id, reason = %reason, "patch rolled back after an error-rate regression");
+                        self.after_bad_outcome(&log, now).await?;
+                        rolled_back.push(log);
+                    }
+                    // Ops rolled it back meanwhile.
+                    Err(StoreError::Conflict(_)) => {}
+                    Err(other) => return Err(other),
+                }
+            }
+        }
+        Ok(rolled_back)
+    }
+}
+
+/// A retried detection: the log recorded the first time, unless the key was reused for
+/// a different detection.
+fn replay(existing: HealingLog, request_sha256: &str) -> Result<Detected, ApiError> {
+    if existing.request_sha256 != request_sha256 {
+        return Err(ApiError::Conflict {
+            message: "this idempotency key was used for a different detection".into(),
+        });
+    }
+    Ok(Detected {
+        log: existing,
+        replayed: true,
+    })
+}
+
+/// An Ops edit of the patch to apply, in either spelling the dashboard sends:
+/// `{"name": "update_memory_limit", "params": {"memory_limit": "256M"}}`, or seed 001's
+/// `{"type": "config_update", "target": "memory_limit", "value": "256M"}` /
+/// `{"type": "database_patch", "action": "add_missing_column", "column": …}`.
+/// Returns the patch name (None: the log's own) and its parameters; an error names the
+/// field of the edit.
+pub fn edited_patch(patch: &Map<String, Value>) -> Result<(Option<String>, Value), FieldError> {
+    let name = match (patch.get("name"), patch.get("action")) {
+        (Some(Value::String(name)), _) | (None, Some(Value::String(name))) => Some(name.clone()),
+        (None, None) => None,
+        (Some(_), _) => return Err(FieldError::new("name", "must be a string")),
+        (None, Some(_)) => return Err(FieldError::new("action", "must be a string")),
+    };
+    if let Some(params) = patch.get("params") {
+        return match params {
+            Value::Object(_) => Ok((name, params.clone())),
+            _ => Err(FieldError::new("params", "must be an object")),
+        };
+    }
+    if let Some(target) = patch.get("target") {
+        let Value::String(target) = target else {
+            return Err(FieldError::new("target", "must be a string"));
+        };
+        let value = patch
+            .get("value")
+            .cloned()
+            .ok_or_else(|| FieldError::new("value", "required with target"))?;
+        let mut params = Map::new();
+        params.insert(target.clone(), value);
+        return Ok((name, Value::Object(params)));
+    }
+    let params: Map<String, Value> = patch
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "name" | "action" | "type"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Ok((name, Value::Object(params)))
+}

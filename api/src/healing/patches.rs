@@ -1,0 +1,390 @@
+//! The patch registry: the signed bundles `serve` found under `--patches`, each verified by
+//! the host against the trusted public keys, with the host that dry-runs them and per-patch
+//! run figures. A bad bundle is refused and reported while the others stay in force; a
+//! reload never lowers a patch's version (an older bundle appearing later is a downgrade).
+
+use chrono::{DateTime, Utc};
+use host::{
+    AcceptedVersions, DryRun, Host, RunError, RunErrorKind, State, TrustedKeys, VerifiedBundle,
+    VerifyError,
+};
+use serde::{Serialize, Serializer};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use crate::rules::folder_fingerprint;
+use crate::tasks::Tasks;
+use crate::Clock;
+
+const BUNDLE_SUFFIX: &str = ".bundle.json";
+
+/// One verified bundle: the exact bytes plugins download, and what the host verified.
+pub struct LoadedPatch {
+    pub file: String,
+    pub bytes: Arc<[u8]>,
+    /// SHA-256 of `bytes` (the bundle file), the ETag and what commands name.
+    pub bundle_sha256: String,
+    pub verified: Arc<VerifiedBundle>,
+}
+
+impl LoadedPatch {
+    pub fn name(&self) -> &str {
+        &self.verified.manifest().name
+    }
+    pub fn version(&self) -> &semver::Version {
+        &self.verified.manifest().version
+    }
+}
+
+/// A bundle file that was not loaded, and why.
+#[derive(Clone, Debug, Serialize)]
+pub struct RefusedBundle {
+    pub file: String,
+    #[serde(serialize_with = "as_text")]
+    pub reason: Refusal,
+}
+
+/// Why a bundle file was refused.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum Refusal {
+    #[error("cannot read the patches folder: {0}")]
+    UnreadableFolder(String),
+    #[error("cannot read: {0}")]
+    Unreadable(String),
+    /// The host's verification: signature, key, hash, size, expiry, or a version below (or
+    /// equal to) one already accepted.
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
+    #[error("{name} {version} is already loaded from {file} with other bytes")]
+    Duplicate {
+        name: String,
+        version: semver::Version,
+        file: String,
+    },
+    #[error("module refused by the host: {0}")]
+    Module(RunError),
+}
+
+fn as_text<S: Serializer>(refusal: &Refusal, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(refusal)
+}
+
+/// Run figures of one patch since the server started.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PatchRunStats {
+    pub runs: u64,
+    pub failures: u64,
+    pub failures_by_kind: BTreeMap<&'static str, u64>,
+    pub total_micros: u64,
+    pub max_micros: u64,
+}
+
+/// What `GET /api/v1/plugins/autoheal/patches` lists per bundle.
+#[derive(Debug, Serialize)]
+pub struct PatchListing {
+    pub name: String,
+    pub version: String,
+    pub patch_type: Value,
+    pub file: String,
+    pub key_ids: Vec<String>,
+    pub module_sha256: String,
+    pub bundle_sha256: String,
+    pub expires_at: DateTime<Utc>,
+    /// The version new detections use; older loaded versions stay downloadable for
+    /// commands already queued.
+    pub current: bool,
+    pub status: &'static str,
+    pub runs: PatchRunStats,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RegistryStatus {
+    pub dir: Option<String>,
+    pub trusted_key_ids: Vec<String>,
+    pub loaded_at: Option<DateTime<Utc>>,
+    pub patches: Vec<PatchListing>,
+    pub refused: Vec<RefusedBundle>,
+}
+
+#[derive(Default)]
+struct Catalog {
+    /// (name, version) → bundle; the last per name is the current one.
+    bundles: BTreeMap<(String, semver::Version), Arc<LoadedPatch>>,
+    refused: Vec<RefusedBundle>,
+    loaded_at: Option<DateTime<Utc>>,
+}
+
+impl Catalog {
+    fn current(&self, name: &str) -> Option<&Arc<LoadedPatch>> {
+        self.bundles
+            .range((name.to_owned(), semver::Version::new(0, 0, 0))..)
+            .take_while(|((n, _), _)| n == name)
+            .last()
+            .map(|(_, patch)| patch)
+    }
+}
+
+/// Why a dry run did not give a clean result.
+#[derive(Debug, thiserror::Error)]
+pub enum DryRunError {
+    #[error("the snapshot is not a plugin state: {0}")]
+    BadSnapshot(String),
+    #[error(transparent)]
+    Run(#[from] RunError),
+}
+
+pub struct PatchRegistry {
+    /// None for the empty registry, which has nothing to run.
+    host: Option<Host>,
+    dir: Option<PathBuf>,
+    trusted: TrustedKeys,
+    catalog: RwLock<Arc<Catalog>>,
+    stats: Mutex<HashMap<String, PatchRunStats>>,
+}
+
+impl PatchRegistry {
+    /// A registry with no bundles (every detection that needs a patch fails its dry run).
+    pub fn empty() -> Self {
+        Self {
+            host: None,
+            dir: None,
+            trusted: TrustedKeys::new(),
+            catalog: RwLock::default(),
+            stats: Mutex::default(),
+        }
+    }
+
+    /// Loads every `*.bundle.json` under `dir`; bundles that fail verification are refused
+    /// and listed, the others load.
+    pub fn load(host: Host, dir: &Path, trusted: TrustedKeys, now: DateTime<Utc>) -> Self {
+        let registry = Self {
+            host: Some(host),
+            dir: Some(dir.to_owned()),
+            trusted,
+            catalog: RwLock::default(),
+            stats: Mutex::default(),
+        };
+        registry.reload(now);
+        registry
+    }
+
+    fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.read().expect("catalog lock").clone()
+    }
+
+    /// Re-reads the folder. Returns the refused files.
+    pub fn reload(&self, now: DateTime<Utc>) -> Vec<RefusedBundle> {
+        let Some(dir) = &self.dir else {
+            return Vec::new();
+        };
+        let previous = self.catalog();
+        let mut next = Catalog {
+            loaded_at: Some(now),
+            ..Catalog::default()
+        };
+        let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+            Ok(entries) => entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.ends_with(BUNDLE_SUFFIX))
+                })
+                .collect(),
+            Err(e) => {
+                next.refused.push(RefusedBundle {
+                    file: dir.display().to_string(),
+                    reason: Refusal::UnreadableFolder(e.to_string()),
+                });
+                Vec::new()
+            }
+        };
+        files.sort();
+        // What this registry accepted before: a new bundle must be above its newest.
+        let mut accepted = AcceptedVersions::new();
+        for patch in previous.bundles.values() {
+            accepted.record(patch.verified.manifest());
+        }
+        for path in files {
+            let file = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            match self.load_file(&path, &file, &previous, &accepted, now) {
+                Ok(patch) => {
+                    let key = (patch.name().to_owned(), patch.version().clone());
+                    if let Some(other) = next.bundles.get(&key) {
+                        if other.bundle_sha256 != patch.bundle_sha256 {
+                            next.refused.push(RefusedBundle {
+                                file,
+                                reason: Refusal::Duplicate {
+                                    name: key.0,
+                                    version: key.1,
+                                    file: other.file.clone(),
+                                },
+                            });
+                        }
+                        continue;
+                    }
+                    next.bundles.insert(key, Arc::new(patch));
+                }
+                Err(reason) => next.refused.push(RefusedBundle { file, reason }),
+            }
+        }
+        for refused in &next.refused {
+            tracing::warn!(event = "bundle_refused", file = %refused.file, reason = %refused.reason, "patch bundle refused");
+        }
+        let refused = next.refused.clone();
+        *self.catalog.write().expect("catalog lock") = Arc::new(next);
+        refused
+    }
+
+    /// Verifies one bundle file. A bundle this registry loaded before (the very bytes) is
+    /// verified again (its expiry, say) but not held to the version rule; any other must be
+    /// above the newest version accepted for its name, as the host checks.
+    fn load_file(
+        &self,
+        path: &Path,
+        file: &str,
+        previous: &Catalog,
+        accepted: &AcceptedVersions,
+        now: DateTime<Utc>,
+    ) -> Result<LoadedPatch, Refusal> {
+        let bytes = std::fs::read(path).map_err(|e| Refusal::Unreadable(e.to_string()))?;
+        let bundle_sha256 = host::bundle::sha256_hex(&bytes);
+        let known = previous
+            .bundles
+            .values()
+            .any(|patch| patch.bundle_sha256 == bundle_sha256);
+        let none = AcceptedVersions::new();
+        let versions = if known { &none } else { accepted };
+        let verified = host::verify_bundle(&bytes, &self.trusted, versions, now)?;
+        if let Some(host) = &self.host {
+            host.prepare(&verified).map_err(Refusal::Module)?;
+        }
+        Ok(LoadedPatch {
+            file: file.to_owned(),
+            bytes: bytes.into(),
+            bundle_sha256,
+            verified: Arc::new(verified),
+        })
+    }
+
+    /// The version new detections use.
+    pub fn current(&self, name: &str) -> Option<Arc<LoadedPatch>> {
+        self.catalog().current(name).cloned()
+    }
+
+    /// A loaded bundle by name and exact version (what a plugin downloads).
+    pub fn get(&self, name: &str, version: &semver::Version) -> Option<Arc<LoadedPatch>> {
+        self.catalog()
+            .bundles
+            .get(&(name.to_owned(), version.clone()))
+            .cloned()
+    }
+
+    /// Dry-runs `patch` (a bundle of this registry) against `snapshot`. Synchronous and
+    /// CPU-bound: call it from a blocking task.
+    pub fn dry_run(
+        &self,
+        patch: &LoadedPatch,
+        snapshot: &Value,
+        params: &Value,
+    ) -> Result<DryRun, DryRunError> {
+        let state: State = serde_json::from_value(snapshot.clone())
+            .map_err(|e| DryRunError::BadSnapshot(e.to_string()))?;
+        let host = self
+            .host
+            .as_ref()
+            .expect("a registry with bundles has a host");
+        let started = Instant::now();
+        let result = host.dry_run(&patch.verified, &state, params);
+        self.record(
+            patch.name(),
+            started.elapsed(),
+            result.as_ref().err().map(RunError::kind),
+        );
+        Ok(result?)
+    }
+
+    fn record(&self, name: &str, took: Duration, failure: Option<RunErrorKind>) {
+        let micros = took.as_micros().min(u64::MAX as u128) as u64;
+        let mut stats = self.stats.lock().expect("patch stats");
+        let entry = stats.entry(name.to_owned()).or_default();
+        entry.runs += 1;
+        entry.total_micros += micros;
+        entry.max_micros = entry.max_micros.max(micros);
+        if let Some(kind) = failure {
+            entry.failures += 1;
+            *entry.failures_by_kind.entry(kind.as_str()).or_default() += 1;
+        }
+    }
+
+    pub fn status(&self) -> RegistryStatus {
+        let catalog = self.catalog();
+        let stats = self.stats.lock().expect("patch stats").clone();
+        let patches = catalog
+            .bundles
+            .values()
+            .map(|patch| {
+                let manifest = patch.verified.manifest();
+                let current = catalog
+                    .current(&manifest.name)
+                    .is_some_and(|c| Arc::ptr_eq(c, patch));
+                PatchListing {
+                    name: manifest.name.clone(),
+                    version: manifest.version.to_string(),
+                    patch_type: serde_json::to_value(manifest.patch_type).unwrap_or(Value::Null),
+                    file: patch.file.clone(),
+                    key_ids: patch.verified.signed_by().to_vec(),
+                    module_sha256: hex::encode(patch.verified.module_sha256()),
+                    bundle_sha256: patch.bundle_sha256.clone(),
+                    expires_at: manifest.expires_at,
+                    current,
+                    status: "loaded",
+                    runs: if current {
+                        stats.get(&manifest.name).cloned().unwrap_or_default()
+                    } else {
+                        PatchRunStats::default()
+                    },
+                }
+            })
+            .collect();
+        RegistryStatus {
+            dir: self.dir.as_ref().map(|d| d.display().to_string()),
+            trusted_key_ids: self.trusted.key_ids().map(str::to_owned).collect(),
+            loaded_at: catalog.loaded_at,
+            patches,
+            refused: catalog.refused.clone(),
+        }
+    }
+
+    /// The folder this registry reads, for the watcher.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+}
+
+/// Polls the patches folder every `interval` and reloads when it changed.
+pub fn watch(tasks: &mut Tasks, registry: Arc<PatchRegistry>, clock: Clock, interval: Duration) {
+    let Some(dir) = registry.dir().map(Path::to_owned) else {
+        return;
+    };
+    let mut last = folder_fingerprint(&dir);
+    tasks.spawn_every("patches_watcher", interval, move || {
+        let now = folder_fingerprint(&dir);
+        let changed = now != last;
+        last = now;
+        let (registry, at) = (registry.clone(), clock.now());
+        async move {
+            if changed {
+                tokio::task::spawn_blocking(move || registry.reload(at)).await?;
+            }
+            Ok::<(), tokio::task::JoinError>(())
+        }
+    });
+}

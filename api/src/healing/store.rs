@@ -1,0 +1,1341 @@
+//! The healing loop's records: healing logs, snapshots, the command queue and the per-rule
+//! auto-apply breaker. Every state change is one transaction with a guard on the current
+//! status, so a racing or illegal transition changes nothing and reports a conflict.
+
+use super::FailureKind;
+use crate::db::{
+    cast, insert_audit, notify, on_pool, on_tx, on_write_pool, text_column, AuditContext, Backend,
+    BackendKind, Batched, Store, StoreError, Tx,
+};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{json, Value};
+use sqlx::types::Json;
+use sqlx::{Database, Encode, QueryBuilder, Type};
+use std::collections::HashSet;
+use uuid::Uuid;
+
+/// The invalidation topic of a change to a rule's auto-apply breaker (key: the rule).
+pub const RULE_BREAKERS_TOPIC: &str = "rule_breakers";
+
+/// A command to queue for a plugin.
+#[derive(Clone, Debug)]
+pub(crate) struct NewCommand {
+    pub id: Uuid,
+    pub installation_id: Uuid,
+    pub healing_log_id: Uuid,
+    pub command_type: &'static str,
+    pub payload: Value,
+    pub priority: i32,
+    pub issued_at: DateTime<Utc>,
+}
+
+/// The install state a patch was dry-run against, stored with the command it led to.
+#[derive(Clone, Debug)]
+pub(crate) struct NewSnapshot<'a> {
+    pub id: Uuid,
+    pub installation_id: Uuid,
+    pub state: &'a Value,
+    pub state_sha256: &'a str,
+    pub created_at: DateTime<Utc>,
+}
+
+impl NewSnapshot<'_> {
+    pub(crate) fn plugin_version(&self) -> &str {
+        self.state
+            .get("plugin_version")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    }
+}
+
+/// The columns a new command is inserted with, in the order its values are pushed.
+const COMMAND_COLUMNS_INSERTED: &str =
+    "id, installation_id, healing_log_id, command_type, command_payload, priority, status, issued_at";
+
+/// The columns a snapshot is inserted with, in the order its values are pushed.
+const SNAPSHOT_COLUMNS: &str =
+    "id, installation_id, plugin_version, state, state_sha256, created_at";
+
+/// Pushes `VALUES (…), …` of `commands` onto `query`, each value typed for PostgreSQL when
+/// `typed` (see [`cast`]).
+fn push_command_values<'a, DB>(
+    query: &mut QueryBuilder<'a, DB>,
+    commands: &'a [NewCommand],
+    typed: bool,
+) where
+    DB: Database,
+    Uuid: Encode<'a, DB> + Type<DB>,
+    &'a str: Encode<'a, DB> + Type<DB>,
+    Json<&'a Value>: Encode<'a, DB> + Type<DB>,
+    i32: Encode<'a, DB> + Type<DB>,
+    DateTime<Utc>: Encode<'a, DB> + Type<DB>,
+{
+    query.push_values(commands, |mut row, command| {
+        let (command_type, status): (&'a str, &'a str) = (command.command_type, "pending");
+        row.push_bind(command.id)
+            .push_unseparated(cast(typed, "::uuid"))
+            .push_bind(command.installation_id)
+            .push_unseparated(cast(typed, "::uuid"))
+            .push_bind(command.healing_log_id)
+            .push_unseparated(cast(typed, "::uuid"))
+            .push_bind(command_type)
+            .push_unseparated(cast(typed, "::text"))
+            .push_bind(Json(&command.payload))
+            .push_unseparated(cast(typed, "::jsonb"))
+            .push_bind(command.priority)
+            .push_unseparated(cast(typed, "::integer"))
+            .push_bind(status)
+            .push_unseparated(cast(typed, "::text"))
+            .push_bind(command.issued_at)
+            .push_unseparated(cast(typed, "::timestamptz"));
+    });
+}
+
+/// Pushes `VALUES (…), …` of `snapshots`, typed for PostgreSQL when `typed`.
+fn push_snapshot_values<'a, DB>(
+    query: &mut QueryBuilder<'a, DB>,
+    snapshots: &'a [NewSnapshot<'a>],
+    typed: bool,
+) where
+    DB: Database,
+    Uuid: Encode<'a, DB> + Type<DB>,
+    &'a str: Encode<'a, DB> + Type<DB>,
+    Json<&'a Value>: Encode<'a, DB> + Type<DB>,
+    DateTime<Utc>: Encode<'a, DB> + Type<DB>,
+{
+    query.push_values(snapshots, |mut row, snapshot| {
+        let (plugin_version, state_sha256): (&'a str, &'a str) =
+            (snapshot.plugin_version(), snapshot.state_sha256);
+        let state: Json<&'a Value> = Json(snapshot.state);
+        row.push_bind(snapshot.id)
+            .push_unseparated(cast(typed, "::uuid"))
+            .push_bind(snapshot.installation_id)
+            .push_unseparated(cast(typed, "::uuid"))
+            .push_bind(plugin_version)
+            .push_unseparated(cast(typed, "::text"))
+            .push_bind(state)
+            .push_unseparated(cast(typed, "::jsonb"))
+            .push_bind(state_sha256)
+            .push_unseparated(cast(typed, "::text"))
+            .push_bind(snapshot.created_at)
+            .push_unseparated(cast(typed, "::timestamptz"));
+    });
+}
+
+/// Queues pending `commands` on `tx`, in one statement however many there are.
+async fn insert_commands(tx: &mut Tx<'_>, commands: &[NewCommand]) -> Result<(), sqlx::Error> {
+    if commands.is_empty() {
+        return Ok(());
+    }
+    on_tx!(tx, c, Db => {
+        let mut insert =
+            QueryBuilder::<Db>::new(format!("INSERT INTO plugin_commands ({COMMAND_COLUMNS_INSERTED}) "));
+        push_command_values(&mut insert, commands, false);
+        insert.build().execute(c).await.map(drop)
+    })?;
+    Ok(())
+}
+
+/// Stores `snapshots` on `tx`, in one statement.
+async fn insert_snapshots(
+    tx: &mut Tx<'_>,
+    snapshots: &[NewSnapshot<'_>],
+) -> Result<(), sqlx::Error> {
+    if snapshots.is_empty() {
+        return Ok(());
+    }
+    on_tx!(tx, c, Db => {
+        let mut insert =
+            QueryBuilder::<Db>::new(format!("INSERT INTO plugin_snapshots ({SNAPSHOT_COLUMNS}) "));
+        push_snapshot_values(&mut insert, snapshots, false);
+        insert.build().execute(c).await.map(drop)
+    })?;
+    Ok(())
+}
+
+/// Inside a transaction: cancels the log's unacked apply command, queues a `rollback`
+/// command (restore operations + snapshot, top priority) and marks the log `rolled_back`.
+/// A conflict if the log moved meanwhile (the caller's transaction then rolls back).
+async fn rollback_in_tx(
+    tx: &mut Tx<'_>,
+    log: &HealingLog,
+    rollback: &Rollback<'_>,
+    command_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let (plugin_version, snapshot): (String, Json<Value>) = on_tx!(tx, c => sqlx::query_as(
+        "SELECT plugin_version, state FROM plugin_snapshots WHERE id = $1",
+    )
+    .bind(log.snapshot_id)
+    .fetch_one(c)
+    .await)?;
+    let moved = on_tx!(tx, c => execute sqlx::query(
+        "UPDATE plugin_auto_healing_logs SET status = 'rolled_back', rollback_trigger = $1, \
+         rollback_reason = $2, rolled_back_by = $3, rolled_back_at = $4, updated_at = $4 \
+         WHERE id = $5 AND status IN ('applied', 'failed')",
+    )
+    .bind(rollback.trigger)
+    .bind(rollback.reason)
+    .bind(rollback.actor)
+    .bind(now)
+    .bind(log.id))?;
+    if moved == 0 {
+        return Err(conflict(log, HealingStatus::RolledBack));
+    }
+    on_tx!(tx, c => execute sqlx::query(
+        "UPDATE plugin_commands SET status = 'cancelled' \
+         WHERE installation_id = $1 AND status = 'pending' AND healing_log_id = $2 \
+           AND command_type = 'apply_patch'",
+    )
+    .bind(log.plugin_id)
+    .bind(log.id))?;
+    let command = NewCommand {
+        id: command_id,
+        installation_id: log.plugin_id,
+        healing_log_id: log.id,
+        command_type: "rollback",
+        payload: json!({
+            "type": "rollback",
+            "healing_log_id": log.id,
+            "reason": rollback.reason,
+            "restore_operations": log.restore_operations,
+            "snapshot": {"id": log.snapshot_id, "plugin_version": plugin_version, "state": snapshot.0},
+        }),
+        priority: ROLLBACK_PRIORITY,
+        issued_at: now,
+    };
+    insert_commands(tx, std::slice::from_ref(&command)).await?;
+    Ok(())
+}
+
+/// Why a log is rolled back, and by whom (None: the loop itself).
+struct Rollback<'a> {
+    trigger: &'a str,
+    reason: &'a str,
+    actor: Option<Uuid>,
+}
+
+/// Rollbacks go before anything else a plugin has queued.
+pub const ROLLBACK_PRIORITY: i32 = 10;
+
+/// The statuses of a healing log, and the only moves between them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealingStatus {
+    PendingReview,
+    /// Auto-applied or approved by Ops: dry run clean, command queued, awaiting the ack.
+    Approved,
+    Applied,
+    Failed,
+    RolledBack,
+    Rejected,
+}
+
+text_column!(HealingStatus);
+
+impl HealingStatus {
+    pub const ALL: [Self; 6] = [
+        Self::PendingReview,
+        Self::Approved,
+        Self::Applied,
+        Self::Failed,
+        Self::RolledBack,
+        Self::Rejected,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PendingReview => "pending_review",
+            Self::Approved => "approved",
+            Self::Applied => "applied",
+            Self::Failed => "failed",
+            Self::RolledBack => "rolled_back",
+            Self::Rejected => "rejected",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    /// The state machine: every legal move. Anything else is a 409 that changes nothing.
+    pub fn can_move_to(self, next: Self) -> bool {
+        use HealingStatus::*;
+        matches!(
+            (self, next),
+            (PendingReview, Approved)
+                | (PendingReview, Rejected)
+                | (PendingReview, Failed)
+                | (Approved, Applied)
+                | (Approved, Failed)
+                | (Applied, RolledBack)
+                | (Failed, RolledBack)
+        )
+    }
+}
+
+/// A healing log as the API shows it.
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+pub struct HealingLog {
+    pub id: Uuid,
+    pub plugin_id: Uuid,
+    pub merchant_id: Uuid,
+    pub cms: String,
+    pub plugin_version: String,
+    pub detected_issue: String,
+    pub issue_severity: String,
+    pub patch_type: Option<String>,
+    pub proposed_patch: Option<Json<Value>>,
+    pub sira_confidence: f64,
+    pub status: HealingStatus,
+    pub auto_applied: bool,
+    pub rule_name: Option<String>,
+    pub decision: Json<Value>,
+    pub patch_name: Option<String>,
+    pub patch_version: Option<String>,
+    pub bundle_sha256: Option<String>,
+    pub patch_params: Option<Json<Value>>,
+    pub snapshot_id: Option<Uuid>,
+    pub operations: Option<Json<Value>>,
+    pub restore_operations: Option<Json<Value>>,
+    pub failure_kind: Option<FailureKind>,
+    pub failure_reason: Option<String>,
+    pub reviewed_by: Option<Uuid>,
+    pub reviewed_at: Option<DateTime<Utc>>,
+    pub applied_at: Option<DateTime<Utc>>,
+    pub rollback_trigger: Option<String>,
+    pub rollback_reason: Option<String>,
+    pub rolled_back_by: Option<Uuid>,
+    pub rolled_back_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    #[serde(skip)]
+    pub idempotency_key: Option<String>,
+    #[serde(skip)]
+    pub request_sha256: String,
+}
+
+/// What a clean dry run stores beside its log: the snapshot it ran against and the
+/// `apply_patch` command naming the bundle.
+pub(crate) type PreparedWork<'a> = (NewSnapshot<'a>, NewCommand);
+
+impl HealingLog {
+    /// Detection `new`, recorded as log `id` with the engine's outcome: the row as it is
+    /// first stored (so it is answered without reading it back), and for a clean dry run
+    /// the snapshot and command stored with it.
+    pub(crate) fn detected<'a>(
+        id: Uuid,
+        new: &NewHealingLog,
+        outcome: &'a DetectionOutcome,
+        now: DateTime<Utc>,
+    ) -> (HealingLog, Option<PreparedWork<'a>>) {
+        let mut log = HealingLog {
+            id,
+            plugin_id: new.target.id,
+            merchant_id: new.target.merchant_id,
+            cms: new.target.cms.clone(),
+            plugin_version: new.target.plugin_version.clone(),
+            detected_issue: new.detected_issue.clone(),
+            issue_severity: new.issue_severity.clone(),
+            patch_type: new.patch_type.clone(),
+            proposed_patch: new.proposed_patch.clone().map(Json),
+            sira_confidence: new.sira_confidence,
+            status: HealingStatus::PendingReview,
+            auto_applied: matches!(outcome, DetectionOutcome::AutoApplied(_)),
+            rule_name: new.rule_name.clone(),
+            decision: Json(new.decision.clone()),
+            patch_name: None,
+            patch_version: None,
+            bundle_sha256: None,
+            patch_params: None,
+            snapshot_id: None,
+            operations: None,
+            restore_operations: None,
+            failure_kind: None,
+            failure_reason: None,
+            reviewed_by: None,
+            reviewed_at: None,
+            applied_at: None,
+            rollback_trigger: None,
+            rollback_reason: None,
+            rolled_back_by: None,
+            rolled_back_at: None,
+            created_at: now,
+            updated_at: now,
+            idempotency_key: new.idempotency_key.clone(),
+            request_sha256: new.request_sha256.clone(),
+        };
+        let work = match outcome {
+            DetectionOutcome::PendingReview => None,
+            DetectionOutcome::Rejected => {
+                log.status = HealingStatus::Rejected;
+                None
+            }
+            DetectionOutcome::AutoApplied(preparation) => log.record_preparation(preparation, now),
+        };
+        (log, work)
+    }
+
+    /// Records a dry run's outcome on the log: for a clean run the patch, snapshot and
+    /// operations (status `approved`, returning the snapshot and command to store with it),
+    /// for a failed one the typed reason (status `failed`, nothing to queue).
+    pub(crate) fn record_preparation<'a>(
+        &mut self,
+        preparation: &'a Preparation,
+        now: DateTime<Utc>,
+    ) -> Option<PreparedWork<'a>> {
+        self.updated_at = now;
+        let patch = match preparation {
+            Preparation::Ready(ready) => Some(&ready.patch),
+            Preparation::Failed { patch, .. } => patch.as_ref(),
+        };
+        self.patch_name = patch.map(|p| p.name.clone());
+        self.patch_version = patch.map(|p| p.version.clone());
+        self.bundle_sha256 = patch.map(|p| p.bundle_sha256.clone());
+        self.patch_params = patch.map(|p| Json(p.params.clone()));
+        match preparation {
+            Preparation::Failed { kind, reason, .. } => {
+                self.status = HealingStatus::Failed;
+                self.failure_kind = Some(*kind);
+                self.failure_reason = Some(reason.clone());
+                None
+            }
+            Preparation::Ready(ready) => {
+                let snapshot = NewSnapshot {
+                    id: Uuid::now_v7(),
+                    installation_id: self.plugin_id,
+                    state: &ready.snapshot,
+                    state_sha256: &ready.snapshot_sha256,
+                    created_at: now,
+                };
+                self.status = HealingStatus::Approved;
+                self.snapshot_id = Some(snapshot.id);
+                self.operations = Some(Json(ready.operations.clone()));
+                self.restore_operations = Some(Json(ready.restore_operations.clone()));
+                let command = NewCommand {
+                    id: Uuid::now_v7(),
+                    installation_id: self.plugin_id,
+                    healing_log_id: self.id,
+                    command_type: "apply_patch",
+                    payload: json!({
+                        "type": "apply_patch",
+                        "healing_log_id": self.id,
+                        "snapshot_id": snapshot.id,
+                        "patch": {
+                            "name": ready.patch.name,
+                            "version": ready.patch.version,
+                            "type": ready.patch.patch_type,
+                            "bundle_sha256": ready.patch.bundle_sha256,
+                            "bundle_url": format!("/api/v1/plugins/autoheal/bundles/{}/{}", ready.patch.name, ready.patch.version),
+                            "params": ready.patch.params,
+                            "operations": ready.operations,
+                        },
+                    }),
+                    priority: ready.priority,
+                    issued_at: now,
+                };
+                Some((snapshot, command))
+            }
+        }
+    }
+}
+
+const LOG_COLUMNS: &str = "id, installation_id AS plugin_id, merchant_id, cms, plugin_version, \
+     detected_issue, issue_severity, patch_type, proposed_patch, sira_confidence, status, \
+     auto_applied, rule_name, decision, patch_name, patch_version, bundle_sha256, patch_params, \
+     snapshot_id, operations, restore_operations, failure_kind, failure_reason, reviewed_by, \
+     reviewed_at, applied_at, rollback_trigger, rollback_reason, rolled_back_by, rolled_back_at, \
+     created_at, updated_at, idempotency_key, request_sha256";
+
+/// The install a detection is about, as the healing loop needs it.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct HealingTarget {
+    pub id: Uuid,
+    pub merchant_id: Uuid,
+    pub cms: String,
+    pub plugin_version: String,
+    pub php_version: Option<String>,
+    pub wordpress_version: Option<String>,
+    pub reported_state: Option<Json<Value>>,
+}
+
+/// A new detection and what the engine decided.
+#[derive(Clone, Debug)]
+pub struct NewHealingLog {
+    pub target: HealingTarget,
+    pub detected_issue: String,
+    pub issue_severity: String,
+    pub patch_type: Option<String>,
+    pub proposed_patch: Option<Value>,
+    pub sira_confidence: f64,
+    pub idempotency_key: Option<String>,
+    pub request_sha256: String,
+    pub rule_name: Option<String>,
+    pub decision: Value,
+}
+
+/// What the engine's decision leads to when a detection is recorded.
+#[derive(Clone, Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per detection, moved, never held in bulk"
+)]
+pub enum DetectionOutcome {
+    PendingReview,
+    /// No rule matched, or the matching rule's patch cannot run here.
+    Rejected,
+    /// Auto-applied: the dry run's outcome.
+    AutoApplied(Preparation),
+}
+
+/// The patch a log names and the outcome of its dry run.
+#[derive(Clone, Debug)]
+pub enum Preparation {
+    /// Dry run clean: snapshot stored, command queued, log `approved`.
+    Ready(ReadyPatch),
+    /// Dry run (or its preconditions) failed: nothing queued, log `failed`.
+    Failed {
+        patch: Option<PatchRef>,
+        kind: FailureKind,
+        reason: String,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct PatchRef {
+    pub name: String,
+    pub version: String,
+    pub bundle_sha256: String,
+    pub patch_type: String,
+    pub params: Value,
+}
+
+#[derive(Clone, Debug)]
+pub struct ReadyPatch {
+    pub patch: PatchRef,
+    pub snapshot: Value,
+    pub snapshot_sha256: String,
+    pub operations: Value,
+    pub restore_operations: Value,
+    pub priority: i32,
+}
+
+/// A command as the plugin receives it (seed 001's shape).
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+pub struct Command {
+    pub id: Uuid,
+    pub plugin_id: Uuid,
+    pub healing_log_id: Uuid,
+    pub command_type: String,
+    pub command_payload: Json<Value>,
+    pub priority: i32,
+    pub status: String,
+    pub issued_at: DateTime<Utc>,
+    pub leased_until: Option<DateTime<Utc>>,
+    pub deliveries: i32,
+    pub acked_at: Option<DateTime<Utc>>,
+    pub ack_result: Option<Json<Value>>,
+    #[serde(skip)]
+    pub merchant_id: Uuid,
+}
+
+const COMMAND_COLUMNS: &str = "c.id, c.installation_id AS plugin_id, c.healing_log_id, \
+     c.command_type, c.command_payload, c.priority, c.status, c.issued_at, c.leased_until, \
+     c.deliveries, c.acked_at, c.ack_result, i.merchant_id";
+
+/// What an ack did.
+#[derive(Clone, Debug)]
+pub enum AckOutcome {
+    /// First ack: recorded, and the log moved.
+    Recorded(Command),
+    /// The same ack again: nothing changed.
+    Repeated(Command),
+}
+
+/// Filters of `GET /api/v1/plugins/autoheal/logs`.
+#[derive(Clone, Debug, Default)]
+pub struct HealingLogFilter {
+    pub status: Option<HealingStatus>,
+    pub issue_severity: Option<String>,
+    pub cms: Option<String>,
+    pub plugin_id: Option<Uuid>,
+    pub rule_name: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// Seed 001's stats, exactly its fields.
+#[derive(Clone, Debug, Serialize)]
+pub struct HealingStats {
+    pub total_patches: i64,
+    pub applied: i64,
+    pub rolled_back: i64,
+    pub failed: i64,
+    pub avg_confidence: f64,
+    pub success_rate: f64,
+}
+
+/// How a rule's auto-applied patches fared in a window (for its breaker).
+#[derive(Clone, Debug, Default, sqlx::FromRow)]
+pub struct RuleOutcomes {
+    pub finished: i64,
+    pub bad: i64,
+}
+
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+pub struct RuleBreaker {
+    pub rule_name: String,
+    pub suspended: bool,
+    pub reason: String,
+    pub changed_by: Option<Uuid>,
+    pub changed_at: DateTime<Utc>,
+}
+
+fn conflict(log: &HealingLog, next: HealingStatus) -> StoreError {
+    StoreError::Conflict(format!(
+        "healing log {} is {}; it cannot become {}",
+        log.id,
+        log.status.as_str(),
+        next.as_str()
+    ))
+}
+
+impl Store {
+    /// The install a detection names, if it exists.
+    pub async fn healing_target(
+        &self,
+        plugin_id: Uuid,
+    ) -> Result<Option<HealingTarget>, StoreError> {
+        Ok(on_pool!(self, pool => sqlx::query_as::<_, HealingTarget>(
+            "SELECT id, merchant_id, cms, plugin_version, php_version, wordpress_version, reported_state \
+             FROM plugin_installations WHERE id = $1",
+        )
+        .bind(plugin_id)
+        .fetch_optional(pool)
+        .await?))
+    }
+
+    pub async fn healing_log(&self, id: Uuid) -> Result<Option<HealingLog>, StoreError> {
+        Ok(
+            on_pool!(self, pool => sqlx::query_as::<_, HealingLog>(&format!(
+            "SELECT {LOG_COLUMNS} FROM plugin_auto_healing_logs WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(pool)
+        .await?),
+        )
+    }
+
+    pub async fn healing_log_by_idempotency_key(
+        &self,
+        key: &str,
+    ) -> Result<Option<HealingLog>, StoreError> {
+        Ok(
+            on_pool!(self, pool => sqlx::query_as::<_, HealingLog>(&format!(
+            "SELECT {LOG_COLUMNS} FROM plugin_auto_healing_logs WHERE idempotency_key = $1"
+        ))
+        .bind(key)
+        .fetch_optional(pool)
+        .await?),
+        )
+    }
+
+    /// Records a detection with its decision and, when it was auto-applied, the outcome of
+    /// the dry run (snapshot and command, or the failure), all in one transaction, group
+    /// committed with the telemetry writes (concurrent detections share a commit). With an
+    /// idempotency key already used, returns the log recorded then and writes nothing; the
+    /// flag says whether this call created the log.
+    pub async fn record_detection(
+        &self,
+        log: NewHealingLog,
+        outcome: DetectionOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<(HealingLog, bool), StoreError> {
+        let key = log.idempotency_key.clone();
+        let write = DetectionWrite {
+            id: Uuid::now_v7(),
+            log,
+            outcome,
+        };
+        match self.write(write, now).await? {
+            Some(recorded) => Ok((*recorded, true)),
+            None => {
+                let existing = self
+                    .healing_log_by_idempotency_key(key.as_deref().unwrap_or_default())
+                    .await?
+                    .ok_or_else(|| StoreError::Conflict("idempotency key in use".into()))?;
+                Ok((existing, false))
+            }
+        }
+    }
+
+    /// Ops approve a pending log: records the review and the dry run's outcome (command
+    /// queued, or failed), audited. Conflict unless the log is `pending_review`.
+    pub async fn approve_healing(
+        &self,
+        log: &HealingLog,
+        preparation: &Preparation,
+        audit: &AuditContext,
+        now: DateTime<Utc>,
+    ) -> Result<HealingLog, StoreError> {
+        let next = match preparation {
+            Preparation::Ready(_) => HealingStatus::Approved,
+            Preparation::Failed { .. } => HealingStatus::Failed,
+        };
+        if !log.status.can_move_to(next) {
+            return Err(conflict(log, next));
+        }
+        let mut approved = log.clone();
+        approved.reviewed_by = audit.actor_id;
+        approved.reviewed_at = Some(now);
+        let work = approved.record_preparation(preparation, now);
+        let mut transaction = self.begin().await?;
+        let tx = &mut transaction.tx();
+        if let Some((snapshot, _)) = &work {
+            insert_snapshots(tx, std::slice::from_ref(snapshot)).await?;
+        }
+        let moved = on_tx!(tx, c => execute sqlx::query(
+            "UPDATE plugin_auto_healing_logs SET status = $1, reviewed_by = $2, reviewed_at = $3, \
+             patch_name = $4, patch_version = $5, bundle_sha256 = $6, patch_params = $7, snapshot_id = $8, \
+             operations = $9, restore_operations = $10, failure_kind = $11, failure_reason = $12, updated_at = $13 \
+             WHERE id = $14 AND status = 'pending_review'",
+        )
+        .bind(&approved.status)
+        .bind(approved.reviewed_by)
+        .bind(approved.reviewed_at)
+        .bind(&approved.patch_name)
+        .bind(&approved.patch_version)
+        .bind(&approved.bundle_sha256)
+        .bind(&approved.patch_params)
+        .bind(approved.snapshot_id)
+        .bind(&approved.operations)
+        .bind(&approved.restore_operations)
+        .bind(&approved.failure_kind)
+        .bind(&approved.failure_reason)
+        .bind(approved.updated_at)
+        .bind(log.id))?;
+        if moved == 0 {
+            return Err(conflict(log, next));
+        }
+        if let Some((_, command)) = &work {
+            insert_commands(tx, std::slice::from_ref(command)).await?;
+        }
+        insert_audit(
+            tx,
+            audit,
+            "autoheal.approve",
+            "healing_log",
+            Some(log.id.to_string()),
+            json!({"status": next.as_str(), "patch": preparation_summary(preparation)}),
+            now,
+        )
+        .await?;
+        transaction.commit().await?;
+        Ok(approved)
+    }
+
+    /// Ops reject a pending log; audited.
+    pub async fn reject_healing(
+        &self,
+        log: &HealingLog,
+        reason: &str,
+        audit: &AuditContext,
+        now: DateTime<Utc>,
+    ) -> Result<HealingLog, StoreError> {
+        if !log.status.can_move_to(HealingStatus::Rejected) {
+            return Err(conflict(log, HealingStatus::Rejected));
+        }
+        let mut transaction = self.begin().await?;
+        let tx = &mut transaction.tx();
+        let moved = on_tx!(tx, c => execute sqlx::query(
+            "UPDATE plugin_auto_healing_logs SET status = 'rejected', reviewed_by = $1, reviewed_at = $2, \
+             failure_reason = $3, updated_at = $2 WHERE id = $4 AND status = 'pending_review'",
+        )
+        .bind(audit.actor_id)
+        .bind(now)
+        .bind(reason)
+        .bind(log.id))?;
+        if moved == 0 {
+            return Err(conflict(log, HealingStatus::Rejected));
+        }
+        insert_audit(
+            tx,
+            audit,
+            "autoheal.reject",
+            "healing_log",
+            Some(log.id.to_string()),
+            json!({"reason": reason}),
+            now,
+        )
+        .await?;
+        transaction.commit().await?;
+        Ok(self.healing_log(log.id).await?.expect("exists"))
+    }
+
+    /// Rolls a log back: queues a `rollback` command carrying the restore operations and
+    /// the snapshot, cancels its unacked apply command, and marks the log `rolled_back`.
+    /// `audit` is None for the automatic triggers (failed ack, regression). Conflict unless
+    /// the log is `applied` or `failed` with a snapshot.
+    pub async fn rollback_healing(
+        &self,
+        log: &HealingLog,
+        trigger: &str,
+        reason: &str,
+        audit: Option<&AuditContext>,
+        now: DateTime<Utc>,
+    ) -> Result<(HealingLog, Command), StoreError> {
+        let next = HealingStatus::RolledBack;
+        if !log.status.can_move_to(next) || log.snapshot_id.is_none() {
+            return Err(conflict(log, next));
+        }
+        let command_id = Uuid::now_v7();
+        let mut transaction = self.begin().await?;
+        let tx = &mut transaction.tx();
+        let rollback = Rollback {
+            trigger,
+            reason,
+            actor: audit.and_then(|a| a.actor_id),
+        };
+        rollback_in_tx(tx, log, &rollback, command_id, now).await?;
+        if let Some(audit) = audit {
+            insert_audit(
+                tx,
+                audit,
+                "autoheal.rollback",
+                "healing_log",
+                Some(log.id.to_string()),
+                json!({"reason": reason, "trigger": trigger}),
+                now,
+            )
+            .await?;
+        }
+        transaction.commit().await?;
+        let log = self.healing_log(log.id).await?.expect("exists");
+        let command = self.command(command_id).await?.expect("just queued");
+        Ok((log, command))
+    }
+
+    pub async fn command(&self, id: Uuid) -> Result<Option<Command>, StoreError> {
+        Ok(
+            on_pool!(self, pool => sqlx::query_as::<_, Command>(&format!(
+            "SELECT {COMMAND_COLUMNS} FROM plugin_commands c \
+             JOIN plugin_installations i ON i.id = c.installation_id WHERE c.id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(pool)
+        .await?),
+        )
+    }
+
+    /// Hands out up to `limit` pending commands of an install, highest priority first, and
+    /// leases them until `now + lease`: a command not acked by then is handed out again.
+    pub async fn lease_commands(
+        &self,
+        plugin_id: Uuid,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+        limit: i64,
+    ) -> Result<Vec<Command>, StoreError> {
+        // One statement, so two polls never lease the same command: SQLite runs it under
+        // its write lock, PostgreSQL skips rows another poll has locked.
+        let lock = match self.backend {
+            Backend::Sqlite { .. } => "",
+            Backend::Postgres(_) => "FOR UPDATE SKIP LOCKED",
+        };
+        let sql = format!(
+            "UPDATE plugin_commands SET leased_until = $1, deliveries = deliveries + 1 \
+             WHERE id IN (SELECT id FROM plugin_commands \
+                          WHERE installation_id = $2 AND status = 'pending' \
+                            AND (leased_until IS NULL OR leased_until <= $3) \
+                          ORDER BY priority DESC, issued_at, id LIMIT $4 {lock}) \
+             RETURNING id"
+        );
+        let ids: Vec<Uuid> = on_write_pool!(self, pool => sqlx::query_scalar(&sql)
+            .bind(now + lease)
+            .bind(plugin_id)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?);
+        let mut commands = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(command) = self.command(id).await? {
+                commands.push(command);
+            }
+        }
+        commands.sort_by(|a, b| {
+            b.priority
+                .cmp(&a.priority)
+                .then(a.issued_at.cmp(&b.issued_at))
+                .then(a.id.cmp(&b.id))
+        });
+        Ok(commands)
+    }
+
+    /// Records a plugin's ack. The first ack moves the log (apply ok → `applied`; apply
+    /// failed → `failed`, and the rollback is queued at once); the same ack again changes
+    /// nothing; an ack that contradicts the recorded one is a conflict.
+    pub async fn ack_command(
+        &self,
+        command: &Command,
+        success: bool,
+        result: &Value,
+        now: DateTime<Utc>,
+    ) -> Result<AckOutcome, StoreError> {
+        let status = if success { "succeeded" } else { "failed" };
+        match command.status.as_str() {
+            "pending" => {}
+            recorded if recorded == status => return Ok(AckOutcome::Repeated(command.clone())),
+            recorded => {
+                return Err(StoreError::Conflict(format!(
+                    "command {} was already acked as {recorded}",
+                    command.id
+                )))
+            }
+        }
+        let rollback_id = Uuid::now_v7();
+        let mut transaction = self.begin().await?;
+        let tx = &mut transaction.tx();
+        let moved = on_tx!(tx, c => execute sqlx::query(
+            "UPDATE plugin_commands SET status = $1, acked_at = $2, ack_result = $3 \
+             WHERE id = $4 AND status = 'pending'",
+        )
+        .bind(status)
+        .bind(now)
+        .bind(Json(result))
+        .bind(command.id))?;
+        let acked = moved > 0;
+        if acked && command.command_type == "apply_patch" {
+            let select =
+                format!("SELECT {LOG_COLUMNS} FROM plugin_auto_healing_logs WHERE id = $1");
+            let log = on_tx!(tx, c => sqlx::query_as::<_, HealingLog>(&select)
+                .bind(command.healing_log_id)
+                .fetch_one(c)
+                .await)?;
+            if log.status == HealingStatus::Approved {
+                if success {
+                    on_tx!(tx, c => execute sqlx::query(
+                        "UPDATE plugin_auto_healing_logs SET status = 'applied', applied_at = $1, \
+                         updated_at = $1 WHERE id = $2",
+                    )
+                    .bind(now)
+                    .bind(log.id))?;
+                } else {
+                    let reason = ack_failure_reason(result);
+                    on_tx!(tx, c => execute sqlx::query(
+                        "UPDATE plugin_auto_healing_logs SET status = 'failed', failure_kind = 'plugin_failed', \
+                         failure_reason = $1, updated_at = $2 WHERE id = $3",
+                    )
+                    .bind(&reason)
+                    .bind(now)
+                    .bind(log.id))?;
+                    let failed = HealingLog {
+                        status: HealingStatus::Failed,
+                        ..log
+                    };
+                    let rollback = Rollback {
+                        trigger: "failed_ack",
+                        reason: &reason,
+                        actor: None,
+                    };
+                    rollback_in_tx(tx, &failed, &rollback, rollback_id, now).await?;
+                }
+            }
+        }
+        transaction.commit().await?;
+        let stored = self.command(command.id).await?.expect("exists");
+        if acked {
+            Ok(AckOutcome::Recorded(stored))
+        } else if stored.status == status {
+            Ok(AckOutcome::Repeated(stored))
+        } else {
+            Err(StoreError::Conflict(format!(
+                "command {} was already acked as {}",
+                stored.id, stored.status
+            )))
+        }
+    }
+
+    pub async fn list_healing_logs(
+        &self,
+        filter: &HealingLogFilter,
+    ) -> Result<Vec<HealingLog>, StoreError> {
+        Ok(
+            on_pool!(self, pool => sqlx::query_as::<_, HealingLog>(&format!(
+            "SELECT {LOG_COLUMNS} FROM plugin_auto_healing_logs \
+             WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR issue_severity = $2) \
+               AND ($3 IS NULL OR cms = $3) AND ($4 IS NULL OR installation_id = $4) \
+               AND ($5 IS NULL OR rule_name = $5) AND ($6 IS NULL OR created_at >= $6) \
+             ORDER BY created_at DESC, id DESC LIMIT $7 OFFSET $8"
+        ))
+        .bind(&filter.status)
+        .bind(&filter.issue_severity)
+        .bind(&filter.cms)
+        .bind(filter.plugin_id)
+        .bind(&filter.rule_name)
+        .bind(filter.since)
+        .bind(filter.limit)
+        .bind(filter.offset)
+        .fetch_all(pool)
+        .await?),
+        )
+    }
+
+    /// Seed 001's stats over the logs created since `since`. `total_patches` counts the
+    /// logs that got a patch (approved or auto-applied, whatever became of it);
+    /// `success_rate` is applied ÷ (applied + failed + rolled back), in percent.
+    pub async fn healing_stats(&self, since: DateTime<Utc>) -> Result<HealingStats, StoreError> {
+        let (total, applied, rolled_back, failed, avg): (i64, i64, i64, i64, Option<f64>) = on_pool!(self, pool => sqlx::query_as(
+                "SELECT COALESCE(SUM(CASE WHEN status IN ('approved', 'applied', 'failed', 'rolled_back') THEN 1 ELSE 0 END), 0), \
+                        COALESCE(SUM(CASE WHEN status = 'applied' THEN 1 ELSE 0 END), 0), \
+                        COALESCE(SUM(CASE WHEN status = 'rolled_back' THEN 1 ELSE 0 END), 0), \
+                        COALESCE(SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END), 0), \
+                        AVG(sira_confidence) \
+                 FROM plugin_auto_healing_logs WHERE created_at >= $1",
+            )
+            .bind(since)
+            .fetch_one(pool)
+            .await?);
+        let finished = applied + rolled_back + failed;
+        let round1 = |v: f64| (v * 10.0).round() / 10.0;
+        Ok(HealingStats {
+            total_patches: total,
+            applied,
+            rolled_back,
+            failed,
+            avg_confidence: round1(avg.unwrap_or(0.0)),
+            success_rate: if finished == 0 {
+                0.0
+            } else {
+                round1(applied as f64 * 100.0 / finished as f64)
+            },
+        })
+    }
+
+    /// How the rule's auto-applied patches ended since `since`: finished (applied, failed
+    /// or rolled back) and bad (failed or rolled back). The filter is spelled as the partial
+    /// index `plugin_auto_healing_logs_rule_outcomes` is (migration 0008), so both backends
+    /// read only those rows.
+    pub async fn rule_outcomes(
+        &self,
+        rule_name: &str,
+        since: DateTime<Utc>,
+    ) -> Result<RuleOutcomes, StoreError> {
+        Ok(on_pool!(self, pool => sqlx::query_as::<_, RuleOutcomes>(
+            "SELECT COUNT(*) AS finished, \
+                    COALESCE(SUM(CASE WHEN status IN ('failed', 'rolled_back') THEN 1 ELSE 0 END), 0) AS bad \
+             FROM plugin_auto_healing_logs \
+             WHERE rule_name = $1 AND updated_at >= $2 \
+               AND auto_applied = TRUE AND status IN ('applied', 'failed', 'rolled_back')",
+        )
+        .bind(rule_name)
+        .bind(since)
+        .fetch_one(pool)
+        .await?))
+    }
+
+    pub async fn rule_breakers(&self) -> Result<Vec<RuleBreaker>, StoreError> {
+        Ok(on_pool!(self, pool => sqlx::query_as::<_, RuleBreaker>(
+            "SELECT rule_name, suspended, reason, changed_by, changed_at FROM healing_rule_breakers ORDER BY rule_name",
+        )
+        .fetch_all(pool)
+        .await?))
+    }
+
+    /// The rules whose auto-apply is suspended now.
+    pub async fn suspended_rules(&self) -> Result<HashSet<String>, StoreError> {
+        let rules: Vec<String> = on_pool!(self, pool => sqlx::query_scalar(
+            "SELECT rule_name FROM healing_rule_breakers WHERE suspended",
+        )
+        .fetch_all(pool)
+        .await?);
+        Ok(rules.into_iter().collect())
+    }
+
+    /// Opens or closes a rule's breaker. `audit` is None when the loop trips it itself.
+    /// Returns false when it was already in that state.
+    pub async fn set_rule_breaker(
+        &self,
+        rule_name: &str,
+        suspended: bool,
+        reason: &str,
+        audit: Option<&AuditContext>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut transaction = self.begin().await?;
+        let tx = &mut transaction.tx();
+        let done = on_tx!(tx, c => execute sqlx::query(
+            "INSERT INTO healing_rule_breakers (rule_name, suspended, reason, changed_by, changed_at) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (rule_name) DO UPDATE SET suspended = $2, reason = $3, changed_by = $4, changed_at = $5 \
+             WHERE healing_rule_breakers.suspended <> $2",
+        )
+        .bind(rule_name)
+        .bind(suspended)
+        .bind(reason)
+        .bind(audit.and_then(|a| a.actor_id))
+        .bind(now))?;
+        let changed = done > 0;
+        if changed {
+            // Other replicas drop their cached breakers, if this commits.
+            notify(tx, RULE_BREAKERS_TOPIC, rule_name).await?;
+        }
+        if let Some(audit) = audit {
+            let action = if suspended {
+                "autoheal.rule_suspend"
+            } else {
+                "autoheal.rule_resume"
+            };
+            insert_audit(
+                tx,
+                audit,
+                action,
+                "healing_rule",
+                Some(rule_name.to_owned()),
+                json!({"reason": reason, "changed": changed}),
+                now,
+            )
+            .await?;
+        }
+        transaction.commit().await?;
+        Ok(changed)
+    }
+
+    /// Installs whose patch was applied between `applied_from` and `applied_to` and is still
+    /// in force: the candidates for the post-apply error-rate analysis.
+    pub async fn applied_logs_between(
+        &self,
+        applied_from: DateTime<Utc>,
+        applied_to: DateTime<Utc>,
+    ) -> Result<Vec<HealingLog>, StoreError> {
+        Ok(
+            on_pool!(self, pool => sqlx::query_as::<_, HealingLog>(&format!(
+            "SELECT {LOG_COLUMNS} FROM plugin_auto_healing_logs \
+             WHERE status = 'applied' AND applied_at >= $1 AND applied_at <= $2 ORDER BY applied_at"
+        ))
+        .bind(applied_from)
+        .bind(applied_to)
+        .fetch_all(pool)
+        .await?),
+        )
+    }
+}
+
+/// What the plugin said went wrong, kept short; never echoed to other tenants.
+fn ack_failure_reason(result: &Value) -> String {
+    let text = result
+        .get("error")
+        .or_else(|| result.get("message"))
+        .and_then(Value::as_str)
+        .unwrap_or("the plugin reported failure");
+    text.chars().take(500).collect()
+}
+
+fn preparation_summary(preparation: &Preparation) -> Value {
+    match preparation {
+        Preparation::Ready(ready) => json!({
+            "name": ready.patch.name, "version": ready.patch.version, "params": ready.patch.params,
+        }),
+        Preparation::Failed {
+            patch,
+            kind,
+            reason,
+        } => json!({
+            "name": patch.as_ref().map(|p| &p.name), "failure_kind": kind.as_str(), "failure_reason": reason,
+        }),
+    }
+}
+
+/// A detection to record, with the id its log gets (see [`Store::record_detection`]).
+pub(crate) struct DetectionWrite {
+    id: Uuid,
+    log: NewHealingLog,
+    outcome: DetectionOutcome,
+}
+
+/// Detections are group committed with the telemetry: a batch's logs, snapshots and
+/// commands are written in one statement each (on PostgreSQL, one for them all). A batch of
+/// only detections commits itself: one statement on PostgreSQL, one script with its own
+/// BEGIN and COMMIT on SQLite, so one round trip to the connection.
+impl Batched for DetectionWrite {
+    /// The log as stored; None when its idempotency key was used before (nothing written).
+    type Outcome = Option<Box<HealingLog>>;
+    const ORDER: u8 = 1;
+
+    fn commits_itself(_backend: BackendKind) -> bool {
+        true
+    }
+
+    /// Records the batch's detections: their logs, snapshots and commands (on
+    /// PostgreSQL in one statement, else one statement each). A log whose
+    /// idempotency key was used before is not written (None), nor is anything
+    /// that came with it.
+    async fn write_all(
+        tx: &mut Tx<'_>,
+        detections: &[(&Self, DateTime<Utc>)],
+        commits_itself: bool,
+    ) -> Result<Vec<Option<Box<HealingLog>>>, sqlx::Error> {
+        if detections.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (logs, works): (Vec<HealingLog>, Vec<_>) = detections
+            .iter()
+            .map(|(write, now)| HealingLog::detected(write.id, &write.log, &write.outcome, *now))
+            .unzip();
+        let snapshots: Vec<_> = works
+            .iter()
+            .flatten()
+            .map(|(snapshot, _)| snapshot.clone())
+            .collect();
+        let commands: Vec<_> = works
+            .into_iter()
+            .flatten()
+            .map(|(_, command)| command)
+            .collect();
+        // PostgreSQL: the logs, snapshots and commands in one statement (foreign keys are
+        // checked at its end); SQLite: one script.
+        let one_statement = tx.kind() == BackendKind::Postgres;
+        let inserted: HashSet<Uuid> = on_tx!(tx, connection, Db => {
+                /// The insert of new healing logs: one statement that skips a log whose
+                /// idempotency key was used before and returns the `id` and `snapshot_id` of
+                /// each log inserted.
+                fn push_new_logs_insert<'a>(query: &mut QueryBuilder<'a, Db>, logs: &'a [HealingLog]) {
+                    query.push(
+                        "INSERT INTO plugin_auto_healing_logs \
+                         (id, installation_id, merchant_id, cms, plugin_version, detected_issue, issue_severity, \
+                          patch_type, proposed_patch, sira_confidence, idempotency_key, request_sha256, status, \
+                          auto_applied, rule_name, decision, patch_name, patch_version, bundle_sha256, patch_params, \
+                          snapshot_id, operations, restore_operations, failure_kind, failure_reason, created_at, updated_at) ",
+                    );
+                    query.push_values(logs, |mut row, log| {
+                        row.push_bind(log.id)
+                            .push_bind(log.plugin_id)
+                            .push_bind(log.merchant_id)
+                            .push_bind(&log.cms)
+                            .push_bind(&log.plugin_version)
+                            .push_bind(&log.detected_issue)
+                            .push_bind(&log.issue_severity)
+                            .push_bind(&log.patch_type)
+                            .push_bind(&log.proposed_patch)
+                            .push_bind(log.sira_confidence)
+                            .push_bind(&log.idempotency_key)
+                            .push_bind(&log.request_sha256)
+                            .push_bind(&log.status)
+                            .push_bind(log.auto_applied)
+                            .push_bind(&log.rule_name)
+                            .push_bind(&log.decision)
+                            .push_bind(&log.patch_name)
+                            .push_bind(&log.patch_version)
+                            .push_bind(&log.bundle_sha256)
+                            .push_bind(&log.patch_params)
+                            .push_bind(log.snapshot_id)
+                            .push_bind(&log.operations)
+                            .push_bind(&log.restore_operations)
+                            .push_bind(&log.failure_kind)
+                            .push_bind(&log.failure_reason)
+                            .push_bind(log.created_at)
+                            .push_bind(log.updated_at);
+                    });
+                    query.push(
+                        " ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
+                         RETURNING id, snapshot_id",
+                    );
+                }
+                if one_statement {
+                    // The snapshots and commands of the logs inserted, in the same
+                    // statement: foreign keys are checked at its end.
+                    let mut query = QueryBuilder::<Db>::new("WITH logs AS (");
+                    push_new_logs_insert(&mut query, &logs);
+                    query.push(")");
+                    if !snapshots.is_empty() {
+                        query.push(format!(
+                            ", snapshots AS (INSERT INTO plugin_snapshots ({SNAPSHOT_COLUMNS}) SELECT * FROM ("
+                        ));
+                        push_snapshot_values(&mut query, &snapshots, true);
+                        query.push(format!(
+                            ") AS v ({SNAPSHOT_COLUMNS}) WHERE v.id IN (SELECT snapshot_id FROM logs))"
+                        ));
+                    }
+                    if !commands.is_empty() {
+                        query.push(format!(
+                            ", commands AS (INSERT INTO plugin_commands ({COMMAND_COLUMNS_INSERTED}) SELECT * FROM ("
+                        ));
+                        push_command_values(&mut query, &commands, true);
+                        query.push(format!(
+                            ") AS v ({COMMAND_COLUMNS_INSERTED}) WHERE v.healing_log_id IN (SELECT id FROM logs))"
+                        ));
+                    }
+                    query.push(" SELECT id FROM logs");
+                    query.build_query_scalar().fetch_all(&mut *connection).await?.into_iter().collect()
+                } else {
+                    // One script, one round trip to the connection's worker thread: the
+                    // snapshots (before their logs: SQLite checks foreign keys at once),
+                    // the logs, then what came with a log not inserted is dropped again,
+                    // and only the inserted logs' commands are queued.
+                    let mut script = QueryBuilder::<Db>::new(if commits_itself { "BEGIN IMMEDIATE; " } else { "" });
+                    if !snapshots.is_empty() {
+                        script.push(format!("INSERT INTO plugin_snapshots ({SNAPSHOT_COLUMNS}) "));
+                        push_snapshot_values(&mut script, &snapshots, false);
+                        script.push("; ");
+                    }
+                    push_new_logs_insert(&mut script, &logs);
+                    if !snapshots.is_empty() {
+                        script.push("; WITH v (log_id, snapshot_id) AS (");
+                        script.push_values(&logs, |mut row, log| {
+                            row.push_bind(log.id).push_bind(log.snapshot_id);
+                        });
+                        script.push(
+                            ") DELETE FROM plugin_snapshots WHERE id IN (SELECT snapshot_id FROM v \
+                             WHERE NOT EXISTS (SELECT 1 FROM plugin_auto_healing_logs WHERE id = v.log_id))",
+                        );
+                    }
+                    if !commands.is_empty() {
+                        script.push(format!("; WITH v ({COMMAND_COLUMNS_INSERTED}) AS ("));
+                        push_command_values(&mut script, &commands, false);
+                        script.push(format!(
+                            ") INSERT INTO plugin_commands ({COMMAND_COLUMNS_INSERTED}) SELECT * FROM v \
+                             WHERE EXISTS (SELECT 1 FROM plugin_auto_healing_logs WHERE id = v.healing_log_id)"
+                        ));
+                    }
+                    if commits_itself {
+                        script.push("; COMMIT");
+                    }
+                    let inserted: Vec<(Uuid, Option<Uuid>)> = script.build_query_as().fetch_all(&mut *connection).await?;
+                    inserted.into_iter().map(|(id, _)| id).collect()
+                }
+        });
+        Ok(logs
+            .into_iter()
+            .map(|log| inserted.contains(&log.id).then(|| Box::new(log)))
+            .collect())
+    }
+}
+
+/// Healing logs by status and Sira's mean confidence, over all time (for the Prometheus
+/// exposition).
+#[derive(Clone, Debug, Default)]
+pub struct HealingCounts {
+    pub by_status: Vec<(String, i64)>,
+    pub avg_confidence: f64,
+}
+
+impl Store {
+    pub async fn healing_counts(&self) -> Result<HealingCounts, StoreError> {
+        let counts = on_pool!(self, pool => HealingCounts {
+            by_status: sqlx::query_as(
+                "SELECT status, COUNT(*) FROM plugin_auto_healing_logs GROUP BY status ORDER BY status",
+            )
+            .fetch_all(pool)
+            .await?,
+            avg_confidence: sqlx::query_scalar::<_, Option<f64>>(
+                "SELECT AVG(sira_confidence) FROM plugin_auto_healing_logs",
+            )
+            .fetch_one(pool)
+            .await?
+            .unwrap_or(0.0),
+        });
+        Ok(counts)
+    }
+}

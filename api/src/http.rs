@@ -1,0 +1,170 @@
+//! Routes and the middleware every request passes: a request id (taken from
+//! `x-request-id` or made, echoed on the response, on every log line), a
+//! tracing span, a body limit, and a JSON answer for panics, unknown routes
+//! and wrong methods.
+
+use crate::error::ApiError;
+use crate::extract::BodyLimit;
+use crate::AppState;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+use serde_json::json;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+
+/// The one router `autoheal serve` and the tests use: every feature's routes, behind the
+/// middleware every request passes.
+pub fn app(state: AppState) -> Router {
+    let max_body_bytes = state.config.max_body_bytes;
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .merge(crate::fleet::routes())
+        .merge(crate::healing::routes())
+        .merge(crate::interop::routes())
+        .merge(crate::flags::routes())
+        .merge(crate::delivery::routes())
+        .merge(crate::ops::routes())
+        .merge(crate::rules::routes())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+                    let request_id = request
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|value| value.to_str().ok())
+                        .unwrap_or("");
+                    tracing::info_span!("request", request_id, method = %request.method(), path = %request.uri().path())
+                }).on_response(DefaultOnResponse::new().level(tracing::Level::INFO)))
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(CatchPanicLayer::custom(panic_response))
+                .layer(DefaultBodyLimit::max(max_body_bytes))
+                .layer(Extension(BodyLimit(max_body_bytes))),
+        )
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.store.ping().await {
+        Ok(()) => Json(json!({"status": "ready"})).into_response(),
+        Err(error) => {
+            tracing::warn!(event = "not_ready", error = %error, "store unreachable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "unavailable"})),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound { what: "route" }
+}
+
+async fn method_not_allowed() -> Response {
+    let body = json!({"error": {"code": "method_not_allowed", "message": "method not allowed on this route", "field": null}});
+    (StatusCode::METHOD_NOT_ALLOWED, Json(body)).into_response()
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!(event = "handler_panic", "a request handler panicked");
+    let body = json!({"error": {"code": "internal", "message": "internal error", "field": null}});
+    (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response()
+}
+
+const DEFAULT_PAGE: i64 = 50;
+const MAX_PAGE: i64 = 500;
+
+/// `limit` and `offset` of a list endpoint, checked.
+pub(crate) fn page(limit: Option<i64>, offset: Option<i64>) -> Result<(i64, i64), ApiError> {
+    let limit = limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::invalid(
+            "limit",
+            format!("must be between 1 and {MAX_PAGE}"),
+        ));
+    }
+    let offset = offset.unwrap_or(0);
+    if offset < 0 {
+        return Err(ApiError::invalid("offset", "must be ≥ 0"));
+    }
+    Ok((limit, offset))
+}
+
+/// `?days=N` of the stats endpoints (default 30).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StatsQuery {
+    days: Option<i64>,
+}
+
+impl StatsQuery {
+    /// The start of the window the stats cover, counted back from `now`.
+    pub(crate) fn since(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
+        Ok(days_ago(now, Some(self.days.unwrap_or(30)))?.expect("days given"))
+    }
+}
+
+/// The start of a `days` filter (1–3650 days before `now`), or None without one.
+pub(crate) fn days_ago(
+    now: chrono::DateTime<chrono::Utc>,
+    days: Option<i64>,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
+    match days {
+        None => Ok(None),
+        Some(days) if (1..=3650).contains(&days) => Ok(Some(now - chrono::Duration::days(days))),
+        Some(_) => Err(ApiError::invalid("days", "must be between 1 and 3650")),
+    }
+}
+
+/// The reason an Ops action gives (it goes to the audit log): required, trimmed, at most
+/// 1,000 characters.
+pub(crate) fn check_reason(reason: &str) -> Result<String, ApiError> {
+    let reason = reason.trim();
+    if reason.is_empty() {
+        return Err(ApiError::invalid(
+            "reason",
+            "must say why (it goes to the audit log)",
+        ));
+    }
+    check_len("reason", reason, 1_000)?;
+    Ok(reason.to_owned())
+}
+
+/// Rejects strings longer than `max_chars`.
+pub(crate) fn check_len(field: &str, value: &str, max_chars: usize) -> Result<(), ApiError> {
+    if value.chars().count() > max_chars {
+        return Err(ApiError::invalid(
+            field,
+            format!("must be at most {max_chars} characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// Parses a plugin version, naming `field` when it is not semver.
+pub(crate) fn parse_version(field: &str, text: &str) -> Result<semver::Version, ApiError> {
+    check_len(field, text, 64)?;
+    crate::version::parse(text).map_err(|error| {
+        ApiError::invalid(
+            field,
+            format!("must be a semantic version (e.g. 1.3.5): {error}"),
+        )
+    })
+}

@@ -1,0 +1,205 @@
+//! Scheduled jobs (seed 000) and the alert rules they evaluate. Each job has an interval;
+//! a replica runs it only after claiming its due run in the store, so with several replicas
+//! it runs once, and a run missed while no server was up is caught up at the next check
+//! (once, not once per missed interval).
+//!
+//! - `hourly_fleet_check`: the fleet's state (outdated and stale installs, error rates are
+//!   derived when read, so this job needs no "marking") against the alert rules
+//!   `PluginOutdatedHigh`, `PluginHighErrorRate`, `AutoHealFailureRate` and
+//!   `InteropProcessingBacklog`; an alert whose condition cleared is resolved.
+//! - `daily_health`: per-install health metrics for the previous day, and upgrade notices
+//!   for security releases (email and SMS where the merchant can be reached, in-app
+//!   otherwise), within the notification quiet period (sent by the delivery service).
+
+use super::{NewAlert, Service};
+use crate::db::StoreError;
+use crate::delivery::NewOutboxMessage;
+use chrono::{DateTime, Duration, Utc};
+use serde_json::{json, Value};
+
+/// Settings of the jobs; each has a `serve` flag.
+#[derive(Clone, Debug)]
+pub struct JobsConfig {
+    pub hourly: Duration,
+    pub daily: Duration,
+    /// Alert dispatch: alerts go to these channels (Slack-style URL, webhook URL).
+    pub alert_slack_url: Option<String>,
+    pub alert_webhook_url: Option<String>,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        Self {
+            hourly: Duration::hours(1),
+            daily: Duration::days(1),
+            alert_slack_url: None,
+            alert_webhook_url: None,
+        }
+    }
+}
+
+/// What one check of the schedule ran.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ran {
+    pub jobs: Vec<&'static str>,
+}
+
+impl Service {
+    /// Runs every job that is due at the clock's now and that this caller claims.
+    pub async fn run_due(&self) -> Result<Ran, StoreError> {
+        let now = self.clock.now();
+        let config = &self.jobs;
+        let mut ran = Ran::default();
+        for (job, interval) in [
+            ("hourly_fleet_check", config.hourly),
+            ("daily_health", config.daily),
+        ] {
+            if !self.store.claim_job(job, now - interval, now).await? {
+                continue;
+            }
+            let outcome = match job {
+                "hourly_fleet_check" => self.fleet_check(now).await,
+                _ => self.daily_health(now).await,
+            };
+            let error = outcome.as_ref().err().map(|e| e.to_string());
+            if let Some(error) = &error {
+                tracing::warn!(event = "job_failed", job, error = %error, "scheduled job failed; it runs again at its next interval");
+            }
+            self.store.finish_job(job, error.as_deref(), now).await?;
+            ran.jobs.push(job);
+        }
+        Ok(ran)
+    }
+
+    /// The messages that dispatch an alert to the configured channels.
+    pub(crate) fn dispatch(
+        &self,
+        name: &str,
+        severity: &str,
+        summary: &str,
+    ) -> Vec<NewOutboxMessage> {
+        let config = &self.jobs;
+        let mut messages = Vec::new();
+        if let Some(url) = &config.alert_slack_url {
+            messages.push(NewOutboxMessage {
+            channel: "slack",
+            destination: url.clone(),
+            payload: json!({"text": format!("[{}] {name}: {summary}", severity.to_uppercase())}),
+            source_type: "alert",
+            source_id: Some(name.to_owned()),
+        });
+        }
+        if let Some(url) = &config.alert_webhook_url {
+            messages.push(NewOutboxMessage {
+            channel: "webhook",
+            destination: url.clone(),
+            payload: json!({"type": "platform.alert", "name": name, "severity": severity, "summary": summary}),
+            source_type: "alert",
+            source_id: Some(name.to_owned()),
+        });
+        }
+        messages
+    }
+
+    /// Opens the alert when `firing`, resolves the open ones when not.
+    async fn alert_rule(
+        &self,
+        name: &str,
+        severity: &'static str,
+        firing: Option<String>,
+        labels: Value,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        match firing {
+            Some(summary) => {
+                let messages = self.dispatch(name, severity, &summary);
+                let alert = NewAlert {
+                    name: name.to_owned(),
+                    severity,
+                    summary,
+                    labels,
+                };
+                if let Some(opened) = self.store.raise_alert(&alert, &messages, now).await? {
+                    tracing::warn!(event = "alert_opened", alert = name, id = %opened.id, summary = %alert.summary, "alert opened");
+                }
+            }
+            None => {
+                for alert in self.store.active_alerts(name).await? {
+                    self.store
+                        .move_alert(alert.id, "resolved", None, now)
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn fleet_check(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let overview = self.store.overview(now).await?;
+        let total = overview.cms_breakdown.iter().map(|c| c.count).sum::<i64>();
+        let outdated_pct = if total == 0 {
+            0.0
+        } else {
+            overview.outdated_count as f64 * 100.0 / total as f64
+        };
+        self.alert_rule(
+            "PluginOutdatedHigh",
+            "critical",
+            (outdated_pct > 20.0).then(|| {
+                format!(
+                    "{outdated_pct:.1} % of installs are outdated ({} of {total})",
+                    overview.outdated_count
+                )
+            }),
+            json!({}),
+            now,
+        )
+        .await?;
+        self.alert_rule(
+            "PluginHighErrorRate",
+            "critical",
+            (overview.high_error_rate_count > 5).then(|| {
+                format!(
+                    "{} installs have an error rate above 5 %",
+                    overview.high_error_rate_count
+                )
+            }),
+            json!({}),
+            now,
+        )
+        .await?;
+        let healing = self.store.healing_stats(now - Duration::hours(1)).await?;
+        let finished = healing.applied + healing.failed + healing.rolled_back;
+        let failure_rate = if finished == 0 {
+            0.0
+        } else {
+            (healing.failed + healing.rolled_back) as f64 * 100.0 / finished as f64
+        };
+        self.alert_rule(
+            "AutoHealFailureRate",
+            "warning",
+            (failure_rate > 10.0).then(|| {
+                format!("{failure_rate:.1} % of the patches of the last hour failed or rolled back")
+            }),
+            json!({}),
+            now,
+        )
+        .await?;
+        let interop = self.store.interop_stats(now - Duration::days(3650)).await?;
+        self.alert_rule(
+            "InteropProcessingBacklog",
+            "warning",
+            (interop.pending > 1000).then(|| format!("{} interop events pending", interop.pending)),
+            json!({}),
+            now,
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn daily_health(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let yesterday = (now - Duration::days(1)).date_naive();
+        self.store.record_daily_health(yesterday, now).await?;
+        self.delivery.notify_security_releases().await
+    }
+}

@@ -1,0 +1,109 @@
+//! Watching the platform itself (seeds 000 and 002): the scheduled jobs and the alert rules
+//! they evaluate, the alert workflow, the health of the dependencies, the Prometheus
+//! exposition of every feature's figures, and the audit log's reader.
+//!
+//! [`Service`] is the feature's entry; `http.rs` its routes; `store.rs` its SQL (job runs,
+//! alerts, health checks, daily metrics); `jobs.rs`, `health.rs` and `metrics.rs` what each
+//! does.
+
+mod health;
+mod http;
+mod jobs;
+mod metrics;
+mod store;
+
+pub use health::{spawn_checks, TIERS};
+pub(crate) use http::routes;
+pub use jobs::{JobsConfig, Ran};
+pub(crate) use store::insert_alert;
+pub use store::*;
+
+use crate::db::{AuditContext, AuditEntry, Store};
+use crate::error::ApiError;
+use crate::Clock;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// The operations of Ops' monitoring, built from the handles they use. It reads the other
+/// features' figures for `/metrics`, and sends the daily security notices through delivery.
+pub struct Service {
+    store: Store,
+    clock: Clock,
+    jobs: JobsConfig,
+    fleet: Arc<crate::fleet::Service>,
+    healing: Arc<crate::healing::Service>,
+    delivery: Arc<crate::delivery::Service>,
+}
+
+impl Service {
+    pub fn new(
+        store: Store,
+        clock: Clock,
+        jobs: JobsConfig,
+        fleet: Arc<crate::fleet::Service>,
+        healing: Arc<crate::healing::Service>,
+        delivery: Arc<crate::delivery::Service>,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            jobs,
+            fleet,
+            healing,
+            delivery,
+        }
+    }
+
+    /// Alerts, newest first; `status` filters.
+    pub async fn alerts(&self, status: Option<&str>) -> Result<Vec<PlatformAlert>, ApiError> {
+        Ok(self.store.platform_alerts(status).await?)
+    }
+
+    /// Ops move an alert (`acknowledged`, `resolved`); audited.
+    pub async fn move_alert(
+        &self,
+        id: Uuid,
+        to: &str,
+        audit: &AuditContext,
+    ) -> Result<PlatformAlert, ApiError> {
+        self.store
+            .move_alert(id, to, Some(audit), self.clock.now())
+            .await?
+            .ok_or(ApiError::NotFound { what: "alert" })
+    }
+
+    /// The latest check of each service and the overall status (the worst of them).
+    pub async fn health(&self) -> Result<Value, ApiError> {
+        let mut latest: Vec<HealthCheck> = Vec::new();
+        for check in self.store.health_history(None, 500).await? {
+            if !latest.iter().any(|c| c.service == check.service) {
+                latest.push(check);
+            }
+        }
+        latest.sort_by(|a, b| a.service.cmp(&b.service));
+        let overall = ["down", "degraded"]
+            .into_iter()
+            .find(|bad| latest.iter().any(|c| c.status == *bad))
+            .unwrap_or("healthy");
+        Ok(json!({"status": overall, "services": latest}))
+    }
+
+    /// One service's recent checks, newest first.
+    pub async fn service_health(&self, service: &str) -> Result<Value, ApiError> {
+        let history = self.store.health_history(Some(service), 100).await?;
+        let Some(latest) = history.first() else {
+            return Err(ApiError::NotFound { what: "service" });
+        };
+        Ok(json!({"service": service, "status": latest.status, "history": history}))
+    }
+
+    /// Each scheduled job's last run.
+    pub async fn jobs(&self) -> Result<Vec<JobRun>, ApiError> {
+        Ok(self.store.job_runs().await?)
+    }
+
+    pub async fn audit_log(&self, limit: i64, offset: i64) -> Result<Vec<AuditEntry>, ApiError> {
+        Ok(self.store.audit_log(limit, offset).await?)
+    }
+}

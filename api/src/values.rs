@@ -1,0 +1,22 @@
+//! The closed sets of values the API accepts are enums made with [`closed_set!`]. serde
+//! names the allowed values in its error ("unknown variant `x`, expected one of …"), which
+//! the 422 passes on with the field. (The platform is the engine's own `Platform`.)
+
+macro_rules! closed_set {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+        pub enum $name {
+            $(#[serde(rename = $text)] $variant),+
+        }
+
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $text),+
+                }
+            }
+        }
+    };
+}
+pub(crate) use closed_set;
