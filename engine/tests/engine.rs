@@ -1,6 +1,11 @@
 //! The engine's public API driven with real data: the shipped rule files, the
 //! seed's detections and platform payloads, and broken or hostile files.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the tests read the shipped rule files from disk; the engine itself reads none"
+)]
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -1139,4 +1144,50 @@ fn every_size_limit_has_a_test_that_hits_it() {
             RuleSet::load_with([(file, src.replace("let rule = #{};", GOOD_RULE))], &roomy).err();
         assert!(errs.is_none(), "{file}: {errs:#?}");
     }
+}
+
+#[test]
+fn the_variable_and_function_caps_are_limits() {
+    let limits = |max_variables, max_functions| LoadOptions {
+        limits: Limits {
+            max_variables,
+            max_functions,
+            ..Limits::default()
+        },
+        deadline: None,
+    };
+    let variables = format!(
+        "{}\n{GOOD_RULE}",
+        (0..5)
+            .map(|i| format!("let v{i} = {i};"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    check_refused_with(
+        "healing/vars.rhai",
+        &variables,
+        5,
+        "Too many variables",
+        &limits(4, 64),
+    );
+    assert!(
+        RuleSet::load_with([("healing/vars.rhai", variables.as_str())], &limits(8, 64)).is_ok()
+    );
+    let functions = format!(
+        "{}\n{GOOD_RULE}",
+        (0..3)
+            .map(|i| format!("fn f{i}() {{ {i} }}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    check_refused_with(
+        "healing/fns.rhai",
+        &functions,
+        3,
+        "Number of functions defined exceeds maximum limit",
+        &limits(256, 2),
+    );
+    assert!(
+        RuleSet::load_with([("healing/fns.rhai", functions.as_str())], &limits(256, 3)).is_ok()
+    );
 }

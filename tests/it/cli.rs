@@ -143,6 +143,36 @@ fn unsupported_database_url_is_a_clear_error() {
     );
 }
 
+/// A setting out of its range stops `serve` before it starts, naming the flag: none is
+/// quietly clamped to something the operator did not ask for.
+#[test]
+fn serve_refuses_settings_out_of_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("limits.db").display());
+    let check = |flag: &str, value: &str| {
+        let setting = format!("{flag}={value}");
+        let output = autoheal(&url, &["serve", "--listen", "127.0.0.1:0", &setting]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{flag} {value}: {stderr}");
+        assert!(
+            stderr.contains(flag) && stderr.contains(value),
+            "{flag} {value}: {stderr}"
+        );
+    };
+    check("--delivery-max-attempts", "0");
+    check("--delivery-poll-ms", "5");
+    check("--command-lease-secs", "0");
+    check("--breaker-failure-rate", "1.5");
+    check("--auto-apply-threshold", "101");
+    check("--regression-margin", "-1");
+    check("--notify-quiet-hours", "-3");
+    check("--script-deadline-ms", "0");
+    check("--script-max-variables", "0");
+    check("--flags-refresh-ms", "0");
+    check("--commands-per-poll", "5000");
+    assert!(!dir.path().join("limits.db").exists(), "nothing was opened");
+}
+
 struct Server {
     child: Child,
     address: String,

@@ -544,3 +544,65 @@ async fn sqlite_commits_reach_the_database_file_without_waiting_for_a_full_wal()
     );
     test.finish().await;
 }
+
+/// Tables and their columns, as a backend's migrations define them (sqlx's own table left
+/// out).
+type Schema = std::collections::BTreeMap<String, std::collections::BTreeSet<String>>;
+
+async fn sqlite_schema(url: &str) -> Schema {
+    let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+    let columns: Vec<(String, String)> = sqlx::query_as(
+        "SELECT m.name, p.name FROM sqlite_master m JOIN pragma_table_info(m.name) p \
+         WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name <> '_sqlx_migrations'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    schema(columns)
+}
+
+async fn postgres_schema(url: &str) -> Schema {
+    let pool = sqlx::PgPool::connect(url).await.unwrap();
+    let columns: Vec<(String, String)> = sqlx::query_as(
+        "SELECT table_name::text, column_name::text FROM information_schema.columns \
+         WHERE table_schema = current_schema() AND table_name <> '_sqlx_migrations'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    schema(columns)
+}
+
+fn schema(columns: Vec<(String, String)>) -> Schema {
+    let mut schema = Schema::new();
+    for (table, column) in columns {
+        schema.entry(table).or_default().insert(column);
+    }
+    schema
+}
+
+/// The two migration sets define the same tables with the same columns (types and indexes
+/// differ by design: native types on PostgreSQL, a leaner index set on SQLite).
+#[tokio::test]
+async fn both_backends_define_the_same_tables_and_columns() {
+    let Some(url) = crate::support::postgres_url() else {
+        eprintln!("-- skipped: the parity check needs PostgreSQL");
+        return;
+    };
+    let sqlite = TestStore::sqlite().await;
+    let postgres = TestStore::postgres(&url).await;
+    let (lite, pg) = (
+        sqlite_schema(&sqlite.url).await,
+        postgres_schema(&postgres.url).await,
+    );
+    assert!(lite.len() > 10, "the SQLite schema was read: {lite:?}");
+    let tables = |schema: &Schema| schema.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(tables(&lite), tables(&pg), "the same tables");
+    for (table, columns) in &lite {
+        assert_eq!(columns, &pg[table], "the columns of {table}");
+    }
+    sqlite.finish().await;
+    postgres.finish().await;
+}

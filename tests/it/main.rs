@@ -13,4 +13,5 @@ mod ops_cli;
 mod outbox;
 mod rules;
 mod support;
+mod tasks;
 mod telemetry;

@@ -139,8 +139,8 @@ impl Transaction<'_> {
     /// The transaction's connection, for the statements of the unit of work.
     pub(crate) fn tx(&mut self) -> Tx<'_> {
         match self {
-            Self::Sqlite(transaction) => Tx::Sqlite(&mut **transaction),
-            Self::Postgres(transaction) => Tx::Postgres(&mut **transaction),
+            Self::Sqlite(transaction) => Tx::Sqlite(transaction),
+            Self::Postgres(transaction) => Tx::Postgres(transaction),
         }
     }
 

@@ -271,8 +271,8 @@ enum WriteConnection {
 impl WriteConnection {
     fn tx(&mut self) -> Tx<'_> {
         match self {
-            Self::Sqlite(connection) => Tx::Sqlite(&mut **connection),
-            Self::Postgres(connection) => Tx::Postgres(&mut **connection),
+            Self::Sqlite(connection) => Tx::Sqlite(connection),
+            Self::Postgres(connection) => Tx::Postgres(connection),
         }
     }
 }

@@ -772,7 +772,8 @@ impl Batched for HeartbeatRecord {
         // PostgreSQL takes an INSERT in a CTE: the upsert and the toggles are one statement.
         let one_statement = tx.kind() == BackendKind::Postgres;
         type ToggleRow = (Uuid, String, Json<Value>, Option<DateTime<Utc>>);
-        let (ids, toggles): (HashMap<(Uuid, String, String), Uuid>, Vec<ToggleRow>) = on_tx!(tx, connection, Db => {
+        type InstallIds = HashMap<(Uuid, String, String), Uuid>;
+        let (ids, toggles): (InstallIds, Vec<ToggleRow>) = on_tx!(tx, connection, Db => {
             let mut upsert = sqlx::QueryBuilder::<Db>::new(if one_statement { "WITH up AS (" } else { "" });
             upsert.push(
                 "INSERT INTO plugin_installations (id, merchant_id, cms, site_url, plugin_version, \

@@ -702,7 +702,7 @@ impl Store {
              operations = $9, restore_operations = $10, failure_kind = $11, failure_reason = $12, updated_at = $13 \
              WHERE id = $14 AND status = 'pending_review'",
         )
-        .bind(&approved.status)
+        .bind(approved.status)
         .bind(approved.reviewed_by)
         .bind(approved.reviewed_at)
         .bind(&approved.patch_name)
@@ -712,7 +712,7 @@ impl Store {
         .bind(approved.snapshot_id)
         .bind(&approved.operations)
         .bind(&approved.restore_operations)
-        .bind(&approved.failure_kind)
+        .bind(approved.failure_kind)
         .bind(&approved.failure_reason)
         .bind(approved.updated_at)
         .bind(log.id))?;
@@ -970,7 +970,7 @@ impl Store {
                AND ($5 IS NULL OR rule_name = $5) AND ($6 IS NULL OR created_at >= $6) \
              ORDER BY created_at DESC, id DESC LIMIT $7 OFFSET $8"
         ))
-        .bind(&filter.status)
+        .bind(filter.status)
         .bind(&filter.issue_severity)
         .bind(&filter.cms)
         .bind(filter.plugin_id)
@@ -1222,7 +1222,7 @@ impl Batched for DetectionWrite {
                             .push_bind(log.sira_confidence)
                             .push_bind(&log.idempotency_key)
                             .push_bind(&log.request_sha256)
-                            .push_bind(&log.status)
+                            .push_bind(log.status)
                             .push_bind(log.auto_applied)
                             .push_bind(&log.rule_name)
                             .push_bind(&log.decision)
@@ -1233,7 +1233,7 @@ impl Batched for DetectionWrite {
                             .push_bind(log.snapshot_id)
                             .push_bind(&log.operations)
                             .push_bind(&log.restore_operations)
-                            .push_bind(&log.failure_kind)
+                            .push_bind(log.failure_kind)
                             .push_bind(&log.failure_reason)
                             .push_bind(log.created_at)
                             .push_bind(log.updated_at);
