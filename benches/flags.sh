@@ -10,7 +10,7 @@ clients=${2:-8}
 batch=${3:-15}
 cargo build --release -q -p autoheal -p benches --bin autoheal --bin flags_load
 target=${CARGO_TARGET_DIR:-target}
-bin=$target/release/autoheal
+bin=${AUTOHEAL_BENCH_BIN:-$target/release/autoheal}
 load=$target/release/flags_load
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT

@@ -592,14 +592,7 @@ impl Service {
             .ok_or(ApiError::NotFound {
                 what: "active rollout plan",
             })?;
-        let change = RolloutChange {
-            action: "rollout.cancel",
-            next_step: plan.current_step,
-            status: "cancelled",
-            reason: Some(reason),
-            flag: None,
-            alert: None,
-        };
+        let change = RolloutChange::cancel(&plan, reason);
         if !self
             .store
             .move_rollout(&plan, &change, audit, self.clock.now())

@@ -72,25 +72,14 @@ impl Service {
             let change = match base {
                 Some((definition, _)) if !definition.enabled || definition.archived => {
                     outcome.action = "cancel";
-                    RolloutChange {
-                        action: "rollout.cancel",
-                        next_step: plan.current_step,
-                        status: "cancelled",
-                        reason: Some("the flag was turned off (kill switch) or archived".into()),
-                        flag: None,
-                        alert: None,
-                    }
+                    RolloutChange::cancel(
+                        &plan,
+                        "the flag was turned off (kill switch) or archived".into(),
+                    )
                 }
                 None => {
                     outcome.action = "cancel";
-                    RolloutChange {
-                        action: "rollout.cancel",
-                        next_step: plan.current_step,
-                        status: "cancelled",
-                        reason: Some("the flag no longer exists".into()),
-                        flag: None,
-                        alert: None,
-                    }
+                    RolloutChange::cancel(&plan, "the flag no longer exists".into())
                 }
                 Some((definition, version)) => {
                     let error_rate = cohort_error_rate(&self.store, &plan, &definition).await?;

@@ -561,3 +561,17 @@ pub struct RolloutChange {
     pub flag: Option<FlagWrite>,
     pub alert: Option<NewAlert>,
 }
+
+impl RolloutChange {
+    /// The plan is cancelled where it stands, for `reason`.
+    pub fn cancel(plan: &RolloutPlan, reason: String) -> Self {
+        Self {
+            action: "rollout.cancel",
+            next_step: plan.current_step,
+            status: "cancelled",
+            reason: Some(reason),
+            flag: None,
+            alert: None,
+        }
+    }
+}

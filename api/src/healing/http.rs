@@ -44,14 +44,21 @@ pub(crate) fn routes() -> Router<AppState> {
             "/api/v1/plugins/autoheal/commands/{command_id}/ack",
             post(ack),
         )
-        .route(
-            "/api/v1/plugins/autoheal/bundles/{name}/{version}",
-            get(bundle),
-        )
+        .route(BUNDLE_ROUTE, get(bundle))
         .route("/api/v1/plugins/autoheal/{id}", get(log_detail))
         .route("/api/v1/plugins/autoheal/{id}/apply", post(apply))
         .route("/api/v1/plugins/autoheal/{id}/reject", post(reject))
         .route("/api/v1/plugins/autoheal/{id}/rollback", post(rollback))
+}
+
+/// Where plugins download a signed bundle.
+const BUNDLE_ROUTE: &str = "/api/v1/plugins/autoheal/bundles/{name}/{version}";
+
+/// The download address of bundle `name` `version`, as a command names it.
+pub(super) fn bundle_url(name: &str, version: &str) -> String {
+    BUNDLE_ROUTE
+        .replace("{name}", name)
+        .replace("{version}", version)
 }
 
 /// Sira's detection. Unknown fields are ignored: Sira may send more than this server reads.

@@ -411,6 +411,7 @@ impl Service {
             Ok(Ok(run)) => {
                 let snapshot_sha256 = engine::sha256_hex(snapshot.to_string().as_bytes());
                 Preparation::Ready(ReadyPatch {
+                    bundle_url: http::bundle_url(&patch_ref.name, &patch_ref.version),
                     patch: patch_ref,
                     snapshot,
                     snapshot_sha256,

@@ -49,106 +49,97 @@ impl NewSnapshot<'_> {
     }
 }
 
-/// The columns a new command is inserted with, in the order its values are pushed.
-const COMMAND_COLUMNS_INSERTED: &str =
-    "id, installation_id, healing_log_id, command_type, command_payload, priority, status, issued_at";
+/// A row the healing loop writes in bulk (a command, a snapshot): its table and columns,
+/// and how a batch of them is pushed as `VALUES (…), …`, each value typed for PostgreSQL
+/// when `typed` (see [`cast`]).
+trait Row<DB: Database>: Sized {
+    const TABLE: &'static str;
+    /// The columns, in the order the values are pushed.
+    const COLUMNS: &'static str;
 
-/// The columns a snapshot is inserted with, in the order its values are pushed.
-const SNAPSHOT_COLUMNS: &str =
-    "id, installation_id, plugin_version, state, state_sha256, created_at";
-
-/// Pushes `VALUES (…), …` of `commands` onto `query`, each value typed for PostgreSQL when
-/// `typed` (see [`cast`]).
-fn push_command_values<'a, DB>(
-    query: &mut QueryBuilder<'a, DB>,
-    commands: &'a [NewCommand],
-    typed: bool,
-) where
-    DB: Database,
-    Uuid: Encode<'a, DB> + Type<DB>,
-    &'a str: Encode<'a, DB> + Type<DB>,
-    Json<&'a Value>: Encode<'a, DB> + Type<DB>,
-    i32: Encode<'a, DB> + Type<DB>,
-    DateTime<Utc>: Encode<'a, DB> + Type<DB>,
-{
-    query.push_values(commands, |mut row, command| {
-        let (command_type, status): (&'a str, &'a str) = (command.command_type, "pending");
-        row.push_bind(command.id)
-            .push_unseparated(cast(typed, "::uuid"))
-            .push_bind(command.installation_id)
-            .push_unseparated(cast(typed, "::uuid"))
-            .push_bind(command.healing_log_id)
-            .push_unseparated(cast(typed, "::uuid"))
-            .push_bind(command_type)
-            .push_unseparated(cast(typed, "::text"))
-            .push_bind(Json(&command.payload))
-            .push_unseparated(cast(typed, "::jsonb"))
-            .push_bind(command.priority)
-            .push_unseparated(cast(typed, "::integer"))
-            .push_bind(status)
-            .push_unseparated(cast(typed, "::text"))
-            .push_bind(command.issued_at)
-            .push_unseparated(cast(typed, "::timestamptz"));
-    });
+    fn push_values<'a>(query: &mut QueryBuilder<'a, DB>, rows: &'a [Self], typed: bool);
 }
 
-/// Pushes `VALUES (…), …` of `snapshots`, typed for PostgreSQL when `typed`.
-fn push_snapshot_values<'a, DB>(
-    query: &mut QueryBuilder<'a, DB>,
-    snapshots: &'a [NewSnapshot<'a>],
-    typed: bool,
-) where
+impl<DB> Row<DB> for NewCommand
+where
     DB: Database,
-    Uuid: Encode<'a, DB> + Type<DB>,
-    &'a str: Encode<'a, DB> + Type<DB>,
-    Json<&'a Value>: Encode<'a, DB> + Type<DB>,
-    DateTime<Utc>: Encode<'a, DB> + Type<DB>,
+    for<'a> Uuid: Encode<'a, DB> + Type<DB>,
+    for<'a> &'a str: Encode<'a, DB> + Type<DB>,
+    for<'a> Json<&'a Value>: Encode<'a, DB> + Type<DB>,
+    for<'a> i32: Encode<'a, DB> + Type<DB>,
+    for<'a> DateTime<Utc>: Encode<'a, DB> + Type<DB>,
 {
-    query.push_values(snapshots, |mut row, snapshot| {
-        let (plugin_version, state_sha256): (&'a str, &'a str) =
-            (snapshot.plugin_version(), snapshot.state_sha256);
-        let state: Json<&'a Value> = Json(snapshot.state);
-        row.push_bind(snapshot.id)
-            .push_unseparated(cast(typed, "::uuid"))
-            .push_bind(snapshot.installation_id)
-            .push_unseparated(cast(typed, "::uuid"))
-            .push_bind(plugin_version)
-            .push_unseparated(cast(typed, "::text"))
-            .push_bind(state)
-            .push_unseparated(cast(typed, "::jsonb"))
-            .push_bind(state_sha256)
-            .push_unseparated(cast(typed, "::text"))
-            .push_bind(snapshot.created_at)
-            .push_unseparated(cast(typed, "::timestamptz"));
-    });
+    const TABLE: &'static str = "plugin_commands";
+    const COLUMNS: &'static str = "id, installation_id, healing_log_id, command_type, \
+         command_payload, priority, status, issued_at";
+
+    fn push_values<'a>(query: &mut QueryBuilder<'a, DB>, commands: &'a [Self], typed: bool) {
+        query.push_values(commands, |mut row, command| {
+            row.push_bind(command.id)
+                .push_unseparated(cast(typed, "::uuid"))
+                .push_bind(command.installation_id)
+                .push_unseparated(cast(typed, "::uuid"))
+                .push_bind(command.healing_log_id)
+                .push_unseparated(cast(typed, "::uuid"))
+                .push_bind(command.command_type)
+                .push_unseparated(cast(typed, "::text"))
+                .push_bind(Json(&command.payload))
+                .push_unseparated(cast(typed, "::jsonb"))
+                .push_bind(command.priority)
+                .push_unseparated(cast(typed, "::integer"))
+                .push_bind("pending")
+                .push_unseparated(cast(typed, "::text"))
+                .push_bind(command.issued_at)
+                .push_unseparated(cast(typed, "::timestamptz"));
+        });
+    }
 }
 
-/// Queues pending `commands` on `tx`, in one statement however many there are.
-async fn insert_commands(tx: &mut Tx<'_>, commands: &[NewCommand]) -> Result<(), sqlx::Error> {
-    if commands.is_empty() {
+impl<DB> Row<DB> for NewSnapshot<'_>
+where
+    DB: Database,
+    for<'a> Uuid: Encode<'a, DB> + Type<DB>,
+    for<'a> &'a str: Encode<'a, DB> + Type<DB>,
+    for<'a> Json<&'a Value>: Encode<'a, DB> + Type<DB>,
+    for<'a> DateTime<Utc>: Encode<'a, DB> + Type<DB>,
+{
+    const TABLE: &'static str = "plugin_snapshots";
+    const COLUMNS: &'static str =
+        "id, installation_id, plugin_version, state, state_sha256, created_at";
+
+    fn push_values<'a>(query: &mut QueryBuilder<'a, DB>, snapshots: &'a [Self], typed: bool) {
+        query.push_values(snapshots, |mut row, snapshot| {
+            row.push_bind(snapshot.id)
+                .push_unseparated(cast(typed, "::uuid"))
+                .push_bind(snapshot.installation_id)
+                .push_unseparated(cast(typed, "::uuid"))
+                .push_bind(snapshot.plugin_version())
+                .push_unseparated(cast(typed, "::text"))
+                .push_bind(Json(snapshot.state))
+                .push_unseparated(cast(typed, "::jsonb"))
+                .push_bind(snapshot.state_sha256)
+                .push_unseparated(cast(typed, "::text"))
+                .push_bind(snapshot.created_at)
+                .push_unseparated(cast(typed, "::timestamptz"));
+        });
+    }
+}
+
+/// Writes `rows` on `tx`, in one statement however many there are.
+async fn insert_rows<R>(tx: &mut Tx<'_>, rows: &[R]) -> Result<(), sqlx::Error>
+where
+    R: Row<sqlx::Sqlite> + Row<sqlx::Postgres>,
+{
+    if rows.is_empty() {
         return Ok(());
     }
     on_tx!(tx, c, Db => {
-        let mut insert =
-            QueryBuilder::<Db>::new(format!("INSERT INTO plugin_commands ({COMMAND_COLUMNS_INSERTED}) "));
-        push_command_values(&mut insert, commands, false);
-        insert.build().execute(c).await.map(drop)
-    })?;
-    Ok(())
-}
-
-/// Stores `snapshots` on `tx`, in one statement.
-async fn insert_snapshots(
-    tx: &mut Tx<'_>,
-    snapshots: &[NewSnapshot<'_>],
-) -> Result<(), sqlx::Error> {
-    if snapshots.is_empty() {
-        return Ok(());
-    }
-    on_tx!(tx, c, Db => {
-        let mut insert =
-            QueryBuilder::<Db>::new(format!("INSERT INTO plugin_snapshots ({SNAPSHOT_COLUMNS}) "));
-        push_snapshot_values(&mut insert, snapshots, false);
+        let mut insert = QueryBuilder::<Db>::new(format!(
+            "INSERT INTO {} ({}) ",
+            <R as Row<Db>>::TABLE,
+            <R as Row<Db>>::COLUMNS
+        ));
+        <R as Row<Db>>::push_values(&mut insert, rows, false);
         insert.build().execute(c).await.map(drop)
     })?;
     Ok(())
@@ -205,7 +196,7 @@ async fn rollback_in_tx(
         priority: ROLLBACK_PRIORITY,
         issued_at: now,
     };
-    insert_commands(tx, std::slice::from_ref(&command)).await?;
+    insert_rows(tx, std::slice::from_ref(&command)).await?;
     Ok(())
 }
 
@@ -427,7 +418,7 @@ impl HealingLog {
                             "version": ready.patch.version,
                             "type": ready.patch.patch_type,
                             "bundle_sha256": ready.patch.bundle_sha256,
-                            "bundle_url": format!("/api/v1/plugins/autoheal/bundles/{}/{}", ready.patch.name, ready.patch.version),
+                            "bundle_url": ready.bundle_url,
                             "params": ready.patch.params,
                             "operations": ready.operations,
                         },
@@ -514,6 +505,8 @@ pub struct PatchRef {
 #[derive(Clone, Debug)]
 pub struct ReadyPatch {
     pub patch: PatchRef,
+    /// Where the plugin downloads the signed bundle.
+    pub bundle_url: String,
     pub snapshot: Value,
     pub snapshot_sha256: String,
     pub operations: Value,
@@ -694,7 +687,7 @@ impl Store {
         let mut transaction = self.begin().await?;
         let tx = &mut transaction.tx();
         if let Some((snapshot, _)) = &work {
-            insert_snapshots(tx, std::slice::from_ref(snapshot)).await?;
+            insert_rows(tx, std::slice::from_ref(snapshot)).await?;
         }
         let moved = on_tx!(tx, c => execute sqlx::query(
             "UPDATE plugin_auto_healing_logs SET status = $1, reviewed_by = $2, reviewed_at = $3, \
@@ -720,7 +713,7 @@ impl Store {
             return Err(conflict(log, next));
         }
         if let Some((_, command)) = &work {
-            insert_commands(tx, std::slice::from_ref(command)).await?;
+            insert_rows(tx, std::slice::from_ref(command)).await?;
         }
         insert_audit(
             tx,
@@ -1243,6 +1236,8 @@ impl Batched for DetectionWrite {
                          RETURNING id, snapshot_id",
                     );
                 }
+                let snapshot_columns = <NewSnapshot as Row<Db>>::COLUMNS;
+                let command_columns = <NewCommand as Row<Db>>::COLUMNS;
                 if one_statement {
                     // The snapshots and commands of the logs inserted, in the same
                     // statement: foreign keys are checked at its end.
@@ -1251,20 +1246,20 @@ impl Batched for DetectionWrite {
                     query.push(")");
                     if !snapshots.is_empty() {
                         query.push(format!(
-                            ", snapshots AS (INSERT INTO plugin_snapshots ({SNAPSHOT_COLUMNS}) SELECT * FROM ("
+                            ", snapshots AS (INSERT INTO plugin_snapshots ({snapshot_columns}) SELECT * FROM ("
                         ));
-                        push_snapshot_values(&mut query, &snapshots, true);
+                        <NewSnapshot as Row<Db>>::push_values(&mut query, &snapshots, true);
                         query.push(format!(
-                            ") AS v ({SNAPSHOT_COLUMNS}) WHERE v.id IN (SELECT snapshot_id FROM logs))"
+                            ") AS v ({snapshot_columns}) WHERE v.id IN (SELECT snapshot_id FROM logs))"
                         ));
                     }
                     if !commands.is_empty() {
                         query.push(format!(
-                            ", commands AS (INSERT INTO plugin_commands ({COMMAND_COLUMNS_INSERTED}) SELECT * FROM ("
+                            ", commands AS (INSERT INTO plugin_commands ({command_columns}) SELECT * FROM ("
                         ));
-                        push_command_values(&mut query, &commands, true);
+                        <NewCommand as Row<Db>>::push_values(&mut query, &commands, true);
                         query.push(format!(
-                            ") AS v ({COMMAND_COLUMNS_INSERTED}) WHERE v.healing_log_id IN (SELECT id FROM logs))"
+                            ") AS v ({command_columns}) WHERE v.healing_log_id IN (SELECT id FROM logs))"
                         ));
                     }
                     query.push(" SELECT id FROM logs");
@@ -1276,8 +1271,8 @@ impl Batched for DetectionWrite {
                     // and only the inserted logs' commands are queued.
                     let mut script = QueryBuilder::<Db>::new(if commits_itself { "BEGIN IMMEDIATE; " } else { "" });
                     if !snapshots.is_empty() {
-                        script.push(format!("INSERT INTO plugin_snapshots ({SNAPSHOT_COLUMNS}) "));
-                        push_snapshot_values(&mut script, &snapshots, false);
+                        script.push(format!("INSERT INTO plugin_snapshots ({snapshot_columns}) "));
+                        <NewSnapshot as Row<Db>>::push_values(&mut script, &snapshots, false);
                         script.push("; ");
                     }
                     push_new_logs_insert(&mut script, &logs);
@@ -1292,10 +1287,10 @@ impl Batched for DetectionWrite {
                         );
                     }
                     if !commands.is_empty() {
-                        script.push(format!("; WITH v ({COMMAND_COLUMNS_INSERTED}) AS ("));
-                        push_command_values(&mut script, &commands, false);
+                        script.push(format!("; WITH v ({command_columns}) AS ("));
+                        <NewCommand as Row<Db>>::push_values(&mut script, &commands, false);
                         script.push(format!(
-                            ") INSERT INTO plugin_commands ({COMMAND_COLUMNS_INSERTED}) SELECT * FROM v \
+                            ") INSERT INTO plugin_commands ({command_columns}) SELECT * FROM v \
                              WHERE EXISTS (SELECT 1 FROM plugin_auto_healing_logs WHERE id = v.healing_log_id)"
                         ));
                     }
