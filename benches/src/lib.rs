@@ -1,8 +1,21 @@
-//! What the load generators share: a keep-alive HTTP/1.1 connection that posts JSON and
-//! reads the answer, and percentiles of the latencies they record.
+//! What the load generators share: their arguments, a keep-alive HTTP/1.1 connection that
+//! posts JSON and reads the answer, clients run until a deadline, and percentiles of the
+//! latencies they record.
 
+use std::future::Future;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
+
+/// The command-line argument at `index` (named `name` in the usage), `default` if absent.
+pub fn arg<T>(args: &[String], index: usize, name: &str, default: T) -> T
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Debug,
+{
+    args.get(index)
+        .map_or(default, |value| value.parse().expect(name))
+}
 
 /// One keep-alive connection to the server under load.
 pub struct Connection {
@@ -79,17 +92,51 @@ pub struct Report {
     pub errors: u64,
 }
 
-/// Waits for every client and returns their latencies, sorted, and their errors.
-pub async fn gather(clients: Vec<tokio::task::JoinHandle<Report>>) -> (Vec<u32>, u64) {
-    let mut latencies = Vec::new();
+impl Report {
+    /// Records a request that took `elapsed`: its latency if it was acknowledged, else an
+    /// error.
+    pub fn record(&mut self, elapsed: Duration, acknowledged: bool) {
+        if acknowledged {
+            self.latencies_us.push(elapsed.as_micros() as u32);
+        } else {
+            self.errors += 1;
+        }
+    }
+}
+
+/// What all the clients saw together.
+pub struct Run {
+    /// The latencies of the acknowledged requests, in microseconds, sorted.
+    pub latencies_us: Vec<u32>,
+    pub errors: u64,
+    pub seconds: f64,
+}
+
+/// Runs `clients` clients at once, each `client(index, deadline)` sending until the deadline
+/// `seconds` from now, and waits for them all.
+pub async fn run_clients<F, C>(clients: usize, seconds: u64, client: F) -> Run
+where
+    F: Fn(usize, Instant) -> C,
+    C: Future<Output = Report> + Send + 'static,
+{
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(seconds);
+    let tasks: Vec<_> = (0..clients)
+        .map(|index| tokio::spawn(client(index, deadline)))
+        .collect();
+    let mut latencies_us = Vec::new();
     let mut errors = 0;
-    for client in clients {
-        let report = client.await.expect("client");
-        latencies.extend(report.latencies_us);
+    for task in tasks {
+        let report = task.await.expect("client");
+        latencies_us.extend(report.latencies_us);
         errors += report.errors;
     }
-    latencies.sort_unstable();
-    (latencies, errors)
+    latencies_us.sort_unstable();
+    Run {
+        latencies_us,
+        errors,
+        seconds: started.elapsed().as_secs_f64(),
+    }
 }
 
 /// The latency at `fraction` (0.5, 0.99) of sorted microsecond samples, in milliseconds.

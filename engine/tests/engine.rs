@@ -482,73 +482,33 @@ fn decision_carries_params_and_a_readable_trace() {
 
 #[test]
 fn winner_is_priority_then_specificity_then_name() {
-    let rule = |name: &str, pattern: &str, platforms: &str, priority: i64| {
+    let rule = |(name, pattern, platforms, priority): (&str, &str, &str, i64)| {
         (
             format!("healing/{name}.rhai"),
             format!("let rule = #{{ name: \"{name}\", pattern: \"{pattern}\", platforms: {platforms}, auto_apply: true, min_confidence: 50, patch: \"p_{name}\", priority: {priority} }};"),
         )
     };
     let text = "Fatal error: Unknown column 'x' in field list";
-    let win = |files: Vec<(String, String)>, platform: &str| {
-        let set = RuleSet::load(files).unwrap();
-        set.decide(&detection(platform, text, 99.0), &DecisionConfig::default())
-            .rule
-            .unwrap()
+    let decide = |rules: [(&str, &str, &str, i64); 2]| {
+        let set = RuleSet::load(rules.map(rule)).unwrap();
+        set.decide(
+            &detection("magento", text, 99.0),
+            &DecisionConfig::default(),
+        )
     };
+    let check = |rules, winner: &str| assert_eq!(decide(rules).rule.unwrap(), winner);
+    let (longer, shorter) = ("Unknown column", "Unknown");
+    let (all, magento) = ("[\"all\"]", "[\"magento\"]");
     // Name breaks a full tie.
-    assert_eq!(
-        win(
-            vec![
-                rule("b", "Unknown column", "[\"all\"]", 0),
-                rule("a", "Unknown column", "[\"all\"]", 0)
-            ],
-            "magento"
-        ),
-        "a"
-    );
+    check([("b", longer, all, 0), ("a", longer, all, 0)], "a");
     // Longer literal text is more specific.
-    assert_eq!(
-        win(
-            vec![
-                rule("a", "Unknown", "[\"all\"]", 0),
-                rule("b", "Unknown column", "[\"all\"]", 0)
-            ],
-            "magento"
-        ),
-        "b"
-    );
+    check([("a", shorter, all, 0), ("b", longer, all, 0)], "b");
     // Naming the platform beats `all`, even with shorter literal text.
-    assert_eq!(
-        win(
-            vec![
-                rule("a", "Unknown column", "[\"all\"]", 0),
-                rule("b", "Unknown", "[\"magento\"]", 0)
-            ],
-            "magento"
-        ),
-        "b"
-    );
+    check([("a", longer, all, 0), ("b", shorter, magento, 0)], "b");
     // Priority beats everything.
-    assert_eq!(
-        win(
-            vec![
-                rule("a", "Unknown column", "[\"magento\"]", 0),
-                rule("z", "column", "[\"all\"]", 5)
-            ],
-            "magento"
-        ),
-        "z"
-    );
+    check([("a", longer, magento, 0), ("z", "column", all, 5)], "z");
     // A winner lists the others it beat.
-    let set = RuleSet::load(vec![
-        rule("a", "Unknown", "[\"all\"]", 0),
-        rule("b", "Unknown column", "[\"all\"]", 0),
-    ])
-    .unwrap();
-    let d = set.decide(
-        &detection("magento", text, 99.0),
-        &DecisionConfig::default(),
-    );
+    let d = decide([("a", shorter, all, 0), ("b", longer, all, 0)]);
     assert_eq!(d.matched, vec!["b", "a"]);
 }
 
@@ -642,57 +602,46 @@ fn check_normalized(
 #[test]
 fn seed_mappings_normalize_platform_events() {
     let set = shipped();
+    // ((platform, source event), payload, (type, subject), data)
     let cases = [
         (
-            "woocommerce",
-            "woocommerce_checkout_order_processed",
+            ("woocommerce", "woocommerce_checkout_order_processed"),
             json!({"id": "123", "total": 55000, "currency": "XOF"}),
-            "checkout.created",
+            ("checkout.created", "123"),
             json!({"order_id": "123", "amount": 55000, "currency": "XOF"}),
-            "123",
         ),
         (
-            "woocommerce",
-            "woocommerce_payment_complete",
+            ("woocommerce", "woocommerce_payment_complete"),
             json!({"order_id": 123, "total": "19.99", "currency": "usd"}),
-            "payment.succeeded",
+            ("payment.succeeded", "123"),
             json!({"id": 123, "amount": 1999, "currency": "USD"}),
-            "123",
         ),
         (
-            "shopify",
-            "orders/create",
+            ("shopify", "orders/create"),
             json!({"id": 4501, "total_price": "550.00", "currency": "USD", "email": "x@y"}),
-            "checkout.created",
+            ("checkout.created", "4501"),
             json!({"order_id": 4501, "amount": 55000, "currency": "USD"}),
-            "4501",
         ),
         (
-            "shopify",
-            "orders/paid",
+            ("shopify", "orders/paid"),
             json!({"id": 4501, "total_price": "12.345", "currency": "KWD"}),
-            "payment.succeeded",
+            ("payment.succeeded", "4501"),
             json!({"order_id": 4501, "amount": 12345, "currency": "KWD"}),
-            "4501",
         ),
         (
-            "prestashop",
-            "actionValidateOrder",
+            ("prestashop", "actionValidateOrder"),
             json!({"id_order": 77, "total_paid": 1500.5, "currency": {"iso_code": "EUR"}}),
-            "checkout.created",
+            ("checkout.created", "77"),
             json!({"order_id": 77, "amount": 150050, "currency": "EUR"}),
-            "77",
         ),
         (
-            "magento",
-            "sales_order_place_after",
+            ("magento", "sales_order_place_after"),
             json!({"entity_id": "000012", "grand_total": 3000, "order_currency_code": "XOF"}),
-            "checkout.created",
+            ("checkout.created", "000012"),
             json!({"order_id": "000012", "amount": 3000, "currency": "XOF"}),
-            "000012",
         ),
     ];
-    for (p, e, payload, ty, data, subject) in cases {
+    for ((p, e), payload, (ty, subject), data) in cases {
         check_normalized(&set, p, e, payload, ty, data, subject);
     }
 }

@@ -135,23 +135,8 @@ fn map_feature(feature: &Value) -> Result<Mapped, String> {
         return Err("segments".into());
     }
     let mut definition = FlagDefinition {
-        key: key.clone(),
-        flag_type: FlagType::Boolean,
-        description: String::new(),
         enabled: feature["enabled"].as_bool().unwrap_or(false),
-        archived: false,
-        default_value: None,
-        percentage: None,
-        stickiness: Stickiness::Default,
-        group_id: None,
-        schedule: None,
-        enabled_tenants: vec![],
-        disabled_tenants: vec![],
-        enabled_users: vec![],
-        variants: vec![],
-        variant_stickiness: None,
-        variant_group_id: None,
-        policy: None,
+        ..boolean(&key, FlagType::Boolean)
     };
     let mut policy = None;
     let mut strategy_variants = Vec::new();
@@ -563,6 +548,7 @@ fn buckets_and_variants_match_yggdrasil() {
     );
 }
 
+/// An enabled flag of `flag_type` with nothing else set.
 fn boolean(key: &str, flag_type: FlagType) -> FlagDefinition {
     FlagDefinition {
         key: key.to_owned(),

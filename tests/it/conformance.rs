@@ -211,11 +211,11 @@ async fn toggles_replace_expire_and_lift() {
         let store = &test.store;
         let merchant_id = merchant(store).await;
         let agent_id = admin(store).await;
-        let id = store
-            .record_heartbeat(heartbeat(merchant_id, "", "1.0.0"), now)
-            .await
-            .unwrap()
-            .installation_id;
+        let beat = async |at| {
+            let record = heartbeat(merchant_id, "", "1.0.0");
+            store.record_heartbeat(record, at).await.unwrap()
+        };
+        let id = beat(now).await.installation_id;
         let change = |key, value, expires_at| ToggleChange {
             installation_id: id,
             key,
@@ -223,43 +223,20 @@ async fn toggles_replace_expire_and_lift() {
             reason: "test".into(),
             expires_at,
         };
-        store
-            .set_toggle(
-                &change(ToggleKey::RateLimit, json!(10), None),
-                &audit(agent_id),
-                now,
-            )
+        let audit = audit(agent_id);
+        // Whether the toggle was set: not on an installation that does not exist.
+        let set = async |change: ToggleChange, at| {
+            let toggle = store.set_toggle(&change, &audit, at).await.unwrap();
+            toggle.is_some()
+        };
+        assert!(set(change(ToggleKey::RateLimit, json!(10), None), now).await);
+        assert!(set(change(ToggleKey::RateLimit, json!(20), None), now).await);
+        let for_an_hour = Some(now + Duration::hours(1));
+        let block = change(ToggleKey::BlockPlugin, json!(true), for_an_hour);
+        assert!(set(block, now).await);
+        let mut toggles: Vec<_> = beat(now)
             .await
-            .unwrap()
-            .unwrap();
-        store
-            .set_toggle(
-                &change(ToggleKey::RateLimit, json!(20), None),
-                &audit(agent_id),
-                now,
-            )
-            .await
-            .unwrap()
-            .unwrap();
-        store
-            .set_toggle(
-                &change(
-                    ToggleKey::BlockPlugin,
-                    json!(true),
-                    Some(now + Duration::hours(1)),
-                ),
-                &audit(agent_id),
-                now,
-            )
-            .await
-            .unwrap()
-            .unwrap();
-        let toggles = store
-            .record_heartbeat(heartbeat(merchant_id, "", "1.0.0"), now)
-            .await
-            .unwrap()
-            .toggles;
-        let mut toggles: Vec<_> = toggles
+            .toggles
             .into_iter()
             .map(|(key, value)| (key, value.to_string()))
             .collect();
@@ -273,44 +250,21 @@ async fn toggles_replace_expire_and_lift() {
         );
 
         let later = now + Duration::hours(2);
-        let toggles = store
-            .record_heartbeat(heartbeat(merchant_id, "", "1.0.0"), later)
-            .await
-            .unwrap()
-            .toggles;
+        let toggles = beat(later).await.toggles;
         assert_eq!(toggles.len(), 1, "the block expired: {toggles:?}");
         // Setting the key again after expiry works (the expired row is lifted).
-        store
-            .set_toggle(
-                &change(ToggleKey::BlockPlugin, json!(true), None),
-                &audit(agent_id),
-                later,
-            )
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(store
-            .lift_toggle(id, ToggleKey::RateLimit, None, &audit(agent_id), later)
-            .await
-            .unwrap()
-            .is_some());
-        assert!(store
-            .lift_toggle(id, ToggleKey::RateLimit, None, &audit(agent_id), later)
-            .await
-            .unwrap()
-            .is_none());
-        assert!(store
-            .set_toggle(
-                &ToggleChange {
-                    installation_id: Uuid::new_v4(),
-                    ..change(ToggleKey::EnableDebug, json!(true), None)
-                },
-                &audit(agent_id),
-                later
-            )
-            .await
-            .unwrap()
-            .is_none());
+        assert!(set(change(ToggleKey::BlockPlugin, json!(true), None), later).await);
+        let lift = async || {
+            let key = ToggleKey::RateLimit;
+            store.lift_toggle(id, key, None, &audit, later).await
+        };
+        assert!(lift().await.unwrap().is_some());
+        assert!(lift().await.unwrap().is_none());
+        let elsewhere = ToggleChange {
+            installation_id: Uuid::new_v4(),
+            ..change(ToggleKey::EnableDebug, json!(true), None)
+        };
+        assert!(!set(elsewhere, later).await);
 
         let log = store.audit_log(50, 0).await.unwrap();
         assert_eq!(log.len(), 5, "4 sets and 1 lift");

@@ -5,7 +5,9 @@
 //! invalidation on PostgreSQL, staged rollouts with a manual clock, and
 //! `autoheal flags eval`.
 
-use crate::support::{each_app, each_store, start_time, TestApp, TestStore, POSTGRES_ENV};
+use crate::support::{
+    each_app, each_store, json_stdout, serve_refusal, start_time, TestApp, TestStore, POSTGRES_ENV,
+};
 use axum::http::{Method, StatusCode};
 use chrono::Duration;
 use serde_json::{json, Value};
@@ -19,6 +21,11 @@ fn shipped_rules() -> &'static Path {
 }
 
 impl TestApp {
+    /// Creates a flag as an operator.
+    async fn create_flag(&self, flag: Value) {
+        self.post(FLAGS, &self.operator, &flag).await.ok();
+    }
+
     async fn patch(&self, path: &str, token: &str, body: &Value) -> crate::support::TestResponse {
         self.call(Method::PATCH, path, Some(token), Some(body))
             .await
@@ -175,7 +182,7 @@ async fn evaluate_for_every_caller_single_and_batch() {
 #[tokio::test]
 async fn overrides_and_the_kill_switch_are_audited() {
     each_app(|app| async move {
-        app.post(FLAGS, &app.operator, &json!({"key": "payouts", "type": "percentage", "percentage": 0})).await.ok();
+        app.create_flag(json!({"key": "payouts", "type": "percentage", "percentage": 0})).await;
         let overrides = format!("{FLAGS}/payouts/overrides");
         let set = app.post(&overrides, &app.operator,
                            &json!({"scope": "user", "target": "vip", "value": true, "reason": "pilot customer"})).await;
@@ -247,16 +254,14 @@ async fn file_flags_yield_to_the_store_copy_once_changed() {
             (shown.ok()["source"].clone(), shown.body["file"].clone()),
             (json!("file"), json!("flags/platform.json"))
         );
-        assert_eq!(
-            app.evaluate(
-                &app.viewer,
-                "payments.wise_enabled",
-                json!({"tenant_id": "rawdog"})
-            )
-            .await
-            .0,
-            json!(true)
-        );
+        // The Wise flag's value for `tenant`.
+        let wise_for = async |tenant: &str| {
+            let context = json!({"tenant_id": tenant});
+            app.evaluate(&app.viewer, "payments.wise_enabled", context)
+                .await
+                .0
+        };
+        assert_eq!(wise_for("rawdog").await, json!(true));
 
         app.post(
             FLAGS,
@@ -283,16 +288,7 @@ async fn file_flags_yield_to_the_store_copy_once_changed() {
             ),
             (json!("store"), json!(1))
         );
-        assert_eq!(
-            app.evaluate(
-                &app.viewer,
-                "payments.wise_enabled",
-                json!({"tenant_id": "newshop"})
-            )
-            .await
-            .0,
-            json!(true)
-        );
+        assert_eq!(wise_for("newshop").await, json!(true));
         // Deleting the store's copy puts the file's back in force.
         let deleted = app
             .call(Method::DELETE, &path, Some(&app.operator), None)
@@ -301,16 +297,7 @@ async fn file_flags_yield_to_the_store_copy_once_changed() {
             deleted.ok()["now_in_force_from_file"],
             "flags/platform.json"
         );
-        assert_eq!(
-            app.evaluate(
-                &app.viewer,
-                "payments.wise_enabled",
-                json!({"tenant_id": "newshop"})
-            )
-            .await
-            .0,
-            json!(false)
-        );
+        assert_eq!(wise_for("newshop").await, json!(false));
         // The policy-backed flag reads the install's properties.
         assert_eq!(
             app.evaluate(
@@ -373,9 +360,9 @@ async fn edited_flag_files_reload_and_broken_ones_are_refused() {
 async fn heartbeat_replies_carry_the_flags_the_install_sees() {
     each_app(|app| async move {
         let tenant = app.merchant_id.to_string();
-        app.post(FLAGS, &app.operator, &json!({"key": "checkout.express_pay", "type": "tenant_list", "enabled_tenants": [tenant]})).await.ok();
-        app.post(FLAGS, &app.operator, &json!({"key": "wise", "type": "tenant_list", "enabled_tenants": ["someone-else"]})).await.ok();
-        app.post(FLAGS, &app.operator, &json!({"key": "old", "type": "boolean", "archived": true})).await.ok();
+        app.create_flag(json!({"key": "checkout.express_pay", "type": "tenant_list", "enabled_tenants": [tenant]})).await;
+        app.create_flag(json!({"key": "wise", "type": "tenant_list", "enabled_tenants": ["someone-else"]})).await;
+        app.create_flag(json!({"key": "old", "type": "boolean", "archived": true})).await;
         let reply = app.post("/api/v1/plugins/heartbeat", &app.merchant_key,
                              &json!({"cms": "woocommerce", "plugin_version": "1.3.5"})).await;
         assert_eq!(reply.ok()["flags"], json!({"checkout.express_pay": true, "wise": false}));
@@ -403,13 +390,8 @@ async fn a_change_through_one_replica_reaches_the_other_within_a_second() {
     let second = second.state;
 
     first
-        .post(
-            FLAGS,
-            &first.operator,
-            &json!({"key": "checkout.new_flow", "type": "boolean"}),
-        )
-        .await
-        .ok();
+        .create_flag(json!({"key": "checkout.new_flow", "type": "boolean"}))
+        .await;
     let context = engine::EvalContext::default();
     let seen = |want: bool| {
         let second = second.clone();
@@ -462,13 +444,8 @@ async fn the_periodic_refresh_catches_changes_without_a_notice() {
     let (second, tasks) = started_replica(&first, std::time::Duration::from_millis(100)).await;
     let second = second.state;
     first
-        .post(
-            FLAGS,
-            &first.operator,
-            &json!({"key": "launch", "type": "boolean"}),
-        )
-        .await
-        .ok();
+        .create_flag(json!({"key": "launch", "type": "boolean"}))
+        .await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     while second
         .flags
@@ -519,7 +496,7 @@ impl TestApp {
 #[tokio::test]
 async fn a_rollout_plan_advances_after_each_hold_and_completes() {
     each_app(|app| async move {
-        app.post(FLAGS, &app.operator, &json!({"key": "payouts", "type": "percentage", "percentage": 0, "stickiness": "tenant_id"})).await.ok();
+        app.create_flag(json!({"key": "payouts", "type": "percentage", "percentage": 0, "stickiness": "tenant_id"})).await;
         let rollouts = format!("{FLAGS}/payouts/rollouts");
         for (body, field) in [
             (json!({"steps": [], "error_rate_threshold": 5}), "steps"),
@@ -559,13 +536,13 @@ async fn a_rollout_plan_advances_after_each_hold_and_completes() {
 #[tokio::test]
 async fn a_rollout_halts_and_alerts_when_the_cohort_fails() {
     each_app(|app| async move {
-        app.post(FLAGS, &app.operator, &json!({"key": "payouts", "type": "percentage", "percentage": 0, "stickiness": "tenant_id"})).await.ok();
+        app.create_flag(json!({"key": "payouts", "type": "percentage", "percentage": 0, "stickiness": "tenant_id"})).await;
         let plan = json!({"steps": [{"percentage": 50, "hold_minutes": 60}, {"percentage": 100, "hold_minutes": 60}],
                           "error_rate_threshold": 10.0, "min_outcomes": 10});
         app.post(&format!("{FLAGS}/payouts/rollouts"), &app.operator, &plan).await.ok();
         // Same buckets (group), but at 0 % its cohort is empty: the failures
         // below are not its cohort's.
-        app.post(FLAGS, &app.operator, &json!({"key": "other", "type": "percentage", "percentage": 0, "stickiness": "tenant_id", "group_id": "payouts"})).await.ok();
+        app.create_flag(json!({"key": "other", "type": "percentage", "percentage": 0, "stickiness": "tenant_id", "group_id": "payouts"})).await;
         app.post(&format!("{FLAGS}/other/rollouts"), &app.operator,
                  &json!({"steps": [{"percentage": 0, "hold_minutes": 600}, {"percentage": 100, "hold_minutes": 60}],
                          "error_rate_threshold": 10.0, "min_outcomes": 10})).await.ok();
@@ -603,13 +580,8 @@ async fn a_rollout_halts_and_alerts_when_the_cohort_fails() {
 #[tokio::test]
 async fn a_concurrent_change_is_a_conflict() {
     each_app(|app| async move {
-        app.post(
-            FLAGS,
-            &app.operator,
-            &json!({"key": "flow", "type": "boolean"}),
-        )
-        .await
-        .ok();
+        app.create_flag(json!({"key": "flow", "type": "boolean"}))
+            .await;
         let base = app.state.flags.current().base("flow").unwrap();
         assert_eq!(base.1, Some(1));
         let write = |enabled: bool| api::flags::FlagWrite {
@@ -644,7 +616,7 @@ async fn a_concurrent_change_is_a_conflict() {
 #[tokio::test]
 async fn the_kill_switch_cancels_an_active_rollout() {
     each_app(|app| async move {
-        app.post(FLAGS, &app.operator, &json!({"key": "payouts", "type": "percentage", "percentage": 0})).await.ok();
+        app.create_flag(json!({"key": "payouts", "type": "percentage", "percentage": 0})).await;
         let rollouts = format!("{FLAGS}/payouts/rollouts");
         app.post(&rollouts, &app.operator,
                  &json!({"steps": [{"percentage": 10, "hold_minutes": 5}, {"percentage": 100, "hold_minutes": 0}],
@@ -677,88 +649,55 @@ fn autoheal_flags(args: &[&str]) -> std::process::Output {
 fn cli_evaluates_file_flags() {
     let dir = tempfile::tempdir().unwrap();
     let context = dir.path().join("context.json");
+    let context_file = context.to_str().unwrap();
     let rules = shipped_rules().to_str().unwrap();
-    let check = |key: &str, ctx: Value, at: &str, expected: Value| {
+    let check = |key: &str, ctx: Value, at: &str, value: bool, reason: &str| {
         std::fs::write(&context, ctx.to_string()).unwrap();
-        let output = autoheal_flags(&[
-            key,
-            "--context",
-            context.to_str().unwrap(),
-            "--rules",
-            rules,
-            "--at",
-            at,
-        ]);
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let out: Value = serde_json::from_slice(&output.stdout).unwrap();
-        assert_eq!(out, expected, "{key}");
+        let output =
+            autoheal_flags(&[key, "--context", context_file, "--rules", rules, "--at", at]);
+        let expected = json!({"key": key, "value": value, "variant": null,
+                              "reason": reason, "error_code": null});
+        assert_eq!(json_stdout(&output), expected, "{key}");
     };
     check(
         "payments.wise_enabled",
         json!({"tenant_id": "rawdog"}),
         "2025-01-18T10:00:00Z",
-        json!({"key": "payments.wise_enabled", "value": true, "variant": null, "reason": "TARGETING_MATCH", "error_code": null}),
+        true,
+        "TARGETING_MATCH",
     );
-    check(
-        "creators.self_service_onboarding",
-        json!({}),
-        "2026-01-05T08:59:59Z",
-        json!({"key": "creators.self_service_onboarding", "value": false, "variant": null, "reason": "DEFAULT", "error_code": null}),
-    );
-    check(
-        "creators.self_service_onboarding",
-        json!({}),
-        "2026-01-05T09:00:00Z",
-        json!({"key": "creators.self_service_onboarding", "value": true, "variant": null, "reason": "TARGETING_MATCH", "error_code": null}),
-    );
+    let onboarding = "creators.self_service_onboarding";
+    for (at, value, reason) in [
+        ("2026-01-05T08:59:59Z", false, "DEFAULT"),
+        ("2026-01-05T09:00:00Z", true, "TARGETING_MATCH"),
+    ] {
+        check(onboarding, json!({}), at, value, reason);
+    }
 
+    let refused = |key: &str, context: &str, error: &str| {
+        let output = autoheal_flags(&[key, "--context", context, "--rules", rules]);
+        assert!(!output.status.success(), "{key} {context}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(error), "{stderr}");
+    };
     std::fs::write(&context, "{}").unwrap();
-    let unknown = autoheal_flags(&[
-        "nope",
-        "--context",
-        context.to_str().unwrap(),
-        "--rules",
-        rules,
-    ]);
-    assert!(!unknown.status.success());
-    assert!(
-        String::from_utf8_lossy(&unknown.stderr).contains("flag nope is not defined"),
-        "{}",
-        String::from_utf8_lossy(&unknown.stderr)
-    );
+    refused("nope", context_file, "flag nope is not defined");
     std::fs::write(&context, r#"{"tenant": "x"}"#).unwrap();
-    let bad = autoheal_flags(&[
+    refused(
         "checkout.new_flow",
-        "--context",
-        context.to_str().unwrap(),
-        "--rules",
-        rules,
-    ]);
-    assert!(!bad.status.success());
-    assert!(
-        String::from_utf8_lossy(&bad.stderr).contains("is not an evaluation context"),
-        "{}",
-        String::from_utf8_lossy(&bad.stderr)
+        context_file,
+        "is not an evaluation context",
     );
-    let missing = autoheal_flags(&[
+    refused(
         "checkout.new_flow",
-        "--context",
         "/nonexistent.json",
-        "--rules",
-        rules,
-    ]);
-    assert!(String::from_utf8_lossy(&missing.stderr)
-        .contains("cannot read the context /nonexistent.json"));
+        "cannot read the context /nonexistent.json",
+    );
 }
 
 #[test]
 fn serve_refuses_to_start_on_broken_flag_files() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("flags.db").display());
     let rules = dir.path().join("rules");
     std::fs::create_dir_all(rules.join("flags")).unwrap();
     std::fs::write(
@@ -766,19 +705,7 @@ fn serve_refuses_to_start_on_broken_flag_files() {
         r#"{"flags": [{"key": "launch", "type": "percentage", "percentage": 150}]}"#,
     )
     .unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_autoheal"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--rules",
-            rules.to_str().unwrap(),
-        ])
-        .env("DATABASE_URL", &url)
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = serve_refusal(&rules);
     assert!(
         stderr.contains("flags/launch.json: flags[0].percentage"),
         "{stderr}"

@@ -126,6 +126,19 @@ impl Install<'_> {
     }
 }
 
+/// Runs `test` once per backend on an app running the healing loop, with the id of a
+/// WooCommerce install that has reported its state.
+async fn each_install(test: impl AsyncFn(&TestApp, Uuid)) {
+    let test = &test;
+    each_store(move |store| async move {
+        let app = TestApp::healing(store, HealingConfig::default()).await;
+        let id = app.heartbeat(woo_heartbeat()).await;
+        test(&app, id).await;
+        app.store
+    })
+    .await;
+}
+
 async fn detect(app: &TestApp, body: &Value) -> Value {
     let response = app.post("/api/v1/plugins/autoheal", &app.sira, body).await;
     assert_eq!(response.status, StatusCode::CREATED, "{}", response.body);
@@ -156,13 +169,11 @@ async fn send_outcomes(app: &TestApp, site_url: &str, successes: usize, failures
 
 #[tokio::test]
 async fn the_healing_loop_end_to_end() {
-    each_store(|store| async {
-        let app = TestApp::healing(store, HealingConfig::default()).await;
-        let id = app.heartbeat(woo_heartbeat()).await;
-        let install = Install { app: &app, id };
+    each_install(async |app, id| {
+        let install = Install { app, id };
 
         // 92.5 → auto-applied: dry run clean, snapshot stored, command queued.
-        let created = detect(&app, &detection(id, 92.5, "wp_molam_orders")).await;
+        let created = detect(app, &detection(id, 92.5, "wp_molam_orders")).await;
         assert_eq!(created["status"], "applied");
         let first = &created["log"];
         assert_eq!(first["status"], "approved", "awaits the plugin's ack");
@@ -191,7 +202,7 @@ async fn the_healing_loop_end_to_end() {
 
         let acked = install.ack(command, true).await;
         assert_eq!(acked["repeated"], false);
-        assert_eq!(log(&app, &first["id"]).await["status"], "applied");
+        assert_eq!(log(app, &first["id"]).await["status"], "applied");
         // The same ack again changes nothing; a contradicting one is a conflict.
         assert_eq!(install.ack(command, true).await["repeated"], true);
         let contradiction = app
@@ -208,7 +219,7 @@ async fn the_healing_loop_end_to_end() {
         assert!(install.poll().await.is_empty());
 
         // 70 → pending review; Ops approve → command → ack → applied.
-        let pending = detect(&app, &detection(id, 70.0, "wp_molam_orders")).await;
+        let pending = detect(app, &detection(id, 70.0, "wp_molam_orders")).await;
         assert_eq!(pending["status"], "pending_review");
         assert_eq!(pending["log"]["status"], "pending_review");
         assert!(
@@ -236,13 +247,13 @@ async fn the_healing_loop_end_to_end() {
         let commands = install.poll().await;
         assert_eq!(commands.len(), 1);
         install.ack(&commands[0], true).await;
-        assert_eq!(log(&app, &pending["log"]["id"]).await["status"], "applied");
+        assert_eq!(log(app, &pending["log"]["id"]).await["status"], "applied");
 
         // A failed ack → failed, and the rollback is queued at once with the snapshot.
-        let failing = detect(&app, &detection(id, 92.5, "wp_molam_orders")).await;
+        let failing = detect(app, &detection(id, 92.5, "wp_molam_orders")).await;
         let commands = install.poll().await;
         install.ack(&commands[0], false).await;
-        let failed = log(&app, &failing["log"]["id"]).await;
+        let failed = log(app, &failing["log"]["id"]).await;
         assert_eq!(failed["status"], "rolled_back");
         assert_eq!(failed["rollback_trigger"], "failed_ack");
         assert_eq!(failed["failure_kind"], "plugin_failed");
@@ -265,16 +276,16 @@ async fn the_healing_loop_end_to_end() {
         let mut second_site = woo_heartbeat();
         second_site["site_url"] = json!("https://second.example");
         let second = Install {
-            app: &app,
+            app,
             id: app.heartbeat(second_site).await,
         };
-        send_outcomes(&app, "https://second.example", 20, 0).await;
+        send_outcomes(app, "https://second.example", 20, 0).await;
         app.clock.advance(Duration::minutes(30));
-        let regressing = detect(&app, &detection(second.id, 95.0, "wp_molam_orders")).await;
+        let regressing = detect(app, &detection(second.id, 95.0, "wp_molam_orders")).await;
         let commands = second.poll().await;
         second.ack(&commands[0], true).await;
         app.clock.advance(Duration::minutes(10));
-        send_outcomes(&app, "https://second.example", 10, 10).await;
+        send_outcomes(app, "https://second.example", 10, 10).await;
         // Not yet a full window after the apply: nothing happens.
         assert!(app
             .state
@@ -286,7 +297,7 @@ async fn the_healing_loop_end_to_end() {
         app.clock.advance(Duration::minutes(55));
         let rolled = app.state.healing.analyze_regressions().await.unwrap();
         assert_eq!(rolled.len(), 1);
-        let regressed = log(&app, &regressing["log"]["id"]).await;
+        let regressed = log(app, &regressing["log"]["id"]).await;
         assert_eq!(regressed["status"], "rolled_back");
         assert_eq!(regressed["rollback_trigger"], "regression");
         assert!(
@@ -297,11 +308,11 @@ async fn the_healing_loop_end_to_end() {
             "{regressed}"
         );
         // The first site's patches saw no regression.
-        assert_eq!(log(&app, &first["id"]).await["status"], "applied");
+        assert_eq!(log(app, &first["id"]).await["status"], "applied");
         assert_eq!(second.poll().await[0]["command_type"], "rollback");
 
         // A third failure of the rule (its dry run refuses a missing table) → suspended.
-        let refused = detect(&app, &detection(id, 92.5, "wp_no_such_table")).await;
+        let refused = detect(app, &detection(id, 92.5, "wp_no_such_table")).await;
         assert_eq!(refused["status"], "failed");
         assert_eq!(refused["log"]["failure_kind"], "patch_refused");
         assert!(
@@ -311,7 +322,7 @@ async fn the_healing_loop_end_to_end() {
         let breakers = app.get("/api/v1/plugins/autoheal/rules", &app.viewer).await;
         assert_eq!(breakers.ok()[0]["rule_name"], "missing_database_column");
         assert_eq!(breakers.body[0]["suspended"], true);
-        let held = detect(&app, &detection(id, 99.0, "wp_molam_orders")).await;
+        let held = detect(app, &detection(id, 99.0, "wp_molam_orders")).await;
         assert_eq!(held["status"], "pending_review");
         assert_eq!(held["log"]["decision"]["auto_apply_suspended"], true);
         let resume = app
@@ -389,7 +400,6 @@ async fn the_healing_loop_end_to_end() {
         assert_eq!(stats["rolled_back"], 3);
         assert_eq!(stats["failed"], 1);
         assert_eq!(stats["success_rate"], 20.0);
-        app.store
     })
     .await;
 }
@@ -410,15 +420,13 @@ async fn check_refused(
 
 #[tokio::test]
 async fn detections_are_idempotent_and_bad_input_is_refused_by_field() {
-    each_store(|store| async {
-        let app = TestApp::healing(store, HealingConfig::default()).await;
-        let id = app.heartbeat(woo_heartbeat()).await;
+    each_install(async |app, id| {
         let path = "/api/v1/plugins/autoheal";
 
         // A retry with the same key (body or header) returns the same log and queues nothing more.
         let mut body = detection(id, 92.5, "wp_molam_orders");
         body["idempotency_key"] = json!("sira-7f3a");
-        let first = detect(&app, &body).await;
+        let first = detect(app, &body).await;
         let retry = app.post(path, &app.sira, &body).await;
         assert_eq!(retry.status, StatusCode::OK);
         assert_eq!(retry.body["log"]["id"], first["log"]["id"]);
@@ -473,7 +481,7 @@ async fn detections_are_idempotent_and_bad_input_is_refused_by_field() {
             (with("idempotency_key", json!("")), "idempotency_key"),
         ] {
             check_refused(
-                &app,
+                app,
                 path,
                 &sira,
                 body,
@@ -485,7 +493,7 @@ async fn detections_are_idempotent_and_bad_input_is_refused_by_field() {
         let mut missing = good.clone();
         missing.as_object_mut().unwrap().remove("detected_issue");
         check_refused(
-            &app,
+            app,
             path,
             &sira,
             missing,
@@ -512,16 +520,13 @@ async fn detections_are_idempotent_and_bad_input_is_refused_by_field() {
         // Nothing refused was recorded.
         let logs = app.get("/api/v1/plugins/autoheal/logs", &app.viewer).await;
         assert_eq!(logs.ok().as_array().unwrap().len(), 1);
-        app.store
     })
     .await;
 }
 
 #[tokio::test]
 async fn concurrent_retries_record_one_log_and_answer_what_is_stored() {
-    each_store(|store| async {
-        let app = TestApp::healing(store, HealingConfig::default()).await;
-        let id = app.heartbeat(woo_heartbeat()).await;
+    each_install(async |app, id| {
         let mut body = detection(id, 92.5, "wp_molam_orders");
         body["idempotency_key"] = json!("sira-burst");
         let post = || app.post("/api/v1/plugins/autoheal", &app.sira, &body);
@@ -540,8 +545,8 @@ async fn concurrent_retries_record_one_log_and_answer_what_is_stored() {
         }
         // The log answered is the log stored, field for field.
         assert_eq!(recorded["status"], "approved");
-        assert_eq!(&log(&app, &recorded["id"]).await, recorded);
-        let commands = Install { app: &app, id }.poll().await;
+        assert_eq!(&log(app, &recorded["id"]).await, recorded);
+        let commands = Install { app, id }.poll().await;
         assert_eq!(commands.len(), 1, "one command: {commands:?}");
         assert_eq!(
             commands[0]["command_payload"]["snapshot_id"],
@@ -554,7 +559,7 @@ async fn concurrent_retries_record_one_log_and_answer_what_is_stored() {
         assert_eq!(snapshots, 1, "the retries' own snapshots are not kept");
 
         // So is an approval's.
-        let pending = detect(&app, &detection(id, 70.0, "wp_molam_orders")).await;
+        let pending = detect(app, &detection(id, 70.0, "wp_molam_orders")).await;
         let approved = app
             .post(
                 &format!(
@@ -567,8 +572,7 @@ async fn concurrent_retries_record_one_log_and_answer_what_is_stored() {
             .await;
         let approved = &approved.ok()["log"];
         assert_eq!(approved["status"], "approved");
-        assert_eq!(&log(&app, &approved["id"]).await, approved);
-        app.store
+        assert_eq!(&log(app, &approved["id"]).await, approved);
     })
     .await;
 }
@@ -639,10 +643,8 @@ async fn a_rule_breaker_change_reaches_the_other_replica() {
 
 #[tokio::test]
 async fn plugins_reach_only_their_own_commands_and_bundles() {
-    each_store(|store| async {
-        let app = TestApp::healing(store, HealingConfig::default()).await;
-        let id = app.heartbeat(woo_heartbeat()).await;
-        detect(&app, &detection(id, 92.5, "wp_molam_orders")).await;
+    each_install(async |app, id| {
+        detect(app, &detection(id, 92.5, "wp_molam_orders")).await;
         let (_, other_key) = app.create_merchant("Other Shop").await;
         let poll = format!("/api/v1/plugins/autoheal/commands/{id}");
         app.get(&poll, &other_key)
@@ -663,7 +665,7 @@ async fn plugins_reach_only_their_own_commands_and_bundles() {
             .await
             .error(StatusCode::NOT_FOUND);
         check_refused(
-            &app,
+            app,
             &ack,
             &app.merchant_key,
             json!({"success": "yes"}),
@@ -672,7 +674,7 @@ async fn plugins_reach_only_their_own_commands_and_bundles() {
         )
         .await;
         check_refused(
-            &app,
+            app,
             &ack,
             &app.merchant_key,
             json!({}),
@@ -692,17 +694,14 @@ async fn plugins_reach_only_their_own_commands_and_bundles() {
             .await
             .error(StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(field.as_deref(), Some("version"));
-        app.store
     })
     .await;
 }
 
 #[tokio::test]
 async fn illegal_transitions_are_conflicts_that_change_nothing() {
-    each_store(|store| async {
-        let app = TestApp::healing(store, HealingConfig::default()).await;
-        let id = app.heartbeat(woo_heartbeat()).await;
-        let pending = detect(&app, &detection(id, 70.0, "wp_molam_orders")).await;
+    each_install(async |app, id| {
+        let pending = detect(app, &detection(id, 70.0, "wp_molam_orders")).await;
         let pending_id = pending["log"]["id"].as_str().unwrap().to_owned();
         let base = format!("/api/v1/plugins/autoheal/{pending_id}");
         let reason = json!({"reason": "not needed"});
@@ -715,7 +714,7 @@ async fn illegal_transitions_are_conflicts_that_change_nothing() {
         let unknown = json!({"patch": {"name": "format_disk", "params": {}}});
         let (_, field) = app.post(&format!("{base}/apply"), &app.operator, &unknown).await.error(StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(field.as_deref(), Some("patch.name"));
-        assert_eq!(log(&app, &json!(pending_id)).await["status"], "pending_review");
+        assert_eq!(log(app, &json!(pending_id)).await["status"], "pending_review");
         // Rejected is final.
         let rejected = app.post(&format!("{base}/reject"), &app.operator, &reason).await;
         assert_eq!(rejected.ok()["log"]["status"], "rejected");
@@ -723,13 +722,13 @@ async fn illegal_transitions_are_conflicts_that_change_nothing() {
             let (code, _) = app.post(&format!("{base}/{action}"), &app.operator, &body).await.error(StatusCode::CONFLICT);
             assert_eq!(code, "conflict");
         }
-        assert_eq!(log(&app, &json!(pending_id)).await["status"], "rejected");
+        assert_eq!(log(app, &json!(pending_id)).await["status"], "rejected");
         // An Ops edit in the seed's spelling is re-validated and applied.
         let memory = json!({
             "plugin_id": id, "detected_issue": "Allowed memory size of 134217728 bytes exhausted",
             "issue_severity": "medium", "patch_type": "config_update", "sira_confidence": 88.5
         });
-        let waiting = detect(&app, &memory).await;
+        let waiting = detect(app, &memory).await;
         assert_eq!(waiting["status"], "pending_review", "memory rule never auto-applies");
         let edit = json!({"patch": {"type": "config_update", "target": "memory_limit", "value": "256M"}});
         let approved = app
@@ -739,13 +738,12 @@ async fn illegal_transitions_are_conflicts_that_change_nothing() {
         assert_eq!(approved.body["log"]["operations"], json!([{"op": "set_config", "key": "memory_limit", "value": "256M"}]));
         // A detection nothing matches is rejected and recorded.
         let unmatched = json!({"plugin_id": id, "detected_issue": "The moon is full", "sira_confidence": 99});
-        assert_eq!(detect(&app, &unmatched).await["status"], "rejected");
+        assert_eq!(detect(app, &unmatched).await["status"], "rejected");
         // Unknown ids and malformed ones.
         let missing = format!("/api/v1/plugins/autoheal/{}/apply", Uuid::nil());
         app.post(&missing, &app.operator, &json!({})).await.error(StatusCode::NOT_FOUND);
         let (_, field) = app.post("/api/v1/plugins/autoheal/xyz/apply", &app.operator, &json!({})).await.error(StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(field.as_deref(), Some("id"));
-        app.store
     })
     .await;
 }
@@ -860,14 +858,11 @@ async fn the_patch_registry_refuses_bad_bundles_and_keeps_the_rest() {
     // A newer version appears: it becomes current; the older stays downloadable.
     sign("1.0.3", &dev_key, "add_missing_column-1.0.3.bundle.json");
     registry.reload(now);
-    assert_eq!(
-        registry
-            .current("add_missing_column")
-            .unwrap()
-            .version()
-            .to_string(),
-        "1.0.3"
-    );
+    let current = || {
+        let current = registry.current("add_missing_column").unwrap();
+        current.version().to_string()
+    };
+    assert_eq!(current(), "1.0.3");
     assert!(registry
         .get("add_missing_column", &"1.0.2".parse().unwrap())
         .is_some());
@@ -884,21 +879,12 @@ async fn the_patch_registry_refuses_bad_bundles_and_keeps_the_rest() {
                 )),
         "{refused:?}"
     );
-    assert_eq!(
-        registry
-            .current("add_missing_column")
-            .unwrap()
-            .version()
-            .to_string(),
-        "1.0.3"
-    );
+    assert_eq!(current(), "1.0.3");
 
     // Over HTTP: the listing with run figures after a detection's dry run.
-    each_store(|store| async {
-        let app = TestApp::healing(store, HealingConfig::default()).await;
-        let id = app.heartbeat(woo_heartbeat()).await;
-        detect(&app, &detection(id, 92.5, "wp_molam_orders")).await;
-        detect(&app, &detection(id, 92.5, "wp_missing")).await;
+    each_install(async |app, id| {
+        detect(app, &detection(id, 92.5, "wp_molam_orders")).await;
+        detect(app, &detection(id, 92.5, "wp_missing")).await;
         let listing = app
             .get("/api/v1/plugins/autoheal/patches", &app.viewer)
             .await;
@@ -919,18 +905,15 @@ async fn the_patch_registry_refuses_bad_bundles_and_keeps_the_rest() {
         app.get("/api/v1/plugins/autoheal/patches", &app.merchant_key)
             .await
             .error(StatusCode::FORBIDDEN);
-        app.store
     })
     .await;
 }
 
 #[tokio::test]
 async fn metrics_expose_the_loop_and_the_registry() {
-    each_store(|store| async {
-        let app = TestApp::healing(store, HealingConfig::default()).await;
-        let id = app.heartbeat(woo_heartbeat()).await;
-        detect(&app, &detection(id, 92.5, "wp_molam_orders")).await;
-        detect(&app, &detection(id, 70.0, "wp_molam_orders")).await;
+    each_install(async |app, id| {
+        detect(app, &detection(id, 92.5, "wp_molam_orders")).await;
+        detect(app, &detection(id, 70.0, "wp_molam_orders")).await;
         let body = json!({"plugin_id": id, "event_type": "checkout.created", "payload": {"order_id": "1"}});
         app.post("/api/v1/plugins/interop/event", &app.merchant_key, &body).await.ok();
         let response = app
@@ -963,7 +946,6 @@ async fn metrics_expose_the_loop_and_the_registry() {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }
         assert!(!text.contains(&id.to_string()), "no install ids in labels");
-        app.store
     })
     .await;
 }

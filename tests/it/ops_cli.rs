@@ -1,5 +1,6 @@
 //! Ops' file tooling through the binary: `rules`, `interop`, `keys`, `patch`.
 
+use crate::support::json_stdout;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::process::{Command, Output};
@@ -12,16 +13,6 @@ fn autoheal(args: &[&str]) -> Output {
         .expect("run autoheal")
 }
 
-#[track_caller]
-fn json_ok(output: &Output) -> Value {
-    assert!(
-        output.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("stdout is JSON")
-}
-
 fn write(path: &Path, value: &Value) -> String {
     std::fs::write(path, serde_json::to_vec(value).unwrap()).unwrap();
     path.display().to_string()
@@ -29,7 +20,7 @@ fn write(path: &Path, value: &Value) -> String {
 
 #[test]
 fn shipped_rules_check_and_pass_their_cases() {
-    let checked = json_ok(&autoheal(&["rules", "check", "rules"]));
+    let checked = json_stdout(&autoheal(&["rules", "check", "rules"]));
     assert_eq!(checked["status"], "ok");
     assert_eq!(checked["healing_rules"], 4);
     assert_eq!(checked["interop_mappings"], 6);
@@ -60,38 +51,30 @@ fn a_broken_rule_file_is_refused_with_its_position() {
 #[test]
 fn explain_prints_the_decision_and_its_trace() {
     let dir = tempfile::tempdir().unwrap();
-    let detection = |confidence: f64| {
-        json!({
+    let explain = |confidence: f64| {
+        let detection = json!({
             "platform": "woocommerce", "plugin_version": "1.3.5",
             "detected_issue": "Fatal error: Unknown column 'merchant_fee' in field list",
             "issue_severity": "high", "sira_confidence": confidence
-        })
+        });
+        let file = write(&dir.path().join(format!("{confidence}.json")), &detection);
+        json_stdout(&autoheal(&[
+            "rules",
+            "explain",
+            "--detection",
+            &file,
+            "--rules",
+            "rules",
+        ]))
     };
-    let high = write(&dir.path().join("high.json"), &detection(92.5));
-    let decision = json_ok(&autoheal(&[
-        "rules",
-        "explain",
-        "--detection",
-        &high,
-        "--rules",
-        "rules",
-    ]));
+    let decision = explain(92.5);
     assert_eq!(decision["outcome"], "auto_apply");
     assert_eq!(decision["rule"], "missing_database_column");
     assert_eq!(decision["params"]["column"], "merchant_fee");
     assert!(decision["trace"]
         .as_array()
         .is_some_and(|trace| !trace.is_empty()));
-    let low = write(&dir.path().join("low.json"), &detection(70.0));
-    let decision = json_ok(&autoheal(&[
-        "rules",
-        "explain",
-        "--detection",
-        &low,
-        "--rules",
-        "rules",
-    ]));
-    assert_eq!(decision["outcome"], "pending_review");
+    assert_eq!(explain(70.0)["outcome"], "pending_review");
 }
 
 #[test]
@@ -101,40 +84,31 @@ fn interop_normalize_maps_a_shopify_order() {
         &dir.path().join("order.json"),
         &json!({"id": 450789469, "total_price": "550.00", "currency": "USD"}),
     );
-    let event = json_ok(&autoheal(&[
-        "interop",
-        "normalize",
-        "--platform",
-        "shopify",
-        "--event",
-        "orders/create",
-        "--payload",
-        &payload,
-        "--rules",
-        "rules",
-    ]));
+    let normalize = |event: &str| {
+        autoheal(&[
+            "interop",
+            "normalize",
+            "--platform",
+            "shopify",
+            "--event",
+            event,
+            "--payload",
+            &payload,
+            "--rules",
+            "rules",
+        ])
+    };
+    let event = json_stdout(&normalize("orders/create"));
     assert_eq!(event["type"], "checkout.created");
     assert_eq!(event["data"]["order_id"], 450789469);
     assert_eq!(event["data"]["amount"], 55000);
-    let unmapped = autoheal(&[
-        "interop",
-        "normalize",
-        "--platform",
-        "shopify",
-        "--event",
-        "carts/update",
-        "--payload",
-        &payload,
-        "--rules",
-        "rules",
-    ]);
-    assert!(!unmapped.status.success());
+    assert!(!normalize("carts/update").status.success());
 }
 
 #[test]
 fn keys_sign_verify_and_run_a_shipped_patch() {
     let dir = tempfile::tempdir().unwrap();
-    let keys = json_ok(&autoheal(&[
+    let keys = json_stdout(&autoheal(&[
         "keys",
         "generate",
         "--out",
@@ -157,7 +131,7 @@ fn keys_sign_verify_and_run_a_shipped_patch() {
         .join("add_missing_column.bundle.json")
         .display()
         .to_string();
-    let signed = json_ok(&autoheal(&[
+    let signed = json_stdout(&autoheal(&[
         "patch",
         "sign",
         "patches/add_missing_column",
@@ -171,21 +145,9 @@ fn keys_sign_verify_and_run_a_shipped_patch() {
         &bundle,
     ]));
     assert_eq!(signed["name"], "add_missing_column");
-    let verified = json_ok(&autoheal(&[
-        "patch",
-        "verify",
-        &bundle,
-        "--trusted-key",
-        &public,
-    ]));
-    assert_eq!(verified["status"], "verified");
-    let untrusted = autoheal(&[
-        "patch",
-        "verify",
-        &bundle,
-        "--trusted-key",
-        "patches/dev-key/autoheal.pub",
-    ]);
+    let verify = |key: &str| autoheal(&["patch", "verify", &bundle, "--trusted-key", key]);
+    assert_eq!(json_stdout(&verify(&public))["status"], "verified");
+    let untrusted = verify("patches/dev-key/autoheal.pub");
     assert!(
         !untrusted.status.success(),
         "a bundle signed by another key is refused"
@@ -205,17 +167,20 @@ fn keys_sign_verify_and_run_a_shipped_patch() {
             "table": "wp_molam_orders", "column": "merchant_fee", "column_type": "DECIMAL(10,2)"
         }),
     );
-    let run = json_ok(&autoheal(&[
-        "patch",
-        "run",
-        &bundle,
-        "--trusted-key",
-        &public,
-        "--snapshot",
-        &snapshot,
-        "--params",
-        &params,
-    ]));
+    let run_with = |params: &str| {
+        autoheal(&[
+            "patch",
+            "run",
+            &bundle,
+            "--trusted-key",
+            &public,
+            "--snapshot",
+            &snapshot,
+            "--params",
+            params,
+        ])
+    };
+    let run = json_stdout(&run_with(&params));
     assert_eq!(run["operations"][0]["op"], "add_column");
     assert_eq!(
         run["state"]["tables"]["wp_molam_orders"]["merchant_fee"],
@@ -225,17 +190,7 @@ fn keys_sign_verify_and_run_a_shipped_patch() {
         &dir.path().join("bad.json"),
         &json!({"table": "wp_molam_orders"}),
     );
-    let refused = autoheal(&[
-        "patch",
-        "run",
-        &bundle,
-        "--trusted-key",
-        &public,
-        "--snapshot",
-        &snapshot,
-        "--params",
-        &bad_params,
-    ]);
+    let refused = run_with(&bad_params);
     assert!(
         !refused.status.success(),
         "params are checked against the manifest's schema"

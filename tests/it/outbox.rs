@@ -21,6 +21,22 @@ fn config(receiver: &Receiver) -> OutboxConfig {
     }
 }
 
+/// Runs `test` once per backend on an app delivering its outbox to a receiver on loopback
+/// (the same receiver for both).
+async fn each_app_delivering(test: impl AsyncFn(&TestApp, &Receiver)) {
+    let receiver = Receiver::start().await;
+    let (receiver, test) = (&receiver, &test);
+    each_store(move |store| async move {
+        let app = TestApp::new(store)
+            .await
+            .with_outbox(config(receiver))
+            .await;
+        test(&app, receiver).await;
+        app.store
+    })
+    .await;
+}
+
 async fn round(app: &TestApp) -> RoundReport {
     app.state.delivery.deliver_due().await.unwrap()
 }
@@ -105,31 +121,26 @@ async fn normalized_events_are_forwarded_as_signed_cloudevents_once() {
 
 #[tokio::test]
 async fn each_error_class_is_handled_as_the_runbook_says() {
-    let receiver = Receiver::start().await;
-    each_store(|store| async {
-        let app = TestApp::new(store)
-            .await
-            .with_outbox(config(&receiver))
-            .await;
+    each_app_delivering(async |app, receiver| {
         // TRANSIENT, then RATE_LIMITED with Retry-After, then delivered.
         receiver.answer(&[(503, None), (429, Some("120")), (200, None)]);
-        enqueue(&app, format!("{}/retry", receiver.base)).await;
-        let report = round(&app).await;
+        enqueue(app, format!("{}/retry", receiver.base)).await;
+        let report = round(app).await;
         assert_eq!((report.retrying, report.delivered), (1, 0));
-        let pending = message(&app, "pending").await;
+        let pending = message(app, "pending").await;
         assert_eq!(pending[0]["last_error_class"], "TRANSIENT");
         assert_eq!(
             pending[0]["last_error"], "HTTP 503",
             "a summary, never the provider's body"
         );
         assert_eq!(
-            round(&app).await,
+            round(app).await,
             RoundReport::default(),
             "not due before its backoff"
         );
         app.clock.advance(Duration::seconds(10));
-        assert_eq!(round(&app).await.retrying, 1);
-        let pending = message(&app, "pending").await;
+        assert_eq!(round(app).await.retrying, 1);
+        let pending = message(app, "pending").await;
         assert_eq!(pending[0]["last_error_class"], "RATE_LIMITED");
         let due: chrono::DateTime<chrono::Utc> = pending[0]["next_attempt_at"]
             .as_str()
@@ -141,17 +152,17 @@ async fn each_error_class_is_handled_as_the_runbook_says() {
             "Retry-After honoured: {due}"
         );
         app.clock.advance(Duration::seconds(119));
-        assert_eq!(round(&app).await, RoundReport::default());
+        assert_eq!(round(app).await, RoundReport::default());
         app.clock.advance(Duration::seconds(1));
-        assert_eq!(round(&app).await.delivered, 1);
+        assert_eq!(round(app).await.delivered, 1);
 
         // AUTH and PERMANENT are not retried: dead letters at once.
         receiver.answer(&[(401, None), (422, None)]);
-        enqueue(&app, format!("{}/auth", receiver.base)).await;
-        assert_eq!(round(&app).await.dead, 1);
-        enqueue(&app, format!("{}/bad", receiver.base)).await;
-        assert_eq!(round(&app).await.dead, 1);
-        let dead = message(&app, "dead").await;
+        enqueue(app, format!("{}/auth", receiver.base)).await;
+        assert_eq!(round(app).await.dead, 1);
+        enqueue(app, format!("{}/bad", receiver.base)).await;
+        assert_eq!(round(app).await.dead, 1);
+        let dead = message(app, "dead").await;
         let classes: Vec<&str> = dead
             .iter()
             .map(|m| m["last_error_class"].as_str().unwrap())
@@ -160,36 +171,21 @@ async fn each_error_class_is_handled_as_the_runbook_says() {
 
         // Ops retry a dead letter (audited); the receiver now accepts it.
         let id = dead[1]["id"].as_str().unwrap();
-        app.post(
-            &format!("/api/platform/outbox/messages/{id}/retry"),
-            &app.viewer,
-            &json!({}),
-        )
-        .await
-        .error(StatusCode::FORBIDDEN);
-        let retried = app
-            .post(
-                &format!("/api/platform/outbox/messages/{id}/retry"),
-                &app.operator,
-                &json!({}),
-            )
-            .await;
-        assert_eq!(retried.ok()["status"], "pending");
-        app.post(
-            &format!("/api/platform/outbox/messages/{id}/retry"),
-            &app.operator,
-            &json!({}),
-        )
-        .await
-        .error(StatusCode::NOT_FOUND);
-        assert_eq!(round(&app).await.delivered, 1);
+        let retry = async |token: &str| {
+            let path = format!("/api/platform/outbox/messages/{id}/retry");
+            app.post(&path, token, &json!({})).await
+        };
+        retry(&app.viewer).await.error(StatusCode::FORBIDDEN);
+        assert_eq!(retry(&app.operator).await.ok()["status"], "pending");
+        retry(&app.operator).await.error(StatusCode::NOT_FOUND);
+        assert_eq!(round(app).await.delivered, 1);
 
         // A destination that never recovers: dead after the last attempt.
         receiver.answer(&[(500, None); 4]);
-        enqueue(&app, format!("{}/down", receiver.base)).await;
+        enqueue(app, format!("{}/down", receiver.base)).await;
         let mut rounds = Vec::new();
         for _ in 0..4 {
-            rounds.push(round(&app).await);
+            rounds.push(round(app).await);
             app.clock.advance(Duration::hours(1));
         }
         assert_eq!(rounds.iter().map(|r| r.retrying).sum::<usize>(), 3);
@@ -199,26 +195,20 @@ async fn each_error_class_is_handled_as_the_runbook_says() {
             counts.ok()["counts"],
             json!({"pending": 0, "delivered": 2, "dead": 2})
         );
-        app.store
     })
     .await;
 }
 
 #[tokio::test]
 async fn the_breaker_opens_probes_and_closes() {
-    let receiver = Receiver::start().await;
-    each_store(|store| async {
-        let app = TestApp::new(store)
-            .await
-            .with_outbox(config(&receiver))
-            .await;
+    each_app_delivering(async |app, receiver| {
         let url = format!("{}/flaky", receiver.base);
         receiver.answer(&[(503, None); 4]);
         for _ in 0..3 {
-            enqueue(&app, url.clone()).await;
+            enqueue(app, url.clone()).await;
         }
         // Three consecutive failures: open.
-        assert_eq!(round(&app).await.retrying, 3);
+        assert_eq!(round(app).await.retrying, 3);
         let breaker = |body: &Value| {
             body["breakers"]
                 .as_array()
@@ -233,11 +223,11 @@ async fn the_breaker_opens_probes_and_closes() {
         // While open nothing is sent; the attempts are not spent.
         let sent = receiver.requests().len();
         app.clock.advance(Duration::seconds(20));
-        assert_eq!(round(&app).await.deferred, 3);
+        assert_eq!(round(app).await.deferred, 3);
         assert_eq!(receiver.requests().len(), sent);
         // After the cool-down one probe goes; it fails: open again.
         app.clock.advance(Duration::seconds(30));
-        let report = round(&app).await;
+        let report = round(app).await;
         assert_eq!((report.retrying, report.deferred), (1, 2));
         assert_eq!(receiver.requests().len(), sent + 1);
         assert_eq!(
@@ -246,16 +236,15 @@ async fn the_breaker_opens_probes_and_closes() {
         );
         // The destination recovers: the next probe succeeds and closes the breaker.
         app.clock.advance(Duration::minutes(5));
-        let report = round(&app).await;
+        let report = round(app).await;
         assert_eq!(report.delivered, 1);
         assert_eq!(
             breaker(app.get("/api/platform/outbox", &app.viewer).await.ok())["state"],
             "closed"
         );
         app.clock.advance(Duration::seconds(1));
-        let report = round(&app).await;
+        let report = round(app).await;
         assert_eq!(report.delivered, 2, "the rest flow once closed");
-        app.store
     })
     .await;
 }

@@ -1,7 +1,7 @@
 //! The test harness: a real store on every available backend (SQLite in a
 //! temp dir always; PostgreSQL in a throwaway schema when
 //! `AUTOHEAL_TEST_POSTGRES_URL` is set, and required when `CI` is set), the
-//! app router driven through `oneshot`, and a manual clock.
+//! app router driven through `oneshot`, a manual clock, and the built binary.
 
 use api::auth::Role;
 use api::db::{Store, StoreOptions};
@@ -13,6 +13,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use std::future::Future;
+use std::process::{Command, Output};
 use tower::ServiceExt;
 use uuid::Uuid;
 
@@ -156,6 +157,50 @@ where
         app.store
     })
     .await;
+}
+
+/// Runs the `autoheal` binary with `args` on the database at `database_url`.
+pub fn autoheal(database_url: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_autoheal"))
+        .args(args)
+        .env("DATABASE_URL", database_url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run autoheal")
+}
+
+/// The JSON document a command printed, which must have succeeded.
+#[track_caller]
+pub fn json_stdout(output: &Output) -> Value {
+    assert!(
+        output.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("stdout is one JSON document")
+}
+
+/// `autoheal serve` on a fresh database with the rules under `rules`, which it must refuse
+/// to start on: what it printed to stderr.
+pub fn serve_refusal(rules: &std::path::Path) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("autoheal.db").display());
+    let rules = rules.to_str().unwrap();
+    let output = autoheal(
+        &url,
+        &["serve", "--listen", "127.0.0.1:0", "--rules", rules],
+    );
+    assert!(!output.status.success());
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A loopback port that nothing listened on when asked.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// The repository's root (rules/, patches/).
@@ -525,13 +570,9 @@ impl SmtpServer {
     /// With the server's options (`--tls CERT KEY`, `--auth USER:PASSWORD`).
     pub fn start_with(options: &[&str]) -> Self {
         use std::io::BufRead;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let dir = tempfile::tempdir().unwrap();
-        let mut command = std::process::Command::new("python3");
+        let mut command = Command::new("python3");
         command
             .arg(repo().join("tests/smtp/server.py"))
             .arg(port.to_string())

@@ -38,8 +38,15 @@ async fn tasks_stop_in_order_and_finish_the_run_they_are_in() {
                 .filter(|line| **line == format!("{name} {what}"))
                 .count()
         };
-        assert!(count("start") >= 2, "{name} ran again after a failed run: {stopped:?}");
-        assert_eq!(count("start"), count("end"), "{name}'s last run was not cut off: {stopped:?}");
+        assert!(
+            count("start") >= 2,
+            "{name} ran again after a failed run: {stopped:?}"
+        );
+        assert_eq!(
+            count("start"),
+            count("end"),
+            "{name}'s last run was not cut off: {stopped:?}"
+        );
     }
     let last_end = |name: &str| {
         stopped

@@ -7,8 +7,8 @@
 //! flags_load ADDR TOKEN KEYS [CLIENTS=8] [SECONDS=15]
 //! (KEYS: comma-separated flag keys evaluated in every request)
 
-use benches::{gather, percentile, Connection, Report};
-use std::time::{Duration, Instant};
+use benches::{arg, percentile, run_clients, Connection, Report};
+use std::time::Instant;
 
 async fn client(
     address: String,
@@ -33,11 +33,10 @@ async fn client(
         let elapsed = started.elapsed();
         // Every flag must have evaluated without an error (unknown key …).
         const FAILED: &[u8] = br#""reason":"ERROR""#;
-        if status == 200 && !body.windows(FAILED.len()).any(|w| w == FAILED) {
-            report.latencies_us.push(elapsed.as_micros() as u32);
-        } else {
-            report.errors += 1;
-        }
+        report.record(
+            elapsed,
+            status == 200 && !body.windows(FAILED.len()).any(|w| w == FAILED),
+        );
     }
     report
 }
@@ -53,41 +52,32 @@ async fn main() {
         .split(',')
         .map(str::to_owned)
         .collect();
-    let clients: usize = args
-        .get(4)
-        .map_or(8, |value| value.parse().expect("CLIENTS"));
-    let seconds: u64 = args
-        .get(5)
-        .map_or(15, |value| value.parse().expect("SECONDS"));
+    let clients = arg(&args, 4, "CLIENTS", 8);
+    let seconds = arg(&args, 5, "SECONDS", 15);
     let keys_json = serde_json::to_string(&keys).expect("JSON");
-    let started = Instant::now();
-    let deadline = started + Duration::from_secs(seconds);
-    let tasks: Vec<_> = (0..clients)
-        .map(|index| {
-            tokio::spawn(client(
-                address.clone(),
-                token.clone(),
-                keys_json.clone(),
-                index,
-                deadline,
-            ))
-        })
-        .collect();
-    let (latencies, errors) = gather(tasks).await;
-    let elapsed = started.elapsed().as_secs_f64();
-    let requests = latencies.len() as f64;
+    let run = run_clients(clients, seconds, |index, deadline| {
+        client(
+            address.clone(),
+            token.clone(),
+            keys_json.clone(),
+            index,
+            deadline,
+        )
+    })
+    .await;
+    let requests = run.latencies_us.len() as f64;
     println!(
         "{}",
         serde_json::json!({
             "clients": clients,
             "flags_per_request": keys.len(),
-            "seconds": elapsed,
-            "requests": latencies.len(),
-            "errors": errors,
-            "requests_per_second": (requests / elapsed).round(),
-            "evaluations_per_second": (requests * keys.len() as f64 / elapsed).round(),
-            "p50_ms": percentile(&latencies, 0.50),
-            "p99_ms": percentile(&latencies, 0.99),
+            "seconds": run.seconds,
+            "requests": run.latencies_us.len(),
+            "errors": run.errors,
+            "requests_per_second": (requests / run.seconds).round(),
+            "evaluations_per_second": (requests * keys.len() as f64 / run.seconds).round(),
+            "p50_ms": percentile(&run.latencies_us, 0.50),
+            "p99_ms": percentile(&run.latencies_us, 0.99),
         })
     );
 }

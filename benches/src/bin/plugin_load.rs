@@ -15,10 +15,10 @@
 //! detection-to-command latency. `detect-keyed` sends what a retrying Sira sends: a random
 //! idempotency key with every detection, looked up before and stored with the log.
 
-use benches::{gather, percentile, Connection, Report};
+use benches::{arg, percentile, run_clients, Connection, Report};
 use std::hash::BuildHasher;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
@@ -98,14 +98,10 @@ async fn client(
         let started = Instant::now();
         let (status, answer) = connection.post(path, token, &body).await;
         let elapsed = started.elapsed();
-        if status == expected
+        let acknowledged = status == expected
             && (!matches!(mode, Mode::Detect { .. })
-                || answer.windows(9).any(|w| w == b"\"applied\""))
-        {
-            report.latencies_us.push(elapsed.as_micros() as u32);
-        } else {
-            report.errors += 1;
-        }
+                || answer.windows(9).any(|w| w == b"\"applied\""));
+        report.record(elapsed, acknowledged);
     }
     report
 }
@@ -133,20 +129,14 @@ async fn main() {
     } else {
         64
     };
-    let clients: usize = args
-        .get(4)
-        .map_or(default_clients, |value| value.parse().expect("CLIENTS"));
-    let seconds: u64 = args
-        .get(5)
-        .map_or(20, |value| value.parse().expect("SECONDS"));
+    let clients = arg(&args, 4, "CLIENTS", default_clients);
+    let seconds = arg(&args, 5, "SECONDS", 20);
     let default_installs = match mode {
         Mode::Heartbeat => 10_000,
         Mode::Interop => 1_000,
         Mode::Detect { .. } => 200,
     };
-    let installs: usize = args
-        .get(6)
-        .map_or(default_installs, |value| value.parse().expect("INSTALLS"));
+    let installs = arg(&args, 6, "INSTALLS", default_installs);
     let ids = Arc::new(match mode {
         Mode::Heartbeat => Vec::new(),
         _ => register(&address, &key, installs).await,
@@ -155,34 +145,29 @@ async fn main() {
         Mode::Detect { .. } => Some(detection_histogram(&address).await),
         _ => None,
     };
-    let started = Instant::now();
-    let deadline = started + Duration::from_secs(seconds);
-    let tasks: Vec<_> = (0..clients)
-        .map(|index| {
-            tokio::spawn(client(
-                mode,
-                address.clone(),
-                key.clone(),
-                sira.clone(),
-                ids.clone(),
-                index,
-                clients,
-                installs,
-                deadline,
-            ))
-        })
-        .collect();
-    let (latencies, errors) = gather(tasks).await;
-    let elapsed = started.elapsed().as_secs_f64();
+    let run = run_clients(clients, seconds, |index, deadline| {
+        client(
+            mode,
+            address.clone(),
+            key.clone(),
+            sira.clone(),
+            ids.clone(),
+            index,
+            clients,
+            installs,
+            deadline,
+        )
+    })
+    .await;
     let mut report = serde_json::json!({
         "mode": args[1],
         "clients": clients,
-        "seconds": elapsed,
-        "acknowledged": latencies.len(),
-        "errors": errors,
-        "per_second": (latencies.len() as f64 / elapsed).round(),
-        "p50_ms": percentile(&latencies, 0.50),
-        "p99_ms": percentile(&latencies, 0.99),
+        "seconds": run.seconds,
+        "acknowledged": run.latencies_us.len(),
+        "errors": run.errors,
+        "per_second": (run.latencies_us.len() as f64 / run.seconds).round(),
+        "p50_ms": percentile(&run.latencies_us, 0.50),
+        "p99_ms": percentile(&run.latencies_us, 0.99),
     });
     if let Some(server_before) = server_before {
         // What the server measured itself, from arrival to commit (no client or network

@@ -6,6 +6,14 @@ use serde_json::{json, Value};
 
 use crate::common::{host, patches_dir, shipped, snapshot};
 
+/// The shipped patches, by name.
+const SHIPPED: [&str; 4] = [
+    "add_missing_column",
+    "api_key_refresh_notice",
+    "php_upgrade_notice",
+    "update_memory_limit",
+];
+
 fn try_run(patch: &str, snapshot: &State, params: Value) -> Result<host::DryRun, RunError> {
     host().dry_run(&shipped(patch), snapshot, &params)
 }
@@ -129,47 +137,21 @@ fn update_memory_limit_raises_never_lowers() {
         key: "memory_limit".into(),
         value: json!(v),
     };
-    let run = check(
-        "update_memory_limit",
-        &snapshot(),
-        json!({"memory_limit": "256M"}),
-        vec![set("256M")],
-    );
+    let check_limit = |snap: &State, to: &str, expected| {
+        let params = json!({"memory_limit": to});
+        check("update_memory_limit", snap, params, expected)
+    };
+    let run = check_limit(&snapshot(), "256M", vec![set("256M")]);
     assert_eq!(run.state.config["memory_limit"], json!("256M"));
     assert_eq!(run.restore, vec![set("128M")]);
-    check(
-        "update_memory_limit",
-        &snapshot(),
-        json!({"memory_limit": "1G"}),
-        vec![set("1G")],
-    );
-    check(
-        "update_memory_limit",
-        &snapshot(),
-        json!({"memory_limit": "-1"}),
-        vec![set("-1")],
-    );
-    check(
-        "update_memory_limit",
-        &snapshot(),
-        json!({"memory_limit": "64M"}),
-        vec![],
-    );
-    check(
-        "update_memory_limit",
-        &snapshot(),
-        json!({"memory_limit": "131072K"}),
-        vec![],
-    );
+    check_limit(&snapshot(), "1G", vec![set("1G")]);
+    check_limit(&snapshot(), "-1", vec![set("-1")]);
+    check_limit(&snapshot(), "64M", vec![]);
+    check_limit(&snapshot(), "131072K", vec![]);
 
     let mut unset = snapshot();
     unset.config.remove("memory_limit");
-    let run = check(
-        "update_memory_limit",
-        &unset,
-        json!({"memory_limit": "256M"}),
-        vec![set("256M")],
-    );
+    let run = check_limit(&unset, "256M", vec![set("256M")]);
     assert_eq!(
         run.restore,
         vec![Operation::UnsetConfig {
@@ -178,20 +160,10 @@ fn update_memory_limit_raises_never_lowers() {
     );
     let mut empty = snapshot();
     empty.config.clear();
-    check(
-        "update_memory_limit",
-        &empty,
-        json!({"memory_limit": "256M"}),
-        vec![set("256M")],
-    );
+    check_limit(&empty, "256M", vec![set("256M")]);
     let mut unlimited = snapshot();
     unlimited.config.insert("memory_limit".into(), json!("-1"));
-    check(
-        "update_memory_limit",
-        &unlimited,
-        json!({"memory_limit": "512M"}),
-        vec![],
-    );
+    check_limit(&unlimited, "512M", vec![]);
 
     assert!(matches!(
         try_run(
@@ -205,10 +177,12 @@ fn update_memory_limit_raises_never_lowers() {
 
 #[test]
 fn php_upgrade_notice_only_when_php_is_older() {
-    let run = check(
-        "php_upgrade_notice",
-        &snapshot(),
-        json!({"required_php": "8.1"}),
+    let notice = |required: &str, expected| {
+        let params = json!({"required_php": required});
+        check("php_upgrade_notice", &snapshot(), params, expected)
+    };
+    let run = notice(
+        "8.1",
         vec![Operation::NotifyMerchant {
             template: "php_upgrade".into(),
             severity: Severity::Warning,
@@ -222,18 +196,8 @@ fn php_upgrade_notice_only_when_php_is_older() {
     );
     assert_eq!(run.state, snapshot());
     assert!(run.restore.is_empty(), "a notice has nothing to roll back");
-    check(
-        "php_upgrade_notice",
-        &snapshot(),
-        json!({"required_php": "7.4"}),
-        vec![],
-    );
-    check(
-        "php_upgrade_notice",
-        &snapshot(),
-        json!({"required_php": "7.4.33"}),
-        vec![],
-    );
+    notice("7.4", vec![]);
+    notice("7.4.33", vec![]);
 }
 
 #[test]
@@ -295,12 +259,7 @@ fn api_key_refresh_notice_names_platform_and_version() {
 
 #[test]
 fn committed_modules_are_built_from_their_sources() {
-    for name in [
-        "add_missing_column",
-        "update_memory_limit",
-        "php_upgrade_notice",
-        "api_key_refresh_notice",
-    ] {
+    for name in SHIPPED {
         let dir = patches_dir().join(name);
         let (template, _module) =
             host::tools::read_patch_dir(&dir).unwrap_or_else(|e| panic!("{e}"));
@@ -319,15 +278,7 @@ fn committed_bundles_verify_with_the_dev_key_today() {
             .unwrap();
     let mut names: Vec<&str> = bundles.iter().map(|b| b.manifest().name.as_str()).collect();
     names.sort();
-    assert_eq!(
-        names,
-        [
-            "add_missing_column",
-            "api_key_refresh_notice",
-            "php_upgrade_notice",
-            "update_memory_limit"
-        ]
-    );
+    assert_eq!(names, SHIPPED);
     for bundle in &bundles {
         // The committed bundle carries exactly the committed module.
         let dir = patches_dir().join(&bundle.manifest().name);
@@ -350,12 +301,7 @@ fn resign_shipped_bundles() {
         .join(host::tools::PRIVATE_KEY_FILE);
     let out_dir = patches_dir().join("bundles");
     std::fs::create_dir_all(&out_dir).unwrap();
-    for name in [
-        "add_missing_column",
-        "update_memory_limit",
-        "php_upgrade_notice",
-        "api_key_refresh_notice",
-    ] {
+    for name in SHIPPED {
         let dir = patches_dir().join(name);
         host::tools::build_patch(&dir).unwrap();
         let out = out_dir.join(format!("{name}-{version}{}", host::tools::BUNDLE_SUFFIX));
