@@ -126,7 +126,7 @@ async fn concurrent_heartbeats_are_all_durable() {
                     let record =
                         heartbeat(merchant_id, &format!("https://{site}.example"), "1.0.0");
                     let outcome = store
-                        .record_heartbeat(record, now + Duration::seconds(round))
+                        .write(record, now + Duration::seconds(round))
                         .await
                         .unwrap();
                     (site, outcome.installation_id)
@@ -167,7 +167,7 @@ async fn shutdown_commits_what_was_accepted() {
                 let store = test.store.clone();
                 tokio::spawn(async move {
                     store
-                        .record_heartbeat(
+                        .write(
                             heartbeat(merchant_id, &format!("https://{site}.example"), "1.0.0"),
                             now,
                         )
@@ -195,7 +195,7 @@ async fn shutdown_commits_what_was_accepted() {
         // After close, new writes are refused rather than dropped.
         let late = test
             .store
-            .record_heartbeat(heartbeat(merchant_id, "https://late.example", "1.0.0"), now)
+            .write(heartbeat(merchant_id, "https://late.example", "1.0.0"), now)
             .await;
         assert!(late.is_err());
         reopened.close().await;
@@ -213,7 +213,7 @@ async fn toggles_replace_expire_and_lift() {
         let agent_id = admin(store).await;
         let beat = async |at| {
             let record = heartbeat(merchant_id, "", "1.0.0");
-            store.record_heartbeat(record, at).await.unwrap()
+            store.write(record, at).await.unwrap()
         };
         let id = beat(now).await.installation_id;
         let change = |key, value, expires_at| ToggleChange {
@@ -293,19 +293,16 @@ async fn events_link_to_their_installation_and_block() {
             occurred_at: Some(now - Duration::seconds(3)),
         };
         let orphan = store
-            .record_event(event("https://new.example"), now)
+            .write(event("https://new.example"), now)
             .await
             .unwrap();
         assert_eq!(orphan.installation_id, None);
         let id = store
-            .record_heartbeat(heartbeat(merchant_id, "https://a.example", "1.0.0"), now)
+            .write(heartbeat(merchant_id, "https://a.example", "1.0.0"), now)
             .await
             .unwrap()
             .installation_id;
-        let linked = store
-            .record_event(event("https://a.example"), now)
-            .await
-            .unwrap();
+        let linked = store.write(event("https://a.example"), now).await.unwrap();
         assert_eq!(linked.installation_id, Some(id));
         assert!(!linked.install_blocked);
         let detail = store.installation(id, now).await.unwrap().unwrap();
@@ -352,7 +349,7 @@ async fn version_order_is_semver_in_sql() {
             ("e", "1.2.0", "outdated"),
         ] {
             let id = store
-                .record_heartbeat(heartbeat(merchant_id, site, version), now)
+                .write(heartbeat(merchant_id, site, version), now)
                 .await
                 .unwrap()
                 .installation_id;
@@ -426,7 +423,7 @@ async fn an_ops_write_gets_through_a_steady_stream_of_telemetry() {
     let merchant_id = merchant(&store).await;
     let agent_id = admin(&store).await;
     let id = store
-        .record_heartbeat(heartbeat(merchant_id, "https://ops.example", "1.0.0"), now)
+        .write(heartbeat(merchant_id, "https://ops.example", "1.0.0"), now)
         .await
         .unwrap()
         .installation_id;
@@ -440,7 +437,7 @@ async fn an_ops_write_gets_through_a_steady_stream_of_telemetry() {
                 let mut written = 0;
                 while std::time::Instant::now() < until {
                     let beat = heartbeat(merchant_id, &format!("https://{site}.example"), "1.0.0");
-                    store.record_heartbeat(beat, now).await.unwrap();
+                    store.write(beat, now).await.unwrap();
                     written += 1;
                 }
                 written
@@ -475,7 +472,7 @@ async fn sqlite_commits_reach_the_database_file_without_waiting_for_a_full_wal()
     let merchant_id = merchant(&test.store).await;
     for site in 0..20 {
         let beat = heartbeat(merchant_id, &format!("https://{site}.example"), "1.0.0");
-        test.store.record_heartbeat(beat, now).await.unwrap();
+        test.store.write(beat, now).await.unwrap();
     }
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
 

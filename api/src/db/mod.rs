@@ -21,7 +21,7 @@ pub(crate) use audit::insert_audit;
 pub use audit::{AuditContext, AuditEntry};
 pub(crate) use invalidation::notify;
 pub use invalidation::{Invalidation, InvalidationBus, INVALIDATION_CHANNEL};
-pub(crate) use writer::Batched;
+pub use writer::Batched;
 pub use writer::WriterOptions;
 
 use sqlx::pool::PoolOptions;
@@ -106,13 +106,13 @@ pub(crate) use on_tx;
 /// itself, a connection whose statements are their own transactions. A step that several
 /// writes share (an audit row, an outbox message, a NOTIFY) takes `&mut Tx`, so it is an
 /// ordinary `async fn`; [`on_tx!`] runs a statement on it.
-pub(crate) enum Tx<'c> {
+pub enum Tx<'c> {
     Sqlite(&'c mut sqlx::SqliteConnection),
     Postgres(&'c mut sqlx::PgConnection),
 }
 
 impl Tx<'_> {
-    pub(crate) fn kind(&self) -> BackendKind {
+    pub fn kind(&self) -> BackendKind {
         match self {
             Self::Sqlite(_) => BackendKind::Sqlite,
             Self::Postgres(_) => BackendKind::Postgres,
@@ -427,9 +427,10 @@ impl Store {
         Ok(transaction)
     }
 
-    /// Queues `write` for the group-commit writer and waits until the batch holding it is
+    /// Queues `write` (a heartbeat, a telemetry event, an interop event, a detection: any
+    /// [`Batched`] kind) for the group-commit writer and waits until the batch holding it is
     /// committed: its outcome, once durable.
-    pub(crate) async fn write<K: Batched>(
+    pub async fn write<K: Batched>(
         &self,
         write: K,
         now: chrono::DateTime<chrono::Utc>,

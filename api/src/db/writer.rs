@@ -41,7 +41,7 @@ impl Default for WriterOptions {
 
 /// One kind of write the writer batches: a heartbeat, a telemetry event, an interop event,
 /// a detection. Each feature implements it beside its SQL; the writer knows none of them.
-pub(crate) trait Batched: Send + Sync + Sized + 'static {
+pub trait Batched: Send + Sync + Sized + 'static {
     type Outcome: Send + 'static;
 
     /// Kinds are written in ascending order within a batch: heartbeats (which create

@@ -83,10 +83,7 @@ impl Service {
         let key = InstallKey::of(record.merchant_id, &record.cms, &record.site_url);
         self.rate_limited(&key)?;
         let flag_context = crate::flags::install_context(record.merchant_id, &record);
-        let outcome = self
-            .store
-            .record_heartbeat(record, self.clock.now())
-            .await?;
+        let outcome = self.store.write(record, self.clock.now()).await?;
         let mut toggles: Map<String, Value> = ToggleKey::ALL
             .iter()
             .map(|key| (key.as_str().to_owned(), key.default_value()))
@@ -122,7 +119,7 @@ impl Service {
             &record.cms,
             &record.site_url,
         ))?;
-        Ok(self.store.record_event(record, self.clock.now()).await?)
+        Ok(self.store.write(record, self.clock.now()).await?)
     }
 
     fn rate_limited(&self, key: &InstallKey) -> Result<(), ApiError> {

@@ -297,25 +297,6 @@ fn round2(value: f64) -> f64 {
 }
 
 impl Store {
-    /// Upserts the installation and returns its id and active toggles. Group
-    /// committed: returns once the batch holding it is durable.
-    pub async fn record_heartbeat(
-        &self,
-        record: HeartbeatRecord,
-        now: DateTime<Utc>,
-    ) -> Result<HeartbeatOutcome, StoreError> {
-        self.write(record, now).await
-    }
-
-    /// Stores a telemetry event (group committed like heartbeats).
-    pub async fn record_event(
-        &self,
-        record: EventRecord,
-        now: DateTime<Utc>,
-    ) -> Result<EventOutcome, StoreError> {
-        self.write(record, now).await
-    }
-
     /// One page of installations and the number matching the filter.
     pub async fn list_installations(
         &self,

@@ -249,7 +249,7 @@ impl Service {
                 ..base
             },
         };
-        let stored = self.store.record_interop_event(record, now).await?;
+        let stored = self.store.write(record, now).await?;
         Ok(Ingested {
             stored,
             normalized: normalized.result,

@@ -123,15 +123,6 @@ const MAPPING_COLUMNS: &str = "id, source_platform, source_event_type, normalize
      field_mappings, spec, is_active, created_by, created_at, updated_at";
 
 impl Store {
-    /// Stores an interop event, once per source event (group committed like telemetry).
-    pub async fn record_interop_event(
-        &self,
-        record: InteropRecord,
-        now: DateTime<Utc>,
-    ) -> Result<InteropOutcome, StoreError> {
-        self.write(record, now).await
-    }
-
     pub async fn list_interop_events(
         &self,
         filter: &InteropFilter,
