@@ -229,10 +229,6 @@ impl Service {
         }
     }
 
-    pub fn config(&self) -> &HealingConfig {
-        &self.config
-    }
-
     pub fn detection_latency(&self) -> &Histogram {
         &self.detection_latency
     }
@@ -338,7 +334,7 @@ impl Service {
     /// The state a patch runs against: the install's last reported `state` (config,
     /// tables) with the facts the server knows (platform, versions). None when the plugin
     /// never reported one — and without a snapshot there is no command.
-    pub fn snapshot_of(target: &HealingTarget) -> Option<Value> {
+    fn snapshot_of(target: &HealingTarget) -> Option<Value> {
         let mut state: Map<String, Value> = target.reported_state.as_ref()?.0.as_object()?.clone();
         state.insert("platform".into(), Value::String(target.cms.clone()));
         state.insert(
