@@ -2,6 +2,11 @@
 //! seed's order at its boundaries, the OpenFeature result shape, the
 //! definitions file format and its errors, and the shipped platform flags.
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the tests read the shipped flag files from disk; the engine itself reads none"
+)]
+
 use std::path::Path;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};

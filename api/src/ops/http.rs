@@ -56,7 +56,7 @@ enum AlertStatus {
 }
 
 async fn alerts(
-    State(ops_service): State<Arc<Service>>,
+    State(service): State<Arc<Service>>,
     ops: Ops,
     QueryParams(query): QueryParams<AlertsQuery>,
 ) -> Result<Json<Vec<PlatformAlert>>, ApiError> {
@@ -66,7 +66,7 @@ async fn alerts(
         AlertStatus::Acknowledged => "acknowledged",
         AlertStatus::Resolved => "resolved",
     });
-    Ok(Json(ops_service.alerts(status).await?))
+    Ok(Json(service.alerts(status).await?))
 }
 
 async fn move_alert(
