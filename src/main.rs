@@ -124,10 +124,21 @@ enum FlagsCommand {
 
 #[derive(Subcommand)]
 enum RulesCommand {
-    /// Validate every rule file; exit 1 with file:line:col messages on error.
+    /// Validate every rule file; exit 1 with file:line:col messages on error. With
+    /// --patches, also hold each healing rule against its patch: the patch must be among the
+    /// verified bundles, and the parameters the rule gives for every case in DIR/tests must
+    /// fit the patch's params_schema (a required parameter a case leaves out is reported as
+    /// what Ops would be asked for, not as an error).
     Check {
         #[arg(default_value = "./rules")]
         dir: PathBuf,
+        /// Folder of signed patch bundles (`*.bundle.json`).
+        #[arg(long)]
+        patches: Option<PathBuf>,
+        /// Public key(s) the bundles must be signed by [default: the development key,
+        /// ./patches/dev-key/autoheal.pub].
+        #[arg(long = "trusted-key")]
+        trusted_keys: Vec<PathBuf>,
     },
     /// Print the decision for a detection and the trace of every check.
     Explain {
@@ -529,7 +540,17 @@ async fn main() -> Result<()> {
             println!("{}", json!({"token": token.secret}));
         }
         Command::Rules { command } => match command {
-            RulesCommand::Check { dir } => rules_cmd::check(&dir)?,
+            RulesCommand::Check {
+                dir,
+                patches,
+                trusted_keys,
+            } => {
+                let patches = match &patches {
+                    Some(folder) => Some(verified_manifests(folder, &trusted_keys, now)?),
+                    None => None,
+                };
+                rules_cmd::check(&dir, patches.as_ref())?
+            }
             RulesCommand::Explain {
                 detection,
                 rules,
@@ -774,6 +795,38 @@ fn server_config(args: &ServeArgs) -> ServerConfig {
     }
 }
 
+/// The newest manifest of each patch among the bundles under `dir` that verify against the
+/// trusted keys (as `serve` would trust them); a bundle that does not verify is an error.
+fn verified_manifests(
+    dir: &std::path::Path,
+    key_files: &[PathBuf],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<std::collections::BTreeMap<String, host::bundle::Manifest>> {
+    let trusted = trusted_keys(key_files)?;
+    let mut newest: std::collections::BTreeMap<String, host::bundle::Manifest> = Default::default();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.to_string_lossy().ends_with(".bundle.json"))
+        .collect();
+    files.sort();
+    for path in files {
+        let bytes =
+            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let verified = host::verify_bundle(&bytes, &trusted, &host::AcceptedVersions::new(), now)
+            .with_context(|| format!("{}", path.display()))?;
+        let manifest = verified.manifest().clone();
+        if newest
+            .get(&manifest.name)
+            .is_none_or(|known| known.version < manifest.version)
+        {
+            newest.insert(manifest.name.clone(), manifest);
+        }
+    }
+    Ok(newest)
+}
+
 /// The trusted keys and the bundles they verify. A missing key file is an error (the
 /// server would refuse every bundle); bundles that fail verification are refused one by
 /// one and listed at GET /api/v1/plugins/autoheal/patches.
@@ -782,20 +835,7 @@ fn patch_registry(
     key_files: &[PathBuf],
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<PatchRegistry> {
-    let dev_key_file = std::path::Path::new(DEV_PUBLIC_KEY_FILE);
-    let trusted = if !key_files.is_empty() {
-        host::tools::load_trusted_keys(key_files)
-            .context("cannot read the trusted public keys (--trusted-key)")?
-    } else if dev_key_file.is_file() {
-        host::tools::load_trusted_keys(&[dev_key_file])
-            .context("cannot read the development public key")?
-    } else {
-        tracing::warn!(
-            event = "no_trusted_keys",
-            "no --trusted-key and no development key here: every patch bundle is refused"
-        );
-        host::TrustedKeys::new()
-    };
+    let trusted = trusted_keys(key_files)?;
     let development = host::PublicKey::from_base64(DEV_PUBLIC_KEY.trim())
         .ok()
         .map(|key| key.key_id().to_owned());
@@ -809,6 +849,25 @@ fn patch_registry(
     let status = registry.status();
     tracing::info!(event = "patches_loaded", dir = %dir.display(), loaded = status.patches.len(), refused = status.refused.len(), "patch bundles verified");
     Ok(registry)
+}
+
+/// The keys of `--trusted-key`, or without one the repository's development key when it is
+/// here (else none: every bundle is refused).
+fn trusted_keys(key_files: &[PathBuf]) -> Result<host::TrustedKeys> {
+    let dev_key_file = std::path::Path::new(DEV_PUBLIC_KEY_FILE);
+    Ok(if !key_files.is_empty() {
+        host::tools::load_trusted_keys(key_files)
+            .context("cannot read the trusted public keys (--trusted-key)")?
+    } else if dev_key_file.is_file() {
+        host::tools::load_trusted_keys(&[dev_key_file])
+            .context("cannot read the development public key")?
+    } else {
+        tracing::warn!(
+            event = "no_trusted_keys",
+            "no --trusted-key and no development key here: every patch bundle is refused"
+        );
+        host::TrustedKeys::new()
+    })
 }
 
 /// The public half of the repository's development signing key, to warn when it is trusted.

@@ -3,13 +3,19 @@
 //! pure `engine`.
 
 use anyhow::{bail, Context, Result};
-use engine::{DecisionConfig, Detection, InteropEvent};
+use engine::{DecisionConfig, Detection, InteropEvent, RuleSet};
+use host::bundle::Manifest;
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-pub fn check(dir: &Path) -> Result<()> {
+pub fn check(dir: &Path, patches: Option<&BTreeMap<String, Manifest>>) -> Result<()> {
     let set = crate::files::rule_set(dir)?;
     let flags = crate::files::flag_files(dir)?;
+    let needs = match patches {
+        Some(patches) => check_params(dir, &set, patches)?,
+        None => Vec::new(),
+    };
     let files: Vec<_> = set
         .files()
         .iter()
@@ -23,6 +29,8 @@ pub fn check(dir: &Path) -> Result<()> {
             "interop_mappings": set.mappings().len(),
             "flag_policies": set.flag_policies().count(),
             "feature_flags": flags.len(),
+            "patches_checked": patches.map(BTreeMap::len),
+            "needs": needs,
             "files": files,
         })
     );
@@ -44,17 +52,90 @@ pub fn explain(dir: &Path, detection: &Path, global_threshold: f64) -> Result<()
     Ok(())
 }
 
-/// Runs `DIR/tests/*.json` against the rules in `DIR`; fails on a mismatch.
-pub fn test(dir: &Path) -> Result<()> {
-    let set = crate::files::rule_set(dir)?;
+/// Holds every healing rule against its patch's manifest: the patch is loaded, and the
+/// parameters the rule gives for each healing case under `DIR/tests` are ones the patch
+/// takes, of the right type and format. Fails listing every misfit; returns the cases that
+/// leave a required parameter out (what Ops would be asked for).
+fn check_params(
+    dir: &Path,
+    set: &RuleSet,
+    patches: &BTreeMap<String, Manifest>,
+) -> Result<Vec<serde_json::Value>> {
+    let mut problems = Vec::new();
+    for rule in set.healing_rules() {
+        if !patches.contains_key(&rule.patch) {
+            problems.push(format!(
+                "rule {}: patch {} is not among the verified bundles",
+                rule.name, rule.patch
+            ));
+        }
+    }
+    let mut needs = Vec::new();
+    let cases = if dir.join("tests").is_dir() {
+        case_files(dir)?
+    } else {
+        Vec::new()
+    };
+    for case in engine::case_decisions(set, cases) {
+        let (Some(rule), Some(manifest)) = (
+            case.decision.rule.as_deref(),
+            case.decision
+                .patch
+                .as_ref()
+                .and_then(|patch| patches.get(patch)),
+        ) else {
+            continue;
+        };
+        // The parameters the rule gave, each checked against the schema; the required ones
+        // it left out are what a detection like this one waits for Ops to give.
+        let mut optional = manifest.clone();
+        for spec in optional.params_schema.values_mut() {
+            spec.required = false;
+        }
+        let params = serde_json::Value::Object(case.decision.params.clone());
+        if let Err(error) = host::sandbox::validate_params(&optional, &params) {
+            problems.push(format!(
+                "{} :: {}: rule {rule} gives patch {} parameters it does not take: {error}",
+                case.file, case.name, manifest.name
+            ));
+        }
+        let missing: Vec<&String> = manifest
+            .params_schema
+            .iter()
+            .filter(|(name, spec)| spec.required && !case.decision.params.contains_key(*name))
+            .map(|(name, _)| name)
+            .collect();
+        if !missing.is_empty() {
+            needs.push(json!({"case": format!("{} :: {}", case.file, case.name), "rule": rule, "needs": missing}));
+        }
+    }
+    if !problems.is_empty() {
+        for problem in &problems {
+            eprintln!("{problem}");
+        }
+        bail!(
+            "{} misfit(s) between the rules and their patches",
+            problems.len()
+        );
+    }
+    Ok(needs)
+}
+
+/// The case files under `DIR/tests`, as (`tests/NAME`, text).
+fn case_files(dir: &Path) -> Result<Vec<(String, String)>> {
     let cases_dir: PathBuf = dir.join("tests");
-    let cases: Vec<(String, String)> = api::rules::read_tree(&cases_dir)
+    Ok(api::rules::read_tree(&cases_dir)
         .with_context(|| format!("cannot read {}", cases_dir.display()))?
         .into_iter()
         .filter(|(name, _)| name.ends_with(".json"))
         .map(|(name, text)| (format!("tests/{name}"), text))
-        .collect();
-    let report = engine::run_cases(&set, cases);
+        .collect())
+}
+
+/// Runs `DIR/tests/*.json` against the rules in `DIR`; fails on a mismatch.
+pub fn test(dir: &Path) -> Result<()> {
+    let set = crate::files::rule_set(dir)?;
+    let report = engine::run_cases(&set, case_files(dir)?);
     print!("{report}");
     if !report.ok() {
         bail!(

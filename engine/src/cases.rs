@@ -19,7 +19,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::healing::{DecisionConfig, Detection};
+use crate::healing::{Decision, DecisionConfig, Detection};
 use crate::interop::InteropEvent;
 use crate::ruleset::RuleSet;
 
@@ -123,16 +123,55 @@ where
     }
 }
 
+/// A healing case's decision, with where the case is.
+#[derive(Debug, Clone)]
+pub struct CaseDecision {
+    pub file: String,
+    pub name: String,
+    pub decision: Decision,
+}
+
+/// The decision of every healing case in the given case files (the files [`run_cases`]
+/// reads): realistic detections, for checking what the rules hand their patches (`rules
+/// check --patches`). A file that does not parse is left out; `run_cases` reports it.
+pub fn case_decisions<I, N, S>(set: &RuleSet, files: I) -> Vec<CaseDecision>
+where
+    I: IntoIterator<Item = (N, S)>,
+    N: AsRef<str>,
+    S: AsRef<str>,
+{
+    let mut out = Vec::new();
+    for (file, text) in files {
+        let Ok(parsed) = serde_json::from_str::<CaseFile>(text.as_ref()) else {
+            continue;
+        };
+        for case in parsed.cases {
+            if let Some(detection) = &case.detection {
+                out.push(CaseDecision {
+                    file: file.as_ref().to_owned(),
+                    decision: set.decide(detection, &case_config(&case)),
+                    name: case.name,
+                });
+            }
+        }
+    }
+    out
+}
+
+fn case_config(case: &Case) -> DecisionConfig {
+    DecisionConfig {
+        global_threshold: case
+            .global_threshold
+            .unwrap_or(crate::healing::DEFAULT_GLOBAL_THRESHOLD),
+        deadline: None,
+    }
+}
+
 fn run_case(set: &RuleSet, file: &str, case: Case) -> CaseResult {
     let mut diff = Vec::new();
     let actual = match (&case.detection, &case.event) {
         (Some(d), None) => {
-            let cfg = DecisionConfig {
-                global_threshold: case
-                    .global_threshold
-                    .unwrap_or(crate::healing::DEFAULT_GLOBAL_THRESHOLD),
-                deadline: None,
-            };
+            let cfg = case_config(&case);
             let decision = set.decide(d, &cfg);
             // decide and explain must agree; a difference is an engine bug.
             let full = set.explain(d, &cfg);

@@ -27,7 +27,7 @@ mod ruleset;
 mod sandbox;
 mod source;
 
-pub use cases::{run_cases, CaseReport, CaseResult};
+pub use cases::{case_decisions, run_cases, CaseDecision, CaseReport, CaseResult};
 pub use error::{LoadError, LoadErrorKind, NormalizeError, ScriptError, ScriptErrorKind};
 pub use flag_eval::{
     check_key, is_flag_file, load_flag_files, parse_flag_file, rollout_bucket, variant_bucket,

@@ -12,6 +12,7 @@ mod notifications;
 mod ops_cli;
 mod outbox;
 mod rules;
+mod shipped_rules;
 mod support;
 mod tasks;
 mod telemetry;

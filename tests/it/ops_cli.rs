@@ -32,6 +32,65 @@ fn shipped_rules_check_and_pass_their_cases() {
     );
 }
 
+/// `rules check --patches` holds each rule against its verified patch: the shipped rules fit
+/// (the seed's detection without a table is reported as what Ops would be asked for), and a
+/// rule that hands its patch a parameter the patch does not take is refused, named.
+#[test]
+fn rules_are_checked_against_their_patches() {
+    let checked = json_stdout(&autoheal(&[
+        "rules",
+        "check",
+        "rules",
+        "--patches",
+        "patches/bundles",
+    ]));
+    assert_eq!(checked["patches_checked"], 4);
+    assert!(
+        checked["needs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["rule"] == "missing_database_column" && n["needs"] == json!(["table"])),
+        "{checked}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    for folder in ["healing", "tests"] {
+        std::fs::create_dir(dir.path().join(folder)).unwrap();
+    }
+    std::fs::write(
+        dir.path().join("healing/memory.rhai"),
+        "let rule = #{ name: \"memory\", pattern: \"Allowed memory size\", platforms: [\"all\"],\n\
+           auto_apply: false, min_confidence: 80, patch: \"update_memory_limit\",\n\
+           extract: #{ current_bytes: \"size of ([0-9]+) bytes\" } };\n\
+         fn params(detection, captures) { #{ memory_limit: \"512M\" } }\n",
+    )
+    .unwrap();
+    write(
+        &dir.path().join("tests/healing.json"),
+        &json!({"cases": [{"name": "out of memory",
+            "detection": {"platform": "woocommerce", "sira_confidence": 90,
+                          "detected_issue": "Allowed memory size of 134217728 bytes exhausted"},
+            "expect": {"rule": "memory"}}]}),
+    );
+    let output = autoheal(&[
+        "rules",
+        "check",
+        dir.path().to_str().unwrap(),
+        "--patches",
+        "patches/bundles",
+    ]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("rule memory gives patch update_memory_limit parameters it does not take")
+            && stderr.contains("current_bytes"),
+        "{stderr}"
+    );
+    // Without the patches, the same rules check: their file syntax is right.
+    json_stdout(&autoheal(&["rules", "check", dir.path().to_str().unwrap()]));
+}
+
 #[test]
 fn a_broken_rule_file_is_refused_with_its_position() {
     let dir = tempfile::tempdir().unwrap();
