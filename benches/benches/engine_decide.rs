@@ -89,6 +89,7 @@ fn detection(platform: &str, issue: String) -> Detection {
         patch_type: None,
         proposed_patch: None,
         sira_confidence: 91.0,
+        install: None,
     }
 }
 

@@ -112,6 +112,10 @@ pub struct Detection {
     pub proposed_patch: Option<Value>,
     /// 0–100.
     pub sira_confidence: f64,
+    /// The install's reported state (config, tables, versions), when the caller has it: a
+    /// rule's `params(detection, captures, install)` may complete a parameter from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub install: Option<Value>,
 }
 
 /// Configuration of decisions. `global_threshold` is in percent (0–100).
@@ -141,6 +145,23 @@ pub enum Outcome {
     NoMatch,
 }
 
+impl Decision {
+    /// Records a check made outside the rules (by the server: a breaker, a flag, the
+    /// patch's schema). A failed one holds an auto-apply for Ops: the outcome becomes
+    /// `pending_review`, so the decision says what happened.
+    pub fn check(&mut self, check: CheckKind, passed: bool, detail: String) {
+        self.trace.push(Check {
+            rule: self.rule.clone(),
+            check,
+            passed,
+            detail,
+        });
+        if !passed && self.outcome == Outcome::AutoApply {
+            self.outcome = Outcome::PendingReview;
+        }
+    }
+}
+
 impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -165,6 +186,12 @@ pub enum CheckKind {
     RuleMinConfidence,
     GlobalThreshold,
     Params,
+    /// The rule's auto-apply breaker (checked by the server).
+    Breaker,
+    /// The patch's required parameters (checked by the server against its schema).
+    PatchParams,
+    /// A feature flag that allows auto-apply for the install (checked by the server).
+    Flag,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -209,6 +236,8 @@ pub struct HealingRule {
     regex: Regex,
     extract: Vec<(String, Regex)>,
     script: Option<Script>,
+    /// Whether `params` takes the install's state as its third parameter.
+    params_take_install: bool,
     /// Literals every match must contain (prefilter keys); the index picks one.
     required_literals: Vec<String>,
     literal_len: usize,
@@ -323,13 +352,14 @@ impl HealingRule {
         }
         if let Some(s) = &script {
             for f in s.ast.iter_functions() {
-                if f.name == "params" && f.params.len() != 2 {
+                // `params(detection, captures)`, or with the install's state as a third.
+                if f.name == "params" && !(2..=3).contains(&f.params.len()) {
                     let at = origin.decl;
                     m.error_at(
                         at,
                         LoadErrorKind::WrongArity {
                             function: "params".into(),
-                            expected: 2,
+                            expected: f.params.len().clamp(2, 3),
                             found: f.params.len(),
                         },
                     );
@@ -369,6 +399,11 @@ impl HealingRule {
                     file: origin.file.to_string(),
                     regex,
                     extract,
+                    params_take_install: script.as_ref().is_some_and(|s| {
+                        s.ast
+                            .iter_functions()
+                            .any(|f| f.name == "params" && f.params.len() == 3)
+                    }),
                     script: script.filter(|s| s.has_fn("params")),
                     required_literals,
                     literal_len,
@@ -660,19 +695,41 @@ pub(crate) fn decide_impl(
     }
     let mut params_ok = true;
     if let Some(script) = &r.script {
-        match script.call(
-            "params",
-            (detection_dynamic(d), captures_dynamic(&params)),
-            cfg.deadline,
-        ) {
+        let called = if r.params_take_install {
+            let install = d
+                .install
+                .as_ref()
+                .map_or(rhai::Dynamic::UNIT, sandbox::to_dynamic);
+            script.call(
+                "params",
+                (detection_dynamic(d), captures_dynamic(&params), install),
+                cfg.deadline,
+            )
+        } else {
+            script.call(
+                "params",
+                (detection_dynamic(d), captures_dynamic(&params)),
+                cfg.deadline,
+            )
+        };
+        match called {
             Ok(v) => match sandbox::from_dynamic(&v) {
                 Some(Value::Object(extra)) => {
+                    // Keys starting with `_` are the rule's notes for the trace, not
+                    // parameters: say how a parameter was found.
+                    let (notes, extra): (Vec<_>, Vec<_>) =
+                        extra.into_iter().partition(|(key, _)| key.starts_with('_'));
                     params.extend(extra);
+                    let mut detail = "params() returned a map".to_owned();
+                    for (_, note) in notes {
+                        detail.push_str("; ");
+                        detail.push_str(note.as_str().map_or(&note.to_string(), |s| s));
+                    }
                     decision.trace.push(Check {
                         rule: Some(r.name.clone()),
                         check: CheckKind::Params,
                         passed: true,
-                        detail: "params() returned a map".into(),
+                        detail,
                     });
                 }
                 _ => {

@@ -297,6 +297,7 @@ fn detection(platform: &str, issue: &str, confidence: f64) -> Detection {
         patch_type: None,
         proposed_patch: None,
         sira_confidence: confidence,
+        install: None,
     }
 }
 
@@ -457,10 +458,8 @@ fn decision_carries_params_and_a_readable_trace() {
         &detection("generic", MEMORY, 88.0),
         &DecisionConfig::default(),
     );
-    assert_eq!(
-        Value::Object(mem.params),
-        json!({"current_bytes": "134217728", "target": "memory_limit", "value": "256M"})
-    );
+    // Only what the patch takes: the new limit, double the exhausted one, at least 256M.
+    assert_eq!(Value::Object(mem.params), json!({"memory_limit": "256M"}));
     let php = set.decide(
         &detection("woocommerce", PHP, 88.0),
         &DecisionConfig::default(),
@@ -1138,5 +1137,48 @@ fn the_variable_and_function_caps_are_limits() {
     );
     assert!(
         RuleSet::load_with([("healing/fns.rhai", functions.as_str())], &limits(256, 3)).is_ok()
+    );
+}
+
+#[test]
+fn params_may_read_the_install_and_leave_notes_in_the_trace() {
+    let column = |install: Option<Value>| {
+        let set = shipped();
+        let mut d = detection("woocommerce", COLUMN, 92.5);
+        d.install = install;
+        set.decide(&d, &DecisionConfig::default())
+    };
+    // The only table without the column is the one to change, and the trace says so.
+    let one = column(Some(json!({"tables": {
+        "wp_molam_orders": {"id": "BIGINT"},
+        "wp_molam_refunds": {"id": "BIGINT", "merchant_fee": "DECIMAL(10,2)"}
+    }})));
+    assert_eq!(one.params["table"], "wp_molam_orders");
+    let note = one
+        .trace
+        .iter()
+        .find(|c| c.check == CheckKind::Params)
+        .unwrap();
+    assert!(
+        note.detail.contains("the only table without merchant_fee"),
+        "{note:?}"
+    );
+    assert!(
+        !one.params.keys().any(|k| k.starts_with('_')),
+        "{:?}",
+        one.params
+    );
+    // Two candidates, or no state: nothing is guessed.
+    let two = column(Some(
+        json!({"tables": {"a": {"id": "BIGINT"}, "b": {"id": "BIGINT"}}}),
+    ));
+    assert!(!two.params.contains_key("table"));
+    assert!(!column(None).params.contains_key("table"));
+    // `params` takes two or three parameters.
+    check_refused(
+        "healing/four.rhai",
+        &format!("{GOOD_RULE}\nfn params(a, b, c, d) {{ #{{}} }}"),
+        0,
+        "function `params` must take 3 parameter(s), found 4",
     );
 }

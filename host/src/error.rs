@@ -194,6 +194,23 @@ impl RunErrorKind {
     pub fn parse(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|kind| kind.as_str() == name)
     }
+
+    /// Whether the patch's code ran: false for a failure while the module loaded or before
+    /// the run (its parameters, its input, a free slot), which says nothing of the patch.
+    pub fn ran(self) -> bool {
+        !matches!(
+            self,
+            Self::Compile
+                | Self::ForbiddenImport
+                | Self::MissingExport
+                | Self::ExportType
+                | Self::ModuleTooLarge
+                | Self::InvalidParams
+                | Self::InputTooLarge
+                | Self::Busy
+                | Self::Instantiate
+        )
+    }
 }
 
 impl std::fmt::Display for RunErrorKind {

@@ -135,7 +135,8 @@ async fn detect(
         .await?;
     let status = detected.status();
     let response = if detected.replayed {
-        let body = json!({"status": status, "log": detected.log, "replayed": true});
+        let body = json!({"status": status, "current_status": detected.current_status(),
+                          "log": detected.log, "replayed": true});
         (StatusCode::OK, Json(body))
     } else {
         let body = json!({"status": status, "log": detected.log});

@@ -25,7 +25,7 @@ use crate::values::closed_set;
 use crate::Clock;
 use breaker::SuspendedRules;
 use chrono::{DateTime, Duration, Utc};
-use engine::{DecisionConfig, Detection, FieldError, Outcome};
+use engine::{CheckKind, DecisionConfig, Detection, FieldError, Outcome};
 use host::RunErrorKind;
 use patches::{DryRunError, LoadedPatch, PatchRegistry, RegistryStatus};
 use serde::Serialize;
@@ -114,8 +114,21 @@ pub struct Detected {
 }
 
 impl Detected {
-    /// The decision's outcome in the seed's words.
+    /// What the detection's first answer said, in the seed's words: the decision as it was
+    /// made, whatever became of the log since (a replay answers with it).
     pub fn status(&self) -> &'static str {
+        let log = &self.log;
+        match (log.auto_applied, log.snapshot_id.is_some(), &log.rule_name) {
+            // Auto-applied: a clean dry run stored its snapshot; a failed one none.
+            (true, true, _) => "applied",
+            (true, false, _) => "failed",
+            (false, _, None) => "rejected",
+            (false, _, Some(_)) => "pending_review",
+        }
+    }
+
+    /// The log's status now, in the same words.
+    pub fn current_status(&self) -> &'static str {
         match (self.log.status, self.log.auto_applied) {
             (HealingStatus::PendingReview, _) => "pending_review",
             (HealingStatus::Rejected, _) => "rejected",
@@ -172,6 +185,29 @@ impl FailureKind {
             .into_iter()
             .find(|kind| kind.as_str() == text)
             .or_else(|| RunErrorKind::parse(text).map(Self::Run))
+    }
+
+    /// Whether the failure says anything of the patch: its code ran in the sandbox and
+    /// failed, or the plugin failed to apply it. Only these count toward the rule's breaker.
+    pub fn counts_against_the_patch(self) -> bool {
+        match self {
+            Self::PluginFailed => true,
+            Self::Run(kind) => kind.ran(),
+            Self::NoSnapshot
+            | Self::UnknownPatch
+            | Self::NotApplicable
+            | Self::BadSnapshot
+            | Self::Internal => false,
+        }
+    }
+
+    /// Every kind that does not count against the patch (see
+    /// [`FailureKind::counts_against_the_patch`]).
+    pub fn not_the_patchs() -> impl Iterator<Item = Self> {
+        Self::OWN
+            .into_iter()
+            .chain(RunErrorKind::ALL.into_iter().map(Self::Run))
+            .filter(|kind| !kind.counts_against_the_patch())
     }
 }
 
@@ -270,25 +306,47 @@ impl Service {
             patch_type: detection.patch_type.map(|p| p.as_str().to_owned()),
             proposed_patch: detection.proposed_patch.clone().map(Value::Object),
             sira_confidence: detection.sira_confidence,
+            install: Self::snapshot_of(&target),
         };
         let config = DecisionConfig {
             global_threshold: self.config.global_threshold,
             deadline: Some(std::time::Instant::now() + self.script_deadline),
         };
-        let decision = self.rules.current().decide(&input, &config);
+        let mut decision = self.rules.current().decide(&input, &config);
+        let suspended = match (&decision.outcome, &decision.rule) {
+            (Outcome::AutoApply, Some(rule)) => self.breakers.contains(&self.store, rule).await?,
+            _ => false,
+        };
+        if suspended {
+            decision.check(
+                CheckKind::Breaker,
+                false,
+                "the rule's auto-apply is suspended: its patches kept failing".into(),
+            );
+        }
+        let needs = self.missing_params(&decision);
+        if !needs.is_empty() {
+            decision.check(
+                CheckKind::PatchParams,
+                false,
+                format!(
+                    "the patch needs {}: held for Ops to give on approval",
+                    needs.join(", ")
+                ),
+            );
+        }
         let mut decision_json = serde_json::to_value(&decision).unwrap_or_default();
-        let mut auto_apply = decision.outcome == Outcome::AutoApply;
-        if let (true, Some(rule)) = (auto_apply, &decision.rule) {
-            if self.breakers.contains(&self.store, rule).await? {
-                decision_json["auto_apply_suspended"] = json!(true);
-                auto_apply = false;
-            }
+        if suspended {
+            decision_json["auto_apply_suspended"] = json!(true);
+        }
+        if !needs.is_empty() {
+            decision_json["needs"] = json!(needs);
         }
         let now = self.clock.now();
         let outcome = match decision.outcome {
             Outcome::NoMatch => DetectionOutcome::Rejected,
-            _ if !auto_apply => DetectionOutcome::PendingReview,
-            _ => DetectionOutcome::AutoApplied(
+            Outcome::PendingReview => DetectionOutcome::PendingReview,
+            Outcome::AutoApply => DetectionOutcome::AutoApplied(
                 self.prepare(
                     &target,
                     decision.patch.as_deref().unwrap_or_default(),
@@ -329,6 +387,26 @@ impl Service {
             log,
             replayed: false,
         })
+    }
+
+    /// The required parameters of the decision's patch (its current bundle's schema) that
+    /// the rule did not give: what a detection waits for Ops to give.
+    fn missing_params(&self, decision: &engine::Decision) -> Vec<String> {
+        let Some(patch) = decision
+            .patch
+            .as_deref()
+            .and_then(|name| self.patches.current(name))
+        else {
+            return Vec::new();
+        };
+        patch
+            .verified
+            .manifest()
+            .params_schema
+            .iter()
+            .filter(|(name, spec)| spec.required && !decision.params.contains_key(*name))
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 
     /// The state a patch runs against: the install's last reported `state` (config,
@@ -466,9 +544,20 @@ impl Service {
             .map(str::to_owned);
         let (name, params) = match edit {
             Some(patch) => {
-                let (name, params) = edited_patch(patch).map_err(|error| {
+                let (name, mut params) = edited_patch(patch).map_err(|error| {
                     ApiError::invalid(format!("patch.{}", error.field), error.message)
                 })?;
+                // An edit of the rule's own patch adds to (or overrides) the parameters
+                // the rule gave: Ops give what a detection was waiting for.
+                if name.is_none() || name == rule_patch {
+                    if let (Some(Value::Object(rule_params)), Value::Object(edited)) =
+                        (log.decision.0.get("params"), &mut params)
+                    {
+                        for (key, value) in rule_params {
+                            edited.entry(key.clone()).or_insert_with(|| value.clone());
+                        }
+                    }
+                }
                 (name.or(rule_patch), params)
             }
             None => (

@@ -1016,17 +1016,27 @@ impl Store {
         rule_name: &str,
         since: DateTime<Utc>,
     ) -> Result<RuleOutcomes, StoreError> {
-        Ok(on_pool!(self, pool => sqlx::query_as::<_, RuleOutcomes>(
+        // A failure that says nothing of the patch (no snapshot, parameters it refused
+        // before running …) is not an outcome of it.
+        let not_the_patchs: Vec<String> = FailureKind::not_the_patchs()
+            .map(|kind| format!("'{}'", kind.as_str()))
+            .collect();
+        let sql = format!(
             "SELECT COUNT(*) AS finished, \
                     COALESCE(SUM(CASE WHEN status IN ('failed', 'rolled_back') THEN 1 ELSE 0 END), 0) AS bad \
              FROM plugin_auto_healing_logs \
              WHERE rule_name = $1 AND updated_at >= $2 \
-               AND auto_applied = TRUE AND status IN ('applied', 'failed', 'rolled_back')",
-        )
+               AND auto_applied = TRUE AND status IN ('applied', 'failed', 'rolled_back') \
+               AND (failure_kind IS NULL OR failure_kind NOT IN ({}))",
+            not_the_patchs.join(", ")
+        );
+        Ok(
+            on_pool!(self, pool => sqlx::query_as::<_, RuleOutcomes>(&sql)
         .bind(rule_name)
         .bind(since)
         .fetch_one(pool)
-        .await?))
+        .await?),
+        )
     }
 
     pub async fn rule_breakers(&self) -> Result<Vec<RuleBreaker>, StoreError> {
