@@ -9,7 +9,7 @@ use api::flags::FlagsConfig;
 use api::healing::patches::PatchRegistry;
 use api::healing::HealingConfig;
 use api::interop::InteropConfig;
-use api::ops::JobsConfig;
+use api::ops::{AlertChannels, JobsConfig};
 use api::rules::Rules;
 use api::tasks::Tasks;
 use api::{AppState, Clock, ServerConfig};
@@ -789,8 +789,10 @@ fn server_config(args: &ServeArgs) -> ServerConfig {
         jobs: JobsConfig {
             hourly: chrono::Duration::seconds(args.fleet_check_secs),
             daily: chrono::Duration::seconds(args.daily_job_secs),
-            alert_slack_url: args.alert_slack_url.clone(),
-            alert_webhook_url: args.alert_webhook_url.clone(),
+        },
+        alerts: AlertChannels {
+            slack_url: args.alert_slack_url.clone(),
+            webhook_url: args.alert_webhook_url.clone(),
         },
     }
 }

@@ -132,7 +132,8 @@ impl IntoResponse for ApiError {
             | StoreError::Unavailable(_)
             | StoreError::Migrate(_)
             | StoreError::UnsupportedUrl(_)
-            | StoreError::WriterStopped),
+            | StoreError::WriterStopped
+            | StoreError::Inconsistent(_)),
         ) = &self
         {
             // The only place store internals are written down; the client

@@ -49,7 +49,7 @@ use flags::{Flags, FlagsConfig};
 use healing::patches::PatchRegistry;
 use healing::HealingConfig;
 use interop::InteropConfig;
-use ops::JobsConfig;
+use ops::{AlertChannels, JobsConfig};
 use rules::Rules;
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,6 +75,7 @@ pub struct ServerConfig {
     pub interop: InteropConfig,
     pub notifications: NotificationConfig,
     pub jobs: JobsConfig,
+    pub alerts: AlertChannels,
 }
 
 impl Default for ServerConfig {
@@ -90,6 +91,7 @@ impl Default for ServerConfig {
             interop: InteropConfig::default(),
             notifications: NotificationConfig::default(),
             jobs: JobsConfig::default(),
+            alerts: AlertChannels::default(),
         }
     }
 }
@@ -209,11 +211,10 @@ impl AppBuilder {
         let healing = Arc::new(healing::Service::new(
             store.clone(),
             clock.clone(),
-            config.healing.clone(),
+            &config,
             rules.clone(),
             patches.clone(),
             &bus,
-            config.script_deadline,
         ));
         let interop = Arc::new(interop::Service::new(
             store.clone(),
@@ -242,6 +243,7 @@ impl AppBuilder {
             store.clone(),
             clock.clone(),
             config.jobs.clone(),
+            config.alerts.clone(),
             fleet.clone(),
             healing.clone(),
             delivery.clone(),

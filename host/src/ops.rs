@@ -103,7 +103,8 @@ pub enum Operation {
         column: String,
         column_type: String,
     },
-    /// Drop an existing column (only produced as the inverse of `add_column`).
+    /// Drop an existing column: only ever the inverse of the patch's own `add_column`
+    /// (a patch that returns one is refused, see [`validate_plan`]).
     DropColumn { table: String, column: String },
     /// Set a configuration key to a scalar value.
     SetConfig { key: String, value: Value },
@@ -144,6 +145,8 @@ pub enum OpError {
     },
     #[error("too many operations: {count} (at most {max})")]
     TooMany { count: usize, max: usize },
+    #[error("operation {index}: drop_column is a restore operation only: a patch may not drop what it did not create")]
+    RestoreOnly { index: usize },
 }
 
 /// At most this many operations per run.
@@ -329,6 +332,19 @@ pub fn validate(ops: &[Operation]) -> Result<(), OpError> {
         }
     }
     Ok(())
+}
+
+/// Check a patch's plan: [`validate`], and nothing that destroys what the patch did not
+/// create. Restore operations may drop a column; they only ever undo the patch's own.
+pub fn validate_plan(ops: &[Operation]) -> Result<(), OpError> {
+    validate(ops)?;
+    match ops
+        .iter()
+        .position(|op| matches!(op, Operation::DropColumn { .. }))
+    {
+        Some(index) => Err(OpError::RestoreOnly { index }),
+        None => Ok(()),
+    }
 }
 
 /// Apply `ops` in order to a copy of `state`. The input is never modified.

@@ -618,7 +618,7 @@ fn parse_output(output: &[u8]) -> Result<(Vec<Operation>, &RawValue), RunError> 
             operations: Some(operations),
             state: Some(state),
         } => {
-            ops::validate(&operations)?;
+            ops::validate_plan(&operations)?;
             Ok((operations, state))
         }
         _ => Err(RunError::InvalidOutput(

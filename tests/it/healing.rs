@@ -64,12 +64,22 @@ impl Install<'_> {
     }
 
     async fn ack(&self, command: &Value, success: bool) -> Value {
+        let result = if success {
+            json!({"timestamp": 1737201600, "plugin_version": "1.3.5"})
+        } else {
+            // The column was added; the plugin's check after it failed.
+            json!({"timestamp": 1737201600, "plugin_version": "1.3.5",
+                   "error": "ALTER TABLE failed: disk full", "applied_operations": 1})
+        };
         let response = self
             .app
             .post(
-                &format!("/api/v1/plugins/autoheal/commands/{}/ack", command["id"].as_str().unwrap()),
+                &format!(
+                    "/api/v1/plugins/autoheal/commands/{}/ack",
+                    command["id"].as_str().unwrap()
+                ),
                 &self.app.merchant_key,
-                &json!({"success": success, "result": {"timestamp": 1737201600, "plugin_version": "1.3.5", "error": if success { Value::Null } else { json!("ALTER TABLE failed: disk full") }}}),
+                &json!({"success": success, "result": result}),
             )
             .await;
         response.ok().clone()
@@ -249,12 +259,13 @@ async fn the_healing_loop_end_to_end() {
         install.ack(&commands[0], true).await;
         assert_eq!(log(app, &pending["log"]["id"]).await["status"], "applied");
 
-        // A failed ack → failed, and the rollback is queued at once with the snapshot.
+        // A failed ack with its operation in effect → the rollback of it is queued at once
+        // with the snapshot; rolled back once the plugin acks that.
         let failing = detect(app, &detection(id, 92.5, "wp_molam_orders")).await;
         let commands = install.poll().await;
         install.ack(&commands[0], false).await;
         let failed = log(app, &failing["log"]["id"]).await;
-        assert_eq!(failed["status"], "rolled_back");
+        assert_eq!(failed["status"], "rolling_back");
         assert_eq!(failed["rollback_trigger"], "failed_ack");
         assert_eq!(failed["failure_kind"], "plugin_failed");
         assert_eq!(failed["failure_reason"], "ALTER TABLE failed: disk full");
@@ -270,6 +281,10 @@ async fn the_healing_loop_end_to_end() {
             woo_heartbeat()["state"]["tables"]
         );
         install.ack(&rollback[0], true).await;
+        assert_eq!(
+            log(app, &failing["log"]["id"]).await["status"],
+            "rolled_back"
+        );
 
         // An error-rate regression after an apply → automatic rollback (on a second site of
         // the merchant, so the first site's patches stay out of its windows).
@@ -298,7 +313,7 @@ async fn the_healing_loop_end_to_end() {
         let rolled = app.state.healing.analyze_regressions().await.unwrap();
         assert_eq!(rolled.len(), 1);
         let regressed = log(app, &regressing["log"]["id"]).await;
-        assert_eq!(regressed["status"], "rolled_back");
+        assert_eq!(regressed["status"], "rolling_back");
         assert_eq!(regressed["rollback_trigger"], "regression");
         assert!(
             regressed["rollback_reason"]
@@ -309,7 +324,9 @@ async fn the_healing_loop_end_to_end() {
         );
         // The first site's patches saw no regression.
         assert_eq!(log(app, &first["id"]).await["status"], "applied");
-        assert_eq!(second.poll().await[0]["command_type"], "rollback");
+        let rollback = second.poll().await;
+        assert_eq!(rollback[0]["command_type"], "rollback");
+        second.ack(&rollback[0], true).await;
 
         // A third failure of the rule (its dry run refuses a missing table) → suspended.
         let refused = detect(app, &detection(id, 92.5, "wp_no_such_table")).await;
@@ -367,9 +384,11 @@ async fn the_healing_loop_end_to_end() {
         assert_eq!(rolled.body["result"]["restored_version"], "1.3.5");
         assert_eq!(rolled.body["result"]["plugin_id"], json!(id));
         assert_eq!(rolled.body["log"]["rollback_trigger"], "ops");
+        assert_eq!(rolled.body["log"]["status"], "rolling_back");
         app.post(&rollback_path, &app.operator, &json!({"reason": "again"}))
             .await
             .error(StatusCode::CONFLICT);
+        install.ack(&install.poll().await[0], true).await;
 
         // Logs and stats.
         let logs = app
@@ -390,15 +409,19 @@ async fn the_healing_loop_end_to_end() {
                 "applied",
                 "avg_confidence",
                 "failed",
+                "not_needed",
+                "rollback_failed",
                 "rolled_back",
+                "rolling_back",
                 "success_rate",
                 "total_patches"
             ]
         );
         assert_eq!(stats["total_patches"], 5);
         assert_eq!(stats["applied"], 1);
-        assert_eq!(stats["rolled_back"], 3);
-        assert_eq!(stats["failed"], 1);
+        // The failed apply counts as failed, though its partial rollback completed.
+        assert_eq!(stats["rolled_back"], 2);
+        assert_eq!(stats["failed"], 2);
         assert_eq!(stats["success_rate"], 20.0);
     })
     .await;

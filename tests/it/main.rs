@@ -6,6 +6,7 @@ mod conformance;
 mod flags;
 mod fleet;
 mod healing;
+mod healing_rollbacks;
 mod healing_seams;
 mod interop;
 mod monitoring;

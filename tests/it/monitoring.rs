@@ -4,7 +4,7 @@
 //! security releases notify outdated installs, and the dependencies' health is recorded.
 
 use crate::support::{each_store, Receiver, TestApp};
-use api::ops::JobsConfig;
+use api::ops::AlertChannels;
 use axum::http::StatusCode;
 use chrono::Duration;
 use serde_json::json;
@@ -24,8 +24,8 @@ async fn jobs_run_once_per_interval_and_catch_up_once() {
     let receiver = Receiver::start().await;
     each_store(|store| async {
         let app = TestApp::new(store).await;
-        let jobs = JobsConfig { alert_slack_url: Some(format!("{}/alerts", receiver.base)), ..JobsConfig::default() };
-        let app = app.rebuilt(|parts| parts.config(api::ServerConfig { jobs, ..api::ServerConfig::default() })).await;
+        let alerts = AlertChannels { slack_url: Some(format!("{}/alerts", receiver.base)), ..AlertChannels::default() };
+        let app = app.rebuilt(|parts| parts.config(api::ServerConfig { alerts, ..api::ServerConfig::default() })).await;
         outdated_fleet(&app, false).await;
         // Two replicas check the schedule at the same moment: each job runs once.
         let replica = app.state.clone();

@@ -19,6 +19,23 @@ use uuid::Uuid;
 
 pub const POSTGRES_ENV: &str = "AUTOHEAL_TEST_POSTGRES_URL";
 
+/// `$body` with `$pool`, a pool of its own on the database at `$url`, of either backend.
+macro_rules! on_raw_pool {
+    ($url:expr, $pool:ident => $body:expr) => {
+        if $url.starts_with("sqlite:") {
+            let $pool = sqlx::SqlitePool::connect($url).await.expect("open");
+            let out = $body;
+            $pool.close().await;
+            out
+        } else {
+            let $pool = sqlx::PgPool::connect($url).await.expect("open");
+            let out = $body;
+            $pool.close().await;
+            out
+        }
+    };
+}
+
 /// A store that cleans up after itself.
 pub struct TestStore {
     pub store: Store,
@@ -34,9 +51,14 @@ impl TestStore {
 
     /// A SQLite store with settings of its own.
     pub async fn sqlite_with(options: &StoreOptions) -> Self {
+        Self::sqlite_at(options, None).await
+    }
+
+    /// A SQLite store migrated up to migration `upto` (None: all of them).
+    async fn sqlite_at(options: &StoreOptions, upto: Option<i64>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}", dir.path().join("autoheal.db").display());
-        let store = connect(&url, options).await;
+        let store = connect(&url, options, upto).await;
         Self {
             store,
             url,
@@ -47,6 +69,11 @@ impl TestStore {
 
     /// A fresh schema in the test database, so runs never collide.
     pub async fn postgres(admin_url: &str) -> Self {
+        Self::postgres_at(admin_url, None).await
+    }
+
+    /// A fresh PostgreSQL schema migrated up to migration `upto` (None: all of them).
+    async fn postgres_at(admin_url: &str, upto: Option<i64>) -> Self {
         let schema = format!("autoheal_test_{}", Uuid::new_v4().simple());
         let admin = sqlx::PgPool::connect(admin_url)
             .await
@@ -58,7 +85,7 @@ impl TestStore {
         admin.close().await;
         let separator = if admin_url.contains('?') { '&' } else { '?' };
         let url = format!("{admin_url}{separator}options=-c%20search_path%3D{schema}");
-        let store = connect(&url, &StoreOptions::default()).await;
+        let store = connect(&url, &StoreOptions::default(), upto).await;
         Self {
             store,
             url,
@@ -85,24 +112,19 @@ impl TestStore {
     /// Counts rows straight from the database (`sql` is a `SELECT count(*) …`), for
     /// what no endpoint shows.
     pub async fn count(&self, sql: &str) -> i64 {
-        if self.url.starts_with("sqlite:") {
-            let pool = sqlx::SqlitePool::connect(&self.url).await.expect("open");
-            let count = sqlx::query_scalar(sql).fetch_one(&pool).await.expect(sql);
-            pool.close().await;
-            count
-        } else {
-            let pool = sqlx::PgPool::connect(&self.url).await.expect("open");
-            let count = sqlx::query_scalar(sql).fetch_one(&pool).await.expect(sql);
-            pool.close().await;
-            count
-        }
+        on_raw_pool!(&self.url, pool => sqlx::query_scalar(sql).fetch_one(&pool).await.expect(sql))
+    }
+
+    /// Runs `sql` straight on the database: to leave it as an older server did.
+    pub async fn execute(&self, sql: &str) {
+        on_raw_pool!(&self.url, pool => sqlx::query(sql).execute(&pool).await.map(drop).expect(sql))
     }
 
     /// Another connection to the same database, as a second replica has; the database
     /// stays with the store that created it.
     pub async fn replica(&self) -> Self {
         Self {
-            store: connect(&self.url, &StoreOptions::default()).await,
+            store: connect(&self.url, &StoreOptions::default(), None).await,
             url: self.url.clone(),
             _dir: None,
             postgres_schema: None,
@@ -110,9 +132,29 @@ impl TestStore {
     }
 }
 
-async fn connect(url: &str, options: &StoreOptions) -> Store {
+/// The store at `url`, migrated up to migration `upto` (None: all of them, as the server
+/// does; `Store::migrate` completes a partly migrated one).
+async fn connect(url: &str, options: &StoreOptions, upto: Option<i64>) -> Store {
     let store = Store::connect(url, options).await.expect("connect store");
-    store.migrate().await.expect("migrate");
+    let Some(upto) = upto else {
+        store.migrate().await.expect("migrate");
+        return store;
+    };
+    let backend = if url.starts_with("sqlite:") {
+        "sqlite"
+    } else {
+        "postgres"
+    };
+    let mut migrator = sqlx::migrate::Migrator::new(repo().join("migrations").join(backend))
+        .await
+        .expect("read migrations");
+    migrator.migrations = migrator
+        .migrations
+        .iter()
+        .filter(|m| m.version <= upto)
+        .cloned()
+        .collect();
+    on_raw_pool!(url, pool => migrator.run(&pool).await.expect("migrate"));
     store
 }
 
@@ -133,13 +175,34 @@ where
     F: Fn(TestStore) -> Fut,
     Fut: Future<Output = TestStore>,
 {
+    each_store_at(None, test).await
+}
+
+/// Runs `test` once per available backend, each on a fresh store migrated up to migration
+/// `upto` only: what a server of that time left behind.
+pub async fn each_store_before<F, Fut>(upto: i64, test: F)
+where
+    F: Fn(TestStore) -> Fut,
+    Fut: Future<Output = TestStore>,
+{
+    each_store_at(Some(upto), test).await
+}
+
+async fn each_store_at<F, Fut>(upto: Option<i64>, test: F)
+where
+    F: Fn(TestStore) -> Fut,
+    Fut: Future<Output = TestStore>,
+{
     eprintln!("-- running on sqlite");
-    let sqlite = test(TestStore::sqlite().await).await;
+    let sqlite = test(TestStore::sqlite_at(&StoreOptions::default(), upto).await).await;
     sqlite.finish().await;
     match postgres_url() {
         Some(url) => {
             eprintln!("-- running on postgres");
-            test(TestStore::postgres(&url).await).await.finish().await;
+            test(TestStore::postgres_at(&url, upto).await)
+                .await
+                .finish()
+                .await;
         }
         None => eprintln!("-- postgres skipped: {POSTGRES_ENV} is not set"),
     }

@@ -212,6 +212,9 @@ pub enum StoreError {
     Conflict(String),
     #[error("the batched writer has stopped")]
     WriterStopped,
+    /// Records that must agree do not (a command's plan its snapshot cannot replay).
+    #[error("stored records disagree: {0}")]
+    Inconsistent(String),
 }
 
 impl StoreError {

@@ -216,7 +216,7 @@ async fn reject(
 }
 
 /// `POST /api/v1/plugins/autoheal/{id}/rollback`: queues a rollback command with the
-/// restore operations and the snapshot.
+/// restore operations and the snapshot; the log is `rolling_back` until the plugin acks.
 async fn rollback(
     State(healing): State<Arc<Service>>,
     ops: Ops,
@@ -231,7 +231,7 @@ async fn rollback(
     let restored_version = command.command_payload.0["snapshot"]["plugin_version"].clone();
     Ok(Json(json!({
         "status": "ok",
-        "message": "Patch rolled back: rollback command queued for the plugin",
+        "message": "Rollback queued: the log is rolling_back until the plugin acks the rollback command",
         "result": {
             "success": true,
             "plugin_id": log.plugin_id,
@@ -268,10 +268,8 @@ async fn logs(
         // The seed's dashboard says `pending` for what waits for Ops.
         Some("pending") => Some(HealingStatus::PendingReview),
         Some(text) => Some(HealingStatus::parse(text).ok_or_else(|| {
-            ApiError::invalid(
-                "status",
-                "must be one of pending_review, approved, applied, failed, rolled_back, rejected",
-            )
+            let all: Vec<&str> = HealingStatus::ALL.iter().map(|s| s.as_str()).collect();
+            ApiError::invalid("status", format!("must be one of {}", all.join(", ")))
         })?),
     };
     let (limit, offset) = page(query.limit, query.offset)?;
@@ -317,8 +315,9 @@ struct AckRequest {
     result: Option<Map<String, Value>>,
 }
 
-/// `POST /api/v1/plugins/autoheal/commands/{command_id}/ack`: idempotent. A failed
-/// `apply_patch` ack queues the rollback at once.
+/// `POST /api/v1/plugins/autoheal/commands/{command_id}/ack`: idempotent. An apply's
+/// ack says what it left in effect (`result.applied_operations`); a failed apply with some
+/// in effect queues the rollback of those at once.
 async fn ack(
     State(healing): State<Arc<Service>>,
     merchant: Merchant,

@@ -18,8 +18,10 @@ pub(crate) use http::routes;
 pub use store::*;
 
 use crate::db::{AuditContext, InvalidationBus, Store, StoreError};
+use crate::delivery::NewOutboxMessage;
 use crate::error::ApiError;
 use crate::histogram::Histogram;
+use crate::ops::{AlertChannels, NewAlert};
 use crate::rules::Rules;
 use crate::values::closed_set;
 use crate::Clock;
@@ -119,22 +121,22 @@ impl Detected {
     pub fn status(&self) -> &'static str {
         let log = &self.log;
         match (log.auto_applied, log.snapshot_id.is_some(), &log.rule_name) {
-            // Auto-applied: a clean dry run stored its snapshot; a failed one none.
+            // Auto-applied: a clean dry run stored its snapshot (an empty plan or a failed
+            // run none), and that outcome stays recorded whatever happens next.
             (true, true, _) => "applied",
-            (true, false, _) => "failed",
+            (true, false, _) if log.failure_kind.is_some() => "failed",
+            (true, false, _) => "not_needed",
             (false, _, None) => "rejected",
             (false, _, Some(_)) => "pending_review",
         }
     }
 
-    /// The log's status now, in the same words.
+    /// The log's status now, in the same words: an auto-applied log awaiting its ack is
+    /// "applied", as its first answer said; anything else by its name.
     pub fn current_status(&self) -> &'static str {
-        match (self.log.status, self.log.auto_applied) {
-            (HealingStatus::PendingReview, _) => "pending_review",
-            (HealingStatus::Rejected, _) => "rejected",
-            (HealingStatus::Failed, _) => "failed",
-            (_, true) => "applied",
-            (status, false) => status.as_str(),
+        match self.log.status {
+            HealingStatus::Approved if self.log.auto_applied => "applied",
+            status => status.as_str(),
         }
     }
 }
@@ -241,18 +243,22 @@ pub struct Service {
     /// Time from a detection's arrival to its durable log and command (for
     /// `plugin_autoheal_detection_seconds`).
     detection_latency: Histogram,
+    /// Where a failed rollback's critical alert is dispatched.
+    alerts: AlertChannels,
 }
 
 impl Service {
+    /// The service with the server's settings: the loop's own, the scripts' deadline and
+    /// the alert channels.
     pub fn new(
         store: Store,
         clock: Clock,
-        config: HealingConfig,
+        server: &crate::ServerConfig,
         rules: Arc<Rules>,
         patches: Arc<PatchRegistry>,
         bus: &InvalidationBus,
-        script_deadline: std::time::Duration,
     ) -> Self {
+        let config = server.healing.clone();
         Self {
             breakers: SuspendedRules::new(bus, config.breakers_max_age),
             store,
@@ -260,8 +266,9 @@ impl Service {
             config,
             rules,
             patches,
-            script_deadline,
+            script_deadline: server.script_deadline,
             detection_latency: Histogram::default(),
+            alerts: server.alerts.clone(),
         }
     }
 
@@ -612,7 +619,8 @@ impl Service {
     }
 
     /// Ops roll a patch back: a `rollback` command with the restore operations and the
-    /// snapshot is queued for the plugin; audited.
+    /// snapshot is queued for the plugin, and the log is `rolling_back` until it acks;
+    /// audited. Only an applied patch (or one whose rollback failed) can be rolled back.
     pub async fn rollback(
         &self,
         id: Uuid,
@@ -620,6 +628,25 @@ impl Service {
         audit: &AuditContext,
     ) -> Result<(HealingLog, Command), ApiError> {
         let log = self.log(id).await?;
+        let refusal = match log.status {
+            HealingStatus::Applied | HealingStatus::RollbackFailed => None,
+            HealingStatus::Failed | HealingStatus::NotNeeded => {
+                Some("nothing of it is in effect, so there is nothing to roll back")
+            }
+            HealingStatus::RollingBack => Some("its rollback is already queued"),
+            HealingStatus::RolledBack => Some("it is already rolled back"),
+            HealingStatus::Approved => Some("its apply is not acked yet"),
+            HealingStatus::PendingReview | HealingStatus::Rejected => Some("it was never applied"),
+        };
+        if let Some(refusal) = refusal {
+            return Err(ApiError::Conflict {
+                message: format!(
+                    "healing log {} is {}: {refusal}",
+                    log.id,
+                    log.status.as_str()
+                ),
+            });
+        }
         let now = self.clock.now();
         let (log, command) = self
             .store
@@ -665,9 +692,11 @@ impl Service {
             .await?)
     }
 
-    /// A plugin's ack of one of its merchant's commands; idempotent. A failed `apply_patch`
-    /// ack queues the rollback at once. Returns the command and whether the ack repeated one
-    /// already recorded.
+    /// A plugin's ack of one of its merchant's commands; idempotent. An apply's ack says
+    /// how many of its operations are in effect (`result.applied_operations`, all on
+    /// success): a failed apply with some in effect queues the rollback of exactly those
+    /// at once, one with none ends `failed`. A failed rollback opens a critical alert.
+    /// Returns the command and whether the ack repeated one already recorded.
     pub async fn ack(
         &self,
         merchant_id: Uuid,
@@ -681,21 +710,143 @@ impl Service {
             .await?
             .filter(|c| c.merchant_id == merchant_id)
             .ok_or(ApiError::NotFound { what: "command" })?;
+        let effect = match command.command_type.as_str() {
+            "apply_patch" => self.apply_effect(&command, success, result).await?,
+            _ => AckEffect::Rollback {
+                alert: match success || command.status != "pending" {
+                    true => None,
+                    false => self.rollback_failed_alert(&command, result).await?,
+                },
+            },
+        };
+        let ack = Ack {
+            success,
+            result,
+            effect,
+        };
         let now = self.clock.now();
-        let (command, repeated) = match self
-            .store
-            .ack_command(&command, success, result, now)
-            .await?
-        {
+        let (command, repeated) = match self.store.ack_command(&command, &ack, now).await? {
             AckOutcome::Recorded(command) => (command, false),
             AckOutcome::Repeated(command) => (command, true),
         };
-        if !repeated && !success && command.command_type == "apply_patch" {
+        if !repeated && !success {
             if let Some(log) = self.store.healing_log(command.healing_log_id).await? {
                 self.after_bad_outcome(&log, now).await?;
             }
         }
         Ok((command, repeated))
+    }
+
+    /// What an apply's ack leaves in effect: `result.applied_operations`, checked against
+    /// the command's plan, and the restore operations that undo exactly those.
+    async fn apply_effect(
+        &self,
+        command: &Command,
+        success: bool,
+        result: &Value,
+    ) -> Result<AckEffect, ApiError> {
+        let payload = &command.command_payload.0;
+        let operations: Vec<host::Operation> =
+            serde_json::from_value(payload["patch"]["operations"].clone()).unwrap_or_default();
+        let planned = operations.len();
+        let plan = match planned {
+            1 => "its 1 operation".to_owned(),
+            n => format!("its {n} operations"),
+        };
+        let field = "result.applied_operations";
+        let reported = match result.get("applied_operations") {
+            None | Some(Value::Null) => None,
+            Some(value) => Some(
+                value
+                    .as_u64()
+                    .filter(|n| *n <= planned as u64)
+                    .ok_or_else(|| {
+                        ApiError::invalid(
+                            field,
+                            format!("must be how many of {plan} are in effect: an integer from 0 to {planned}"),
+                        )
+                    })? as usize,
+            ),
+        };
+        // A repeated ack is answered as the first was, whatever it carries now.
+        if command.status != "pending" {
+            return Ok(AckEffect::Apply {
+                applied_operations: reported.unwrap_or(planned) as i32,
+                restore_operations: json!([]),
+            });
+        }
+        let in_effect = match (success, reported) {
+            (true, None) => planned,
+            (true, Some(n)) if n == planned => planned,
+            (true, Some(_)) => {
+                return Err(ApiError::invalid(
+                    field,
+                    format!("a successful apply has {plan} in effect, all of them"),
+                ))
+            }
+            (false, Some(n)) => n,
+            (false, None) => {
+                return Err(ApiError::invalid(
+                    field,
+                    format!("a failed apply must say how many of {plan} are in effect (0 when none): only those are rolled back"),
+                ))
+            }
+        };
+        let restore_operations = if success || in_effect == 0 {
+            json!([])
+        } else {
+            let snapshot_id = payload["snapshot_id"]
+                .as_str()
+                .and_then(|id| id.parse().ok());
+            let snapshot = match snapshot_id {
+                Some(id) => self.store.snapshot_state(id).await?,
+                None => None,
+            };
+            let restore = snapshot
+                .and_then(|state| serde_json::from_value::<host::State>(state).ok())
+                .and_then(|state| {
+                    host::ops::restore_operations(&state, &operations[..in_effect]).ok()
+                })
+                .ok_or_else(|| {
+                    StoreError::Inconsistent(format!(
+                        "command {}: its snapshot does not replay its plan",
+                        command.id
+                    ))
+                })?;
+            serde_json::to_value(restore).unwrap_or_default()
+        };
+        Ok(AckEffect::Apply {
+            applied_operations: in_effect as i32,
+            restore_operations,
+        })
+    }
+
+    /// The critical alert of a rollback the plugin failed: the install may be half-patched.
+    async fn rollback_failed_alert(
+        &self,
+        command: &Command,
+        result: &Value,
+    ) -> Result<Option<(NewAlert, Vec<NewOutboxMessage>)>, ApiError> {
+        let Some(log) = self.store.healing_log(command.healing_log_id).await? else {
+            return Ok(None);
+        };
+        let name = "AutoHealRollbackFailed";
+        let summary = format!(
+            "The rollback of {} on install {} failed on the plugin: {}. What the patch changed may still be in effect. \
+             POST /api/v1/plugins/autoheal/{}/rollback asks again.",
+            log.patch_name.as_deref().unwrap_or("a patch"),
+            log.plugin_id,
+            ack_failure_reason(result),
+            log.id
+        );
+        let messages = self.alerts.messages(name, "critical", &summary);
+        let alert = NewAlert {
+            name: name.into(),
+            severity: "critical",
+            summary,
+            labels: json!({"healing_log_id": log.id, "plugin_id": log.plugin_id, "patch": log.patch_name}),
+        };
+        Ok(Some((alert, messages)))
     }
 
     pub async fn logs(&self, filter: &HealingLogFilter) -> Result<Vec<HealingLog>, ApiError> {
@@ -744,7 +895,7 @@ impl Service {
     /// The analysis after an apply (like Argo Rollouts' analysis, per install): for each
     /// patch applied at least one window ago and at most two, compares the install's error
     /// rate in the window after the apply with the window before; a rise past the margin
-    /// rolls back. Returns the logs it rolled back.
+    /// queues a rollback. Returns the logs now rolling back.
     pub async fn analyze_regressions(&self) -> Result<Vec<HealingLog>, StoreError> {
         let now = self.clock.now();
         let window = self.config.regression_window;
@@ -752,7 +903,7 @@ impl Service {
             .store
             .applied_logs_between(now - window - window, now - window)
             .await?;
-        let mut rolled_back = Vec::new();
+        let mut rolling_back = Vec::new();
         for log in candidates {
             let Some(applied_at) = log.applied_at else {
                 continue;
@@ -781,9 +932,9 @@ impl Service {
                     .await
                 {
                     Ok((log, _)) => {
-                        tracing::warn!(event = "regression_rollback", healing_log = %log.id, reason = %reason, "patch rolled back after an error-rate regression");
+                        tracing::warn!(event = "regression_rollback", healing_log = %log.id, reason = %reason, "rollback queued after an error-rate regression");
                         self.after_bad_outcome(&log, now).await?;
-                        rolled_back.push(log);
+                        rolling_back.push(log);
                     }
                     // Ops rolled it back meanwhile.
                     Err(StoreError::Conflict(_)) => {}
@@ -791,7 +942,7 @@ impl Service {
                 }
             }
         }
-        Ok(rolled_back)
+        Ok(rolling_back)
     }
 }
 

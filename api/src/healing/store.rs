@@ -7,6 +7,8 @@ use crate::db::{
     cast, insert_audit, notify, on_pool, on_tx, on_write_pool, text_column, AuditContext, Backend,
     BackendKind, Batched, Store, StoreError, Tx,
 };
+use crate::delivery::{insert_outbox, NewOutboxMessage};
+use crate::ops::{insert_alert, NewAlert};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -146,8 +148,9 @@ where
 }
 
 /// Inside a transaction: cancels the log's unacked apply command, queues a `rollback`
-/// command (restore operations + snapshot, top priority) and marks the log `rolled_back`.
-/// A conflict if the log moved meanwhile (the caller's transaction then rolls back).
+/// command (the log's restore operations + snapshot, top priority) and marks the log
+/// `rolling_back` until the plugin acks it. A conflict if the log is no longer in the
+/// status the caller read (the caller's transaction then rolls back).
 async fn rollback_in_tx(
     tx: &mut Tx<'_>,
     log: &HealingLog,
@@ -162,17 +165,19 @@ async fn rollback_in_tx(
     .fetch_one(c)
     .await)?;
     let moved = on_tx!(tx, c => execute sqlx::query(
-        "UPDATE plugin_auto_healing_logs SET status = 'rolled_back', rollback_trigger = $1, \
-         rollback_reason = $2, rolled_back_by = $3, rolled_back_at = $4, updated_at = $4 \
-         WHERE id = $5 AND status IN ('applied', 'failed')",
+        "UPDATE plugin_auto_healing_logs SET status = 'rolling_back', rollback_trigger = $1, \
+         rollback_reason = $2, rolled_back_by = $3, rollback_requested_at = $4, rolled_back_at = NULL, \
+         rollback_failure_reason = NULL, updated_at = $4 \
+         WHERE id = $5 AND status = $6",
     )
     .bind(rollback.trigger)
     .bind(rollback.reason)
     .bind(rollback.actor)
     .bind(now)
-    .bind(log.id))?;
+    .bind(log.id)
+    .bind(log.status))?;
     if moved == 0 {
-        return Err(conflict(log, HealingStatus::RolledBack));
+        return Err(conflict(log, HealingStatus::RollingBack));
     }
     on_tx!(tx, c => execute sqlx::query(
         "UPDATE plugin_commands SET status = 'cancelled' \
@@ -207,10 +212,120 @@ struct Rollback<'a> {
     actor: Option<Uuid>,
 }
 
+/// A plugin's ack of a command, as the service checked it against the command.
+pub struct Ack<'a> {
+    pub success: bool,
+    pub result: &'a Value,
+    pub effect: AckEffect,
+}
+
+/// What an ack means for the command's log.
+pub enum AckEffect {
+    /// An apply's ack: how many of its operations are in effect, in order, and what
+    /// undoes exactly those (empty when nothing needs undoing).
+    Apply {
+        applied_operations: i32,
+        restore_operations: Value,
+    },
+    /// A rollback's ack; a failed one's critical alert and the messages that dispatch it.
+    Rollback {
+        alert: Option<(NewAlert, Vec<NewOutboxMessage>)>,
+    },
+}
+
+/// Moves an `approved` log on its apply's ack (see [`Store::ack_command`]).
+async fn record_apply_ack(
+    tx: &mut Tx<'_>,
+    log: HealingLog,
+    ack: &Ack<'_>,
+    applied_operations: i32,
+    restore_operations: &Value,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    if ack.success {
+        on_tx!(tx, c => execute sqlx::query(
+            "UPDATE plugin_auto_healing_logs SET status = 'applied', applied_at = $1, \
+             applied_operations = $2, updated_at = $1 WHERE id = $3",
+        )
+        .bind(now)
+        .bind(applied_operations)
+        .bind(log.id))?;
+        return Ok(());
+    }
+    let reason = ack_failure_reason(ack.result);
+    // Failed with nothing in effect to undo: the log ends `failed`. Rolling back anyway
+    // would undo what the patch never did (drop a column it did not add).
+    let undo = restore_operations
+        .as_array()
+        .is_some_and(|ops| !ops.is_empty());
+    let status = if undo {
+        HealingStatus::Approved
+    } else {
+        HealingStatus::Failed
+    };
+    on_tx!(tx, c => execute sqlx::query(
+        "UPDATE plugin_auto_healing_logs SET status = $1, failure_kind = 'plugin_failed', \
+         failure_reason = $2, applied_operations = $3, restore_operations = $4, updated_at = $5 \
+         WHERE id = $6",
+    )
+    .bind(status)
+    .bind(&reason)
+    .bind(applied_operations)
+    .bind(Json(restore_operations))
+    .bind(now)
+    .bind(log.id))?;
+    if undo {
+        let partial = HealingLog {
+            restore_operations: Some(Json(restore_operations.clone())),
+            ..log
+        };
+        let rollback = Rollback {
+            trigger: "failed_ack",
+            reason: &reason,
+            actor: None,
+        };
+        rollback_in_tx(tx, &partial, &rollback, Uuid::now_v7(), now).await?;
+    }
+    Ok(())
+}
+
+/// Moves a `rolling_back` log on its rollback's ack; a failure opens its alert.
+async fn record_rollback_ack(
+    tx: &mut Tx<'_>,
+    log: &HealingLog,
+    ack: &Ack<'_>,
+    alert: Option<&(NewAlert, Vec<NewOutboxMessage>)>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    if ack.success {
+        on_tx!(tx, c => execute sqlx::query(
+            "UPDATE plugin_auto_healing_logs SET status = 'rolled_back', rolled_back_at = $1, \
+             updated_at = $1 WHERE id = $2",
+        )
+        .bind(now)
+        .bind(log.id))?;
+        return Ok(());
+    }
+    on_tx!(tx, c => execute sqlx::query(
+        "UPDATE plugin_auto_healing_logs SET status = 'rollback_failed', \
+         rollback_failure_reason = $1, updated_at = $2 WHERE id = $3",
+    )
+    .bind(ack_failure_reason(ack.result))
+    .bind(now)
+    .bind(log.id))?;
+    if let Some((alert, messages)) = alert {
+        insert_alert(tx, Uuid::now_v7(), alert, now).await?;
+        for message in messages {
+            insert_outbox(tx, message, Uuid::now_v7(), now).await?;
+        }
+    }
+    Ok(())
+}
+
 /// Rollbacks go before anything else a plugin has queued.
 pub const ROLLBACK_PRIORITY: i32 = 10;
 
-/// The statuses of a healing log, and the only moves between them.
+/// The statuses of a healing log, and the only moves between them (the README's table).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HealingStatus {
@@ -218,20 +333,34 @@ pub enum HealingStatus {
     /// Auto-applied or approved by Ops: dry run clean, command queued, awaiting the ack.
     Approved,
     Applied,
+    /// The patch did not apply: its dry run refused it, or the plugin failed to apply it
+    /// and reports nothing of it in effect.
     Failed,
+    /// The dry run planned no operation (the install already has what the patch gives):
+    /// nothing was queued.
+    NotNeeded,
+    /// A rollback command is queued; the plugin has not acked it yet.
+    RollingBack,
+    /// The plugin acked the rollback: what the patch changed is undone.
     RolledBack,
+    /// The plugin failed to roll back: the install may be half-patched (a critical alert
+    /// is open). Ops may ask for the rollback again.
+    RollbackFailed,
     Rejected,
 }
 
 text_column!(HealingStatus);
 
 impl HealingStatus {
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 9] = [
         Self::PendingReview,
         Self::Approved,
         Self::Applied,
         Self::Failed,
+        Self::NotNeeded,
+        Self::RollingBack,
         Self::RolledBack,
+        Self::RollbackFailed,
         Self::Rejected,
     ];
 
@@ -241,7 +370,10 @@ impl HealingStatus {
             Self::Approved => "approved",
             Self::Applied => "applied",
             Self::Failed => "failed",
+            Self::NotNeeded => "not_needed",
+            Self::RollingBack => "rolling_back",
             Self::RolledBack => "rolled_back",
+            Self::RollbackFailed => "rollback_failed",
             Self::Rejected => "rejected",
         }
     }
@@ -255,13 +387,14 @@ impl HealingStatus {
         use HealingStatus::*;
         matches!(
             (self, next),
-            (PendingReview, Approved)
-                | (PendingReview, Rejected)
-                | (PendingReview, Failed)
-                | (Approved, Applied)
-                | (Approved, Failed)
-                | (Applied, RolledBack)
-                | (Failed, RolledBack)
+            (PendingReview, Approved | Rejected | Failed | NotNeeded)
+                | (Approved, Applied | Failed)
+                // The plugin failed part way: what it applied is rolled back.
+                | (Approved, RollingBack)
+                | (Applied, RollingBack)
+                | (RollingBack, RolledBack | RollbackFailed)
+                // Ops ask again for a rollback that failed.
+                | (RollbackFailed, RollingBack)
         )
     }
 }
@@ -298,7 +431,14 @@ pub struct HealingLog {
     pub rollback_trigger: Option<String>,
     pub rollback_reason: Option<String>,
     pub rolled_back_by: Option<Uuid>,
+    /// When the plugin acked the rollback.
     pub rolled_back_at: Option<DateTime<Utc>>,
+    /// How many of `operations`, in order, the plugin reports in effect: all once applied,
+    /// what it says when it failed part way. A rollback undoes only those.
+    pub applied_operations: Option<i32>,
+    pub rollback_requested_at: Option<DateTime<Utc>>,
+    /// What the plugin said when its rollback failed.
+    pub rollback_failure_reason: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     #[serde(skip)]
@@ -352,6 +492,9 @@ impl HealingLog {
             rollback_reason: None,
             rolled_back_by: None,
             rolled_back_at: None,
+            applied_operations: None,
+            rollback_requested_at: None,
+            rollback_failure_reason: None,
             created_at: now,
             updated_at: now,
             idempotency_key: new.idempotency_key.clone(),
@@ -385,11 +528,16 @@ impl HealingLog {
         self.patch_version = patch.map(|p| p.version.clone());
         self.bundle_sha256 = patch.map(|p| p.bundle_sha256.clone());
         self.patch_params = patch.map(|p| Json(p.params.clone()));
+        self.status = preparation.status();
         match preparation {
             Preparation::Failed { kind, reason, .. } => {
-                self.status = HealingStatus::Failed;
                 self.failure_kind = Some(*kind);
                 self.failure_reason = Some(reason.clone());
+                None
+            }
+            // Nothing to change: no command, so no snapshot to roll back to.
+            Preparation::Ready(ready) if self.status == HealingStatus::NotNeeded => {
+                self.operations = Some(Json(ready.operations.clone()));
                 None
             }
             Preparation::Ready(ready) => {
@@ -400,7 +548,6 @@ impl HealingLog {
                     state_sha256: &ready.snapshot_sha256,
                     created_at: now,
                 };
-                self.status = HealingStatus::Approved;
                 self.snapshot_id = Some(snapshot.id);
                 self.operations = Some(Json(ready.operations.clone()));
                 self.restore_operations = Some(Json(ready.restore_operations.clone()));
@@ -437,7 +584,8 @@ const LOG_COLUMNS: &str = "id, installation_id AS plugin_id, merchant_id, cms, p
      auto_applied, rule_name, decision, patch_name, patch_version, bundle_sha256, patch_params, \
      snapshot_id, operations, restore_operations, failure_kind, failure_reason, reviewed_by, \
      reviewed_at, applied_at, rollback_trigger, rollback_reason, rolled_back_by, rolled_back_at, \
-     created_at, updated_at, idempotency_key, request_sha256";
+     applied_operations, rollback_requested_at, rollback_failure_reason, created_at, updated_at, \
+     idempotency_key, request_sha256";
 
 /// The install a detection is about, as the healing loop needs it.
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -483,7 +631,8 @@ pub enum DetectionOutcome {
 /// The patch a log names and the outcome of its dry run.
 #[derive(Clone, Debug)]
 pub enum Preparation {
-    /// Dry run clean: snapshot stored, command queued, log `approved`.
+    /// Dry run clean: snapshot stored, command queued, log `approved` (or, when it
+    /// planned no operation, nothing queued and the log `not_needed`).
     Ready(ReadyPatch),
     /// Dry run (or its preconditions) failed: nothing queued, log `failed`.
     Failed {
@@ -491,6 +640,20 @@ pub enum Preparation {
         kind: FailureKind,
         reason: String,
     },
+}
+
+impl Preparation {
+    /// The status the log takes: `approved` for a plan to queue, `not_needed` for an
+    /// empty one, `failed` when the dry run failed.
+    pub fn status(&self) -> HealingStatus {
+        match self {
+            Self::Ready(ready) if ready.operations.as_array().is_some_and(Vec::is_empty) => {
+                HealingStatus::NotNeeded
+            }
+            Self::Ready(_) => HealingStatus::Approved,
+            Self::Failed { .. } => HealingStatus::Failed,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -559,15 +722,36 @@ pub struct HealingLogFilter {
     pub offset: i64,
 }
 
-/// Seed 001's stats, exactly its fields.
+/// Seed 001's stats, its fields and the states it did not know. Each patch counts once,
+/// by what became of it: `applied` (in force), `failed` (it did not apply: its dry run
+/// refused it or the plugin failed to apply it, whatever became of the partial rollback),
+/// `rolled_back` (applied, then undone), `rolling_back` and `rollback_failed` (applied,
+/// and its undoing is pending or failed); `not_needed` planned nothing and is not a patch.
 #[derive(Clone, Debug, Serialize)]
 pub struct HealingStats {
     pub total_patches: i64,
     pub applied: i64,
     pub rolled_back: i64,
     pub failed: i64,
+    pub rolling_back: i64,
+    pub rollback_failed: i64,
+    pub not_needed: i64,
     pub avg_confidence: f64,
+    /// `applied` ÷ the patches that finished (applied, failed, rolled back, rollback
+    /// failed), in percent.
     pub success_rate: f64,
+}
+
+impl HealingStats {
+    /// The patches whose fate is known: in force, failed, undone, or failed to undo.
+    pub fn finished(&self) -> i64 {
+        self.applied + self.bad()
+    }
+
+    /// The finished patches that went wrong.
+    pub fn bad(&self) -> i64 {
+        self.failed + self.rolled_back + self.rollback_failed
+    }
 }
 
 /// How a rule's auto-applied patches fared in a window (for its breaker).
@@ -608,6 +792,17 @@ impl Store {
         .bind(plugin_id)
         .fetch_optional(pool)
         .await?))
+    }
+
+    /// The install state snapshot `id` holds.
+    pub async fn snapshot_state(&self, id: Uuid) -> Result<Option<Value>, StoreError> {
+        let state: Option<Json<Value>> = on_pool!(self, pool => sqlx::query_scalar(
+            "SELECT state FROM plugin_snapshots WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(pool)
+        .await?);
+        Ok(state.map(|state| state.0))
     }
 
     pub async fn healing_log(&self, id: Uuid) -> Result<Option<HealingLog>, StoreError> {
@@ -673,10 +868,7 @@ impl Store {
         audit: &AuditContext,
         now: DateTime<Utc>,
     ) -> Result<HealingLog, StoreError> {
-        let next = match preparation {
-            Preparation::Ready(_) => HealingStatus::Approved,
-            Preparation::Failed { .. } => HealingStatus::Failed,
-        };
+        let next = preparation.status();
         if !log.status.can_move_to(next) {
             return Err(conflict(log, next));
         }
@@ -768,9 +960,9 @@ impl Store {
     }
 
     /// Rolls a log back: queues a `rollback` command carrying the restore operations and
-    /// the snapshot, cancels its unacked apply command, and marks the log `rolled_back`.
-    /// `audit` is None for the automatic triggers (failed ack, regression). Conflict unless
-    /// the log is `applied` or `failed` with a snapshot.
+    /// the snapshot, and marks the log `rolling_back` until the plugin acks it. `audit` is
+    /// None for the automatic trigger (a regression). Conflict unless the log is `applied`,
+    /// or `rollback_failed` (asked again).
     pub async fn rollback_healing(
         &self,
         log: &HealingLog,
@@ -779,8 +971,12 @@ impl Store {
         audit: Option<&AuditContext>,
         now: DateTime<Utc>,
     ) -> Result<(HealingLog, Command), StoreError> {
-        let next = HealingStatus::RolledBack;
-        if !log.status.can_move_to(next) || log.snapshot_id.is_none() {
+        let next = HealingStatus::RollingBack;
+        let asked_for = matches!(
+            log.status,
+            HealingStatus::Applied | HealingStatus::RollbackFailed
+        );
+        if !asked_for || log.snapshot_id.is_none() {
             return Err(conflict(log, next));
         }
         let command_id = Uuid::now_v7();
@@ -867,17 +1063,18 @@ impl Store {
         Ok(commands)
     }
 
-    /// Records a plugin's ack. The first ack moves the log (apply ok → `applied`; apply
-    /// failed → `failed`, and the rollback is queued at once); the same ack again changes
-    /// nothing; an ack that contradicts the recorded one is a conflict.
+    /// Records a plugin's ack, checked by the service (see [`Ack`]). The first ack moves
+    /// the log: an apply to `applied`, or when it failed to `failed` (nothing in effect) or
+    /// `rolling_back` (a rollback of what is in effect queued at once); a rollback to
+    /// `rolled_back`, or `rollback_failed` with its critical alert. The same ack again
+    /// changes nothing; an ack that contradicts the recorded one is a conflict.
     pub async fn ack_command(
         &self,
         command: &Command,
-        success: bool,
-        result: &Value,
+        ack: &Ack<'_>,
         now: DateTime<Utc>,
     ) -> Result<AckOutcome, StoreError> {
-        let status = if success { "succeeded" } else { "failed" };
+        let status = if ack.success { "succeeded" } else { "failed" };
         match command.status.as_str() {
             "pending" => {}
             recorded if recorded == status => return Ok(AckOutcome::Repeated(command.clone())),
@@ -888,7 +1085,6 @@ impl Store {
                 )))
             }
         }
-        let rollback_id = Uuid::now_v7();
         let mut transaction = self.begin().await?;
         let tx = &mut transaction.tx();
         let moved = on_tx!(tx, c => execute sqlx::query(
@@ -897,44 +1093,33 @@ impl Store {
         )
         .bind(status)
         .bind(now)
-        .bind(Json(result))
+        .bind(Json(ack.result))
         .bind(command.id))?;
         let acked = moved > 0;
-        if acked && command.command_type == "apply_patch" {
+        if acked {
             let select =
                 format!("SELECT {LOG_COLUMNS} FROM plugin_auto_healing_logs WHERE id = $1");
             let log = on_tx!(tx, c => sqlx::query_as::<_, HealingLog>(&select)
                 .bind(command.healing_log_id)
                 .fetch_one(c)
                 .await)?;
-            if log.status == HealingStatus::Approved {
-                if success {
-                    on_tx!(tx, c => execute sqlx::query(
-                        "UPDATE plugin_auto_healing_logs SET status = 'applied', applied_at = $1, \
-                         updated_at = $1 WHERE id = $2",
-                    )
-                    .bind(now)
-                    .bind(log.id))?;
-                } else {
-                    let reason = ack_failure_reason(result);
-                    on_tx!(tx, c => execute sqlx::query(
-                        "UPDATE plugin_auto_healing_logs SET status = 'failed', failure_kind = 'plugin_failed', \
-                         failure_reason = $1, updated_at = $2 WHERE id = $3",
-                    )
-                    .bind(&reason)
-                    .bind(now)
-                    .bind(log.id))?;
-                    let failed = HealingLog {
-                        status: HealingStatus::Failed,
-                        ..log
-                    };
-                    let rollback = Rollback {
-                        trigger: "failed_ack",
-                        reason: &reason,
-                        actor: None,
-                    };
-                    rollback_in_tx(tx, &failed, &rollback, rollback_id, now).await?;
+            match (&ack.effect, log.status) {
+                (
+                    AckEffect::Apply {
+                        applied_operations,
+                        restore_operations,
+                    },
+                    HealingStatus::Approved,
+                ) => {
+                    record_apply_ack(tx, log, ack, *applied_operations, restore_operations, now)
+                        .await?
                 }
+                (AckEffect::Rollback { alert }, HealingStatus::RollingBack) => {
+                    record_rollback_ack(tx, &log, ack, alert.as_ref(), now).await?
+                }
+                // The log moved on meanwhile (an apply cancelled by a rollback acked late):
+                // the ack is recorded on its command only.
+                _ => {}
             }
         }
         transaction.commit().await?;
@@ -976,41 +1161,50 @@ impl Store {
         )
     }
 
-    /// Seed 001's stats over the logs created since `since`. `total_patches` counts the
-    /// logs that got a patch (approved or auto-applied, whatever became of it);
-    /// `success_rate` is applied ÷ (applied + failed + rolled back), in percent.
+    /// Seed 001's stats over the logs created since `since` (see [`HealingStats`]);
+    /// `total_patches` counts the logs that got a patch to queue, whatever became of it.
     pub async fn healing_stats(&self, since: DateTime<Utc>) -> Result<HealingStats, StoreError> {
-        let (total, applied, rolled_back, failed, avg): (i64, i64, i64, i64, Option<f64>) = on_pool!(self, pool => sqlx::query_as(
-                "SELECT COALESCE(SUM(CASE WHEN status IN ('approved', 'applied', 'failed', 'rolled_back') THEN 1 ELSE 0 END), 0), \
+        type Counts = (i64, i64, i64, i64, i64, i64, i64, Option<f64>);
+        // A plugin-side failure that applied part of the patch ends rolled back (or not):
+        // it is still a failed patch, counted once, as failed.
+        let (total, applied, rolled_back, failed, rolling_back, rollback_failed, not_needed, avg): Counts =
+            on_pool!(self, pool => sqlx::query_as(
+                "SELECT COALESCE(SUM(CASE WHEN status IN ('approved', 'applied', 'failed', 'rolling_back', \
+                                                          'rolled_back', 'rollback_failed') THEN 1 ELSE 0 END), 0), \
                         COALESCE(SUM(CASE WHEN status = 'applied' THEN 1 ELSE 0 END), 0), \
-                        COALESCE(SUM(CASE WHEN status = 'rolled_back' THEN 1 ELSE 0 END), 0), \
-                        COALESCE(SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END), 0), \
+                        COALESCE(SUM(CASE WHEN status = 'rolled_back' AND failure_kind IS NULL THEN 1 ELSE 0 END), 0), \
+                        COALESCE(SUM(CASE WHEN failure_kind IS NOT NULL THEN 1 ELSE 0 END), 0), \
+                        COALESCE(SUM(CASE WHEN status = 'rolling_back' AND failure_kind IS NULL THEN 1 ELSE 0 END), 0), \
+                        COALESCE(SUM(CASE WHEN status = 'rollback_failed' AND failure_kind IS NULL THEN 1 ELSE 0 END), 0), \
+                        COALESCE(SUM(CASE WHEN status = 'not_needed' THEN 1 ELSE 0 END), 0), \
                         AVG(sira_confidence) \
                  FROM plugin_auto_healing_logs WHERE created_at >= $1",
             )
             .bind(since)
             .fetch_one(pool)
             .await?);
-        let finished = applied + rolled_back + failed;
         let round1 = |v: f64| (v * 10.0).round() / 10.0;
-        Ok(HealingStats {
+        let mut stats = HealingStats {
             total_patches: total,
             applied,
             rolled_back,
             failed,
+            rolling_back,
+            rollback_failed,
+            not_needed,
             avg_confidence: round1(avg.unwrap_or(0.0)),
-            success_rate: if finished == 0 {
-                0.0
-            } else {
-                round1(applied as f64 * 100.0 / finished as f64)
-            },
-        })
+            success_rate: 0.0,
+        };
+        if stats.finished() > 0 {
+            stats.success_rate = round1(applied as f64 * 100.0 / stats.finished() as f64);
+        }
+        Ok(stats)
     }
 
-    /// How the rule's auto-applied patches ended since `since`: finished (applied, failed
-    /// or rolled back) and bad (failed or rolled back). The filter is spelled as the partial
-    /// index `plugin_auto_healing_logs_rule_outcomes` is (migration 0008), so both backends
-    /// read only those rows.
+    /// How the rule's auto-applied patches ended since `since`: finished (applied, failed,
+    /// or being, been or failing to be rolled back) and bad (all but applied). The filter
+    /// is spelled as the partial index `plugin_auto_healing_logs_rule_outcomes` is
+    /// (migration 0009), so both backends read only those rows.
     pub async fn rule_outcomes(
         &self,
         rule_name: &str,
@@ -1023,10 +1217,11 @@ impl Store {
             .collect();
         let sql = format!(
             "SELECT COUNT(*) AS finished, \
-                    COALESCE(SUM(CASE WHEN status IN ('failed', 'rolled_back') THEN 1 ELSE 0 END), 0) AS bad \
+                    COALESCE(SUM(CASE WHEN status <> 'applied' THEN 1 ELSE 0 END), 0) AS bad \
              FROM plugin_auto_healing_logs \
              WHERE rule_name = $1 AND updated_at >= $2 \
-               AND auto_applied = TRUE AND status IN ('applied', 'failed', 'rolled_back') \
+               AND auto_applied = TRUE \
+               AND status IN ('applied', 'failed', 'rolling_back', 'rolled_back', 'rollback_failed') \
                AND (failure_kind IS NULL OR failure_kind NOT IN ({}))",
             not_the_patchs.join(", ")
         );
@@ -1127,7 +1322,7 @@ impl Store {
 }
 
 /// What the plugin said went wrong, kept short; never echoed to other tenants.
-fn ack_failure_reason(result: &Value) -> String {
+pub(crate) fn ack_failure_reason(result: &Value) -> String {
     let text = result
         .get("error")
         .or_else(|| result.get("message"))

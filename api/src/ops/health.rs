@@ -91,7 +91,7 @@ impl Service {
                 check.service,
                 check.detail.as_deref().unwrap_or("no answer")
             );
-            let messages = self.dispatch("DependencyDown", "critical", &summary);
+            let messages = self.alerts.messages("DependencyDown", "critical", &summary);
             let alert = NewAlert {
                 name: "DependencyDown".into(),
                 severity: "critical",

@@ -22,9 +22,6 @@ use serde_json::{json, Value};
 pub struct JobsConfig {
     pub hourly: Duration,
     pub daily: Duration,
-    /// Alert dispatch: alerts go to these channels (Slack-style URL, webhook URL).
-    pub alert_slack_url: Option<String>,
-    pub alert_webhook_url: Option<String>,
 }
 
 impl Default for JobsConfig {
@@ -32,9 +29,47 @@ impl Default for JobsConfig {
         Self {
             hourly: Duration::hours(1),
             daily: Duration::days(1),
-            alert_slack_url: None,
-            alert_webhook_url: None,
         }
+    }
+}
+
+/// Where alerts are dispatched besides the store (seed 002): a Slack-style incoming
+/// webhook and a plain webhook; each has a `serve` flag. Whatever raises an alert (a job,
+/// a health check, a failed rollback) sends it to the same channels.
+#[derive(Clone, Debug, Default)]
+pub struct AlertChannels {
+    pub slack_url: Option<String>,
+    pub webhook_url: Option<String>,
+}
+
+impl AlertChannels {
+    /// The outbox messages that dispatch alert `name` to the configured channels.
+    pub(crate) fn messages(
+        &self,
+        name: &str,
+        severity: &str,
+        summary: &str,
+    ) -> Vec<NewOutboxMessage> {
+        let mut messages = Vec::new();
+        if let Some(url) = &self.slack_url {
+            messages.push(NewOutboxMessage {
+                channel: "slack",
+                destination: url.clone(),
+                payload: json!({"text": format!("[{}] {name}: {summary}", severity.to_uppercase())}),
+                source_type: "alert",
+                source_id: Some(name.to_owned()),
+            });
+        }
+        if let Some(url) = &self.webhook_url {
+            messages.push(NewOutboxMessage {
+                channel: "webhook",
+                destination: url.clone(),
+                payload: json!({"type": "platform.alert", "name": name, "severity": severity, "summary": summary}),
+                source_type: "alert",
+                source_id: Some(name.to_owned()),
+            });
+        }
+        messages
     }
 }
 
@@ -71,36 +106,6 @@ impl Service {
         Ok(ran)
     }
 
-    /// The messages that dispatch an alert to the configured channels.
-    pub(crate) fn dispatch(
-        &self,
-        name: &str,
-        severity: &str,
-        summary: &str,
-    ) -> Vec<NewOutboxMessage> {
-        let config = &self.jobs;
-        let mut messages = Vec::new();
-        if let Some(url) = &config.alert_slack_url {
-            messages.push(NewOutboxMessage {
-            channel: "slack",
-            destination: url.clone(),
-            payload: json!({"text": format!("[{}] {name}: {summary}", severity.to_uppercase())}),
-            source_type: "alert",
-            source_id: Some(name.to_owned()),
-        });
-        }
-        if let Some(url) = &config.alert_webhook_url {
-            messages.push(NewOutboxMessage {
-            channel: "webhook",
-            destination: url.clone(),
-            payload: json!({"type": "platform.alert", "name": name, "severity": severity, "summary": summary}),
-            source_type: "alert",
-            source_id: Some(name.to_owned()),
-        });
-        }
-        messages
-    }
-
     /// Opens the alert when `firing`, resolves the open ones when not.
     async fn alert_rule(
         &self,
@@ -112,7 +117,7 @@ impl Service {
     ) -> Result<(), StoreError> {
         match firing {
             Some(summary) => {
-                let messages = self.dispatch(name, severity, &summary);
+                let messages = self.alerts.messages(name, severity, &summary);
                 let alert = NewAlert {
                     name: name.to_owned(),
                     severity,
@@ -169,11 +174,10 @@ impl Service {
         )
         .await?;
         let healing = self.store.healing_stats(now - Duration::hours(1)).await?;
-        let finished = healing.applied + healing.failed + healing.rolled_back;
-        let failure_rate = if finished == 0 {
+        let failure_rate = if healing.finished() == 0 {
             0.0
         } else {
-            (healing.failed + healing.rolled_back) as f64 * 100.0 / finished as f64
+            healing.bad() as f64 * 100.0 / healing.finished() as f64
         };
         self.alert_rule(
             "AutoHealFailureRate",

@@ -14,7 +14,7 @@ mod store;
 
 pub use health::{spawn_checks, TIERS};
 pub(crate) use http::routes;
-pub use jobs::{JobsConfig, Ran};
+pub use jobs::{AlertChannels, JobsConfig, Ran};
 pub(crate) use store::insert_alert;
 pub use store::*;
 
@@ -31,6 +31,7 @@ pub struct Service {
     store: Store,
     clock: Clock,
     jobs: JobsConfig,
+    alerts: AlertChannels,
     fleet: Arc<crate::fleet::Service>,
     healing: Arc<crate::healing::Service>,
     delivery: Arc<crate::delivery::Service>,
@@ -41,6 +42,7 @@ impl Service {
         store: Store,
         clock: Clock,
         jobs: JobsConfig,
+        alerts: AlertChannels,
         fleet: Arc<crate::fleet::Service>,
         healing: Arc<crate::healing::Service>,
         delivery: Arc<crate::delivery::Service>,
@@ -49,6 +51,7 @@ impl Service {
             store,
             clock,
             jobs,
+            alerts,
             fleet,
             healing,
             delivery,

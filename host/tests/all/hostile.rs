@@ -262,6 +262,18 @@ fn output_outside_the_closed_operation_set_is_refused() {
                 )
             },
         ),
+        // Drops a merchant's column: restore operations may, a patch may not.
+        (
+            format!(
+                r#"{{"operations":[{{"op":"drop_column","table":"wp_molam_orders","column":"currency"}}],"state":{snap}}}"#
+            ),
+            |e| {
+                matches!(
+                    e,
+                    RunError::InvalidOperation(host::ops::OpError::RestoreOnly { index: 0 })
+                )
+            },
+        ),
         // Claims a change it does not make: the state does not match.
         (
             format!(
