@@ -318,6 +318,10 @@ struct ServeArgs {
     /// Interval of the daily job (health metrics, security notices), in s.
     #[arg(long, env = "AUTOHEAL_DAILY_JOB_SECS", value_parser = clap::value_parser!(i64).range(1..), default_value_t = JobsConfig::default().daily.num_seconds())]
     daily_job_secs: i64,
+    /// `InteropProcessingBacklog` fires when more normalized interop events than this
+    /// wait in the outbox for their subscribers.
+    #[arg(long, env = "AUTOHEAL_INTEROP_BACKLOG_ALERT", value_parser = clap::value_parser!(i64).range(0..), default_value_t = JobsConfig::default().interop_backlog_alert)]
+    interop_backlog_alert: i64,
     /// Alerts are posted to this Slack-style incoming webhook.
     #[arg(long, env = "AUTOHEAL_ALERT_SLACK_URL", hide_env_values = true)]
     alert_slack_url: Option<String>,
@@ -788,6 +792,7 @@ fn server_config(args: &ServeArgs) -> ServerConfig {
         },
         jobs: JobsConfig {
             hourly: chrono::Duration::seconds(args.fleet_check_secs),
+            interop_backlog_alert: args.interop_backlog_alert,
             daily: chrono::Duration::seconds(args.daily_job_secs),
         },
         alerts: AlertChannels {

@@ -31,6 +31,7 @@ pub fn app(state: AppState) -> Router {
         .merge(crate::delivery::routes())
         .merge(crate::ops::routes())
         .merge(crate::rules::routes())
+        .merge(crate::schemas::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -35,6 +35,7 @@ mod http;
 pub mod interop;
 pub mod ops;
 pub mod rules;
+pub mod schemas;
 pub mod tasks;
 mod values;
 pub mod version;
@@ -214,6 +215,7 @@ impl AppBuilder {
             &config,
             rules.clone(),
             patches.clone(),
+            snapshot.clone(),
             &bus,
         ));
         let interop = Arc::new(interop::Service::new(

@@ -240,6 +240,40 @@ pub fn is_sql_column_type(s: &str) -> bool {
     )
 }
 
+/// Longest column type a plugin may report.
+pub const MAX_REPORTED_TYPE_CHARS: usize = 128;
+
+/// A column type as a plugin reports its schema (`bigint(20) unsigned`, `enum('a','b')`,
+/// `timestamp(6) with time zone`): words, at most one parenthesized argument list of
+/// letters, digits, `_ , ' . -` and spaces, then words; at most
+/// [`MAX_REPORTED_TYPE_CHARS`]. Wider than [`is_sql_column_type`], which is what a patch
+/// may add: a site's tables hold types no patch creates. (`sdk/schemas/state.json` spells
+/// the same rule as a pattern.)
+pub fn is_reported_column_type(s: &str) -> bool {
+    fn words(text: &str) -> bool {
+        text.split(' ').all(|word| {
+            let mut chars = word.chars();
+            chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
+    }
+    if s.is_empty() || s.len() > MAX_REPORTED_TYPE_CHARS {
+        return false;
+    }
+    let Some(open) = s.find('(') else {
+        return words(s);
+    };
+    let Some(close) = s[open..].find(')').map(|at| open + at) else {
+        return false;
+    };
+    let args_ok = s[open + 1..close]
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "_,' .-".contains(c));
+    let after = &s[close + 1..];
+    let after_ok = after.is_empty() || after.strip_prefix(' ').is_some_and(words);
+    words(&s[..open]) && args_ok && after_ok
+}
+
 fn invalid(index: usize, field: &'static str, reason: impl Into<String>) -> OpError {
     OpError::Invalid {
         index,
@@ -483,6 +517,39 @@ mod tests {
         ] {
             assert!(!is_sql_column_type(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn reported_column_types() {
+        for ok in [
+            "bigint(20) unsigned",
+            "varchar(191)",
+            "DECIMAL(10,2)",
+            "enum('pending','paid')",
+            "timestamp(6) with time zone",
+            "double precision",
+            "longblob",
+            "tinyint(1) NOT NULL",
+        ] {
+            assert!(is_reported_column_type(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            " int",
+            "int ",
+            "int  unsigned",
+            "int; DROP TABLE x",
+            "varchar(191",
+            "varchar(1)(2)",
+            "enum(\"a\")",
+            "int)",
+            "1int",
+        ] {
+            assert!(!is_reported_column_type(bad), "{bad}");
+        }
+        assert!(!is_reported_column_type(
+            &"a".repeat(MAX_REPORTED_TYPE_CHARS + 1)
+        ));
     }
 
     #[test]

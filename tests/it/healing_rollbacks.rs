@@ -447,37 +447,73 @@ async fn a_plan_with_nothing_to_do_is_not_needed_and_queues_nothing() {
 async fn logs_an_older_server_marked_rolled_back_take_the_state_their_rollback_reached() {
     crate::support::each_store_before(8, |store| async {
         let app = TestApp::healing(store, HealingConfig::default()).await;
-        let install = app.heartbeat(heartbeat("https://shop.example", orders())).await;
-        // Four auto-applied patches, told apart by Sira's confidence.
-        let mut ids = Vec::new();
-        for confidence in [91.0, 92.0, 93.0, 94.0] {
-            let mut body = detection(install, MISSING_COLUMN);
-            body["sira_confidence"] = json!(confidence);
-            ids.push(detect(&app, &body).await["log"]["id"].clone());
-        }
-        // What a server before migration 0009 left: a log marked rolled_back the moment its
-        // rollback was queued, whatever the plugin then said; and one applied.
-        for (confidence, command) in [
-            (91, "status = 'pending'"),
-            (92, "status = 'succeeded', acked_at = '2025-01-18T10:30:00Z', ack_result = '{}'"),
-            (93, r#"status = 'failed', acked_at = '2025-01-18T10:30:00Z', ack_result = '{"error": "table locked"}'"#),
-        ] {
-            let log = format!("SELECT id FROM plugin_auto_healing_logs WHERE sira_confidence = {confidence}");
-            app.store
-                .execute(&format!(
-                    "UPDATE plugin_auto_healing_logs SET status = 'rolled_back', rollback_trigger = 'ops', \
-                     rollback_reason = 'undo', rolled_back_at = '2025-01-18T10:20:00Z' WHERE id = ({log})"
-                ))
-                .await;
-            app.store
-                .execute(&format!(
-                    "UPDATE plugin_commands SET command_type = 'rollback', {command} WHERE healing_log_id = ({log})"
-                ))
-                .await;
-        }
+        // What a server before migration 0009 left, written as it wrote it (today's code
+        // reads columns a schema this old does not have): four auto-applied patches, told
+        // apart by Sira's confidence. Three were marked rolled_back the moment their
+        // rollback was queued, whatever the plugin then said; one is applied.
+        let sqlite = app.store.url.starts_with("sqlite:");
+        let id = |n: u128| {
+            let id = Uuid::from_u128(n);
+            if sqlite {
+                format!("X'{}'", id.simple())
+            } else {
+                format!("'{id}'")
+            }
+        };
+        let (install, merchant) = (id(1), id(app.merchant_id.as_u128()));
+        let at = "'2025-01-18T10:00:00Z'";
         app.store
-            .execute("UPDATE plugin_auto_healing_logs SET status = 'applied', applied_at = '2025-01-18T10:10:00Z' WHERE sira_confidence = 94")
+            .execute(&format!(
+                "INSERT INTO plugin_installations (id, merchant_id, cms, site_url, plugin_version, version_key, \
+                   environment, reported_state, first_seen_at, last_heartbeat) \
+                 VALUES ({install}, {merchant}, 'woocommerce', 'https://shop.example', '1.3.5', '1.3.5', 'production', \
+                   '{}', {at}, {at})",
+                heartbeat("https://shop.example", orders())["state"]
+            ))
             .await;
+        let operations = r#"[{"op": "add_column", "table": "wp_molam_orders", "column": "merchant_fee", "column_type": "DECIMAL(10,2)"}]"#;
+        let rolled_back = "status = 'rolled_back', rollback_trigger = 'ops', rollback_reason = 'undo', \
+                           rolled_back_at = '2025-01-18T10:20:00Z'";
+        let applied = "status = 'applied', applied_at = '2025-01-18T10:10:00Z'";
+        let issue = MISSING_COLUMN.replace('\'', "''");
+        let mut ids = Vec::new();
+        for (n, (confidence, log, command)) in [
+            (91, rolled_back, "command_type = 'rollback', status = 'pending'"),
+            (92, rolled_back, "command_type = 'rollback', status = 'succeeded', acked_at = '2025-01-18T10:30:00Z', ack_result = '{}'"),
+            (93, rolled_back, r#"command_type = 'rollback', status = 'failed', acked_at = '2025-01-18T10:30:00Z', ack_result = '{"error": "table locked"}'"#),
+            (94, applied, "status = 'succeeded', acked_at = '2025-01-18T10:10:00Z', ack_result = '{}'"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let (log_id, command_id) = (10 + n as u128, 20 + n as u128);
+            ids.push(json!(Uuid::from_u128(log_id).to_string()));
+            let (log_id, command_id) = (id(log_id), id(command_id));
+            app.store
+                .execute(&format!(
+                    "INSERT INTO plugin_auto_healing_logs (id, installation_id, merchant_id, cms, plugin_version, \
+                       detected_issue, issue_severity, sira_confidence, request_sha256, status, auto_applied, \
+                       rule_name, decision, patch_name, patch_version, operations, restore_operations, \
+                       created_at, updated_at) \
+                     VALUES ({log_id}, {install}, {merchant}, 'woocommerce', '1.3.5', '{issue}', 'high', \
+                       {confidence}, 'sha', 'approved', TRUE, 'missing_database_column', '{{}}', \
+                       'add_missing_column', '1.0.2', '{operations}', '[]', {at}, {at})"
+                ))
+                .await;
+            app.store
+                .execute(&format!("UPDATE plugin_auto_healing_logs SET {log} WHERE id = {log_id}"))
+                .await;
+            app.store
+                .execute(&format!(
+                    "INSERT INTO plugin_commands (id, installation_id, healing_log_id, command_type, \
+                       command_payload, priority, status, issued_at) \
+                     VALUES ({command_id}, {install}, {log_id}, 'apply_patch', '{{}}', 8, 'pending', {at})"
+                ))
+                .await;
+            app.store
+                .execute(&format!("UPDATE plugin_commands SET {command} WHERE id = {command_id}"))
+                .await;
+        }
 
         app.state.store.migrate().await.expect("0009 migrates");
         let [pending, succeeded, failed, applied] = [0, 1, 2, 3].map(|i| ids[i].clone());
@@ -495,6 +531,8 @@ async fn logs_an_older_server_marked_rolled_back_take_the_state_their_rollback_r
         let kept = app.store.count("SELECT COUNT(*) FROM plugin_commands").await;
         assert_eq!(kept, 4, "every command still names its log");
         // The rebuilt table takes the new states (SQLite's CHECK is the new one).
+        let install = app.heartbeat(heartbeat("https://shop.example", orders())).await;
+        assert_eq!(install, Uuid::from_u128(1));
         let again = detect(&app, &detection(install, MISSING_COLUMN)).await;
         assert_eq!(again["status"], "applied");
         app.store

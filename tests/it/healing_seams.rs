@@ -184,3 +184,120 @@ async fn a_decision_reads_as_what_happened() {
     })
     .await;
 }
+
+/// The `flag` check of a decision's trace.
+fn flag_check(decision: &Value) -> Value {
+    decision["trace"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "flag")
+        .cloned()
+        .unwrap_or_else(|| panic!("no flag check in {decision}"))
+}
+
+#[tokio::test]
+async fn the_auto_apply_flag_holds_old_plugins_and_sensitive_installs_for_ops() {
+    each_store(|store| async {
+        let app = TestApp::healing(store, HealingConfig::default()).await;
+        let flag = |answer: &Value| answer["flags"]["autoheal.auto_apply"].clone();
+
+        // A plugin before 1.2: the policy says no, and the decision says why.
+        let mut old = install("https://old.example", &["wp_molam_orders"]);
+        old["plugin_version"] = json!("1.1.9");
+        let beat = app.post("/api/v1/plugins/heartbeat", &app.merchant_key, &old).await;
+        assert_eq!(flag(&beat.body), false, "{}", beat.body);
+        let old_id: Uuid = beat.body["installation_id"].as_str().unwrap().parse().unwrap();
+        let answer = detect(&app, &seed_detection(old_id, SEED_ISSUE)).await;
+        assert_eq!(answer["status"], "pending_review", "{answer}");
+        let decision = &answer["log"]["decision"];
+        assert_eq!(decision["outcome"], "pending_review");
+        assert_eq!(decision["auto_apply_flag"]["value"], false, "{decision}");
+        let check = flag_check(decision);
+        assert_eq!(check["passed"], false);
+        assert!(check["detail"].as_str().unwrap().contains("held for Ops"), "{check}");
+
+        // A current plugin auto-applies, until Ops mark the install sensitive.
+        let site = install("https://shop.example", &["wp_molam_orders"]);
+        let id = app.heartbeat(site.clone()).await;
+        let properties = format!("/api/v1/plugins/{id}/properties");
+        let mark = |value: Value| json!({"properties": {"sensitive": value}, "reason": "merchant asked for reviews"});
+        let marked = app
+            .call(axum::http::Method::PATCH, &properties, Some(&app.operator), Some(&mark(json!(true))))
+            .await;
+        assert_eq!(marked.ok()["properties"], json!({"sensitive": true}));
+        let beat = app.post("/api/v1/plugins/heartbeat", &app.merchant_key, &site).await;
+        assert_eq!(flag(&beat.body), false, "the heartbeat's flags read the property too");
+        let detail = app.get(&format!("/api/v1/plugins/{id}"), &app.viewer).await;
+        assert_eq!(detail.ok()["properties"], json!({"sensitive": true}));
+        let held = detect(&app, &seed_detection(id, SEED_ISSUE)).await;
+        assert_eq!(held["status"], "pending_review", "{held}");
+        assert_eq!(held["log"]["decision"]["outcome"], "pending_review");
+        assert_eq!(flag_check(&held["log"]["decision"])["passed"], false);
+
+        // Unmarked (a null removes the property), it auto-applies again.
+        let unmarked = app
+            .call(axum::http::Method::PATCH, &properties, Some(&app.operator), Some(&mark(Value::Null)))
+            .await;
+        assert_eq!(unmarked.ok()["properties"], json!({}));
+        let applied = detect(&app, &seed_detection(id, SEED_ISSUE)).await;
+        assert_eq!(applied["status"], "applied", "{applied}");
+        let check = flag_check(&applied["log"]["decision"]);
+        assert_eq!(check["passed"], true, "{check}");
+        assert_eq!(applied["log"]["decision"]["auto_apply_flag"]["value"], true);
+
+        // Each change is audited, with its reason.
+        let audit = app.get("/api/v1/audit", &app.admin).await;
+        let changes: Vec<Value> = audit
+            .ok()
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|entry| entry["action"] == "install.properties")
+            .cloned()
+            .collect();
+        assert_eq!(changes.len(), 2, "{changes:?}");
+        assert_eq!(changes[1]["details"]["changes"], json!({"sensitive": true}));
+        assert_eq!(changes[1]["details"]["reason"], "merchant asked for reviews");
+        assert_eq!(changes[0]["target_id"], json!(id.to_string()));
+
+        // What is refused, by field, and changes nothing.
+        let patch = |token: &str, body: Value| {
+            let path = properties.clone();
+            let token = token.to_owned();
+            let app = &app;
+            async move { app.call(axum::http::Method::PATCH, &path, Some(&token), Some(&body)).await }
+        };
+        patch(&app.viewer, mark(json!(true))).await.error(StatusCode::FORBIDDEN);
+        for (body, field) in [
+            (json!({"properties": {"plugin_version": "9.9.9"}, "reason": "x"}), "properties.plugin_version"),
+            (json!({"properties": {"tier": {"a": 1}}, "reason": "x"}), "properties.tier"),
+            (json!({"properties": {"Bad-Name": true}, "reason": "x"}), "properties.Bad-Name"),
+            (json!({"properties": {}, "reason": "x"}), "properties"),
+            (json!({"properties": {"sensitive": true}, "reason": " "}), "reason"),
+            (json!({"properties": {"sensitive": true}}), "reason"),
+        ] {
+            let response = patch(&app.operator, body.clone()).await;
+            let (_, named) = response.error(StatusCode::UNPROCESSABLE_ENTITY);
+            assert_eq!(named.as_deref(), Some(field), "{body}: {}", response.body);
+        }
+        let many: serde_json::Map<String, Value> = (0..33).map(|i| (format!("p{i}"), json!(i))).collect();
+        let response = patch(&app.operator, json!({"properties": many, "reason": "x"})).await;
+        assert_eq!(response.error(StatusCode::UNPROCESSABLE_ENTITY).1.as_deref(), Some("properties"));
+        let nobody = format!("/api/v1/plugins/{}/properties", Uuid::now_v7());
+        app.call(axum::http::Method::PATCH, &nobody, Some(&app.operator), Some(&mark(json!(true))))
+            .await
+            .error(StatusCode::NOT_FOUND);
+        let detail = app.get(&format!("/api/v1/plugins/{id}"), &app.viewer).await;
+        assert_eq!(detail.ok()["properties"], json!({}));
+        // The bound holds for what the install would hold, not only for one request.
+        let full: serde_json::Map<String, Value> = (0..32).map(|i| (format!("p{i}"), json!(i))).collect();
+        patch(&app.operator, json!({"properties": full, "reason": "x"})).await.ok();
+        let response = patch(&app.operator, mark(json!(true))).await;
+        assert_eq!(response.error(StatusCode::UNPROCESSABLE_ENTITY).1.as_deref(), Some("properties"));
+        let detail = app.get(&format!("/api/v1/plugins/{id}"), &app.viewer).await;
+        assert_eq!(detail.ok()["properties"].as_object().unwrap().len(), 32);
+        app.store
+    })
+    .await;
+}

@@ -248,3 +248,45 @@ async fn the_breaker_opens_probes_and_closes() {
     })
     .await;
 }
+
+/// `pending` in the interop stats, and the `InteropProcessingBacklog` alert, are the
+/// normalized events whose forward still waits in the outbox.
+#[tokio::test]
+async fn a_forward_waiting_in_the_outbox_is_the_interop_backlog() {
+    let receiver = Receiver::start().await;
+    each_store(|store| async {
+        let jobs = api::ops::JobsConfig { interop_backlog_alert: 1, ..Default::default() };
+        let app = TestApp::with_rules(store, &repo().join("rules"))
+            .await
+            .rebuilt(|parts| parts.config(api::ServerConfig { jobs, ..api::ServerConfig::default() }))
+            .await
+            .with_outbox(config(&receiver))
+            .await;
+        let id = app.heartbeat(json!({"cms": "woocommerce", "plugin_version": "1.3.5"})).await;
+        for order in ["77", "78"] {
+            let event = json!({"plugin_id": id, "event_type": "woocommerce_checkout_order_processed",
+                               "payload": {"id": order, "total": "10.00", "currency": "EUR"}});
+            app.post("/api/v1/plugins/interop/event", &app.merchant_key, &event).await.ok();
+        }
+        let stats = async |app: &TestApp| {
+            app.get("/api/v1/plugins/interop/stats?days=1", &app.viewer).await.ok().clone()
+        };
+        let before = stats(&app).await;
+        assert_eq!((before["processed"].clone(), before["pending"].clone()), (json!(2), json!(2)), "{before}");
+        let backlog = async |app: &TestApp| {
+            let open = app.get("/api/platform/alerts?status=open", &app.viewer).await;
+            open.ok().as_array().unwrap().iter().filter(|a| a["name"] == "InteropProcessingBacklog").count()
+        };
+        app.state.ops.run_due().await.unwrap();
+        assert_eq!(backlog(&app).await, 1, "two forwards wait, past a threshold of one");
+
+        assert_eq!(round(&app).await.delivered, 2);
+        let after = stats(&app).await;
+        assert_eq!((after["processed"].clone(), after["pending"].clone()), (json!(2), json!(0)), "{after}");
+        app.clock.advance(Duration::hours(1));
+        app.state.ops.run_due().await.unwrap();
+        assert_eq!(backlog(&app).await, 0, "delivered: the alert is resolved");
+        app.store
+    })
+    .await;
+}

@@ -84,7 +84,8 @@ async fn heartbeat_accepts_json_bodies_that_plugins_label_loosely() {
 async fn heartbeat_keeps_the_reported_state_for_snapshots() {
     each_app(|app| async move {
         let mut body = heartbeat_body(&app);
-        body["state"] = json!({"config": {"memory_limit": "128M"}, "schema": {"wp_molam_orders": ["id", "amount"]}});
+        body["state"] = json!({"config": {"memory_limit": "128M"},
+                              "tables": {"wp_molam_orders": {"id": "bigint(20) unsigned", "amount": "decimal(10,2)"}}});
         let id = app.heartbeat(body.clone()).await;
         // A heartbeat without state keeps the last one reported.
         body.as_object_mut().unwrap().remove("state");

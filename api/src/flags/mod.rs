@@ -164,18 +164,22 @@ impl Flags {
     }
 }
 
-/// The context a heartbeat's flags are evaluated in: the merchant is the
-/// tenant; cms, site, plugin version and environment are properties (for
-/// policies and custom stickiness).
+/// The context an install's flags are evaluated in (its heartbeat's flags, the healing
+/// decision's `autoheal.auto_apply`): the merchant is the tenant; cms, site, plugin version
+/// and environment are properties (for policies and custom stickiness), to which the caller
+/// adds the properties Ops set on the install.
 pub fn install_context(
     merchant_id: uuid::Uuid,
-    record: &crate::fleet::HeartbeatRecord,
+    cms: &str,
+    site_url: &str,
+    plugin_version: &str,
+    environment: &str,
 ) -> engine::EvalContext {
     let properties = json!({
-        "cms": record.cms,
-        "site_url": record.site_url,
-        "plugin_version": record.plugin_version,
-        "environment": record.environment,
+        "cms": cms,
+        "site_url": site_url,
+        "plugin_version": plugin_version,
+        "environment": environment,
     });
     engine::EvalContext {
         tenant_id: Some(merchant_id.to_string()),

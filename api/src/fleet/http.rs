@@ -16,7 +16,7 @@ use crate::values::closed_set;
 use crate::AppState;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use engine::Platform;
@@ -40,6 +40,7 @@ pub(crate) fn routes() -> Router<AppState> {
             "/api/v1/plugins/{id}/toggle",
             post(set_toggle).delete(lift_toggle),
         )
+        .route("/api/v1/plugins/{id}/properties", patch(change_properties))
 }
 
 closed_set!(Environment {
@@ -167,6 +168,9 @@ async fn heartbeat(
     check_optional_len("sdk_language", &request.sdk_language, 32)?;
     check_optional_len("php_version", &request.php_version, 64)?;
     check_optional_len("wordpress_version", &request.wordpress_version, 64)?;
+    if let Some(state) = &request.state {
+        super::state::check_state(state)?;
+    }
     let record = HeartbeatRecord {
         merchant_id: merchant.merchant_id,
         cms: request.cms.as_str().to_owned(),
@@ -381,6 +385,33 @@ async fn lift_toggle(
         )
         .await?;
     Ok(Json(lifted))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PropertiesRequest {
+    properties: Map<String, Value>,
+    reason: String,
+}
+
+/// `PATCH /api/v1/plugins/{id}/properties`: sets the named properties, removes those given
+/// as null, and answers the install's properties as they now are.
+async fn change_properties(
+    State(fleet): State<Arc<Service>>,
+    ops: Ops,
+    Path(id): Path<String>,
+    JsonBody(request): JsonBody<PropertiesRequest>,
+) -> Result<Json<Value>, ApiError> {
+    ops.require(Permission::PluginsToggle)?;
+    let installation_id = uuid_param("id", &id)?;
+    super::properties::check_changes(&request.properties)?;
+    let reason = check_reason(&request.reason)?;
+    let properties = fleet
+        .change_properties(installation_id, &request.properties, &reason, &ops.audit())
+        .await?;
+    Ok(Json(
+        json!({"id": installation_id, "properties": properties}),
+    ))
 }
 
 #[derive(Deserialize)]

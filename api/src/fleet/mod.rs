@@ -8,8 +8,10 @@
 
 mod http;
 pub mod installs;
+pub mod properties;
 pub mod rate_limit;
 pub mod redact;
+pub mod state;
 mod store;
 
 pub(crate) use http::routes;
@@ -82,8 +84,15 @@ impl Service {
     async fn record_heartbeat(&self, record: HeartbeatRecord) -> Result<HeartbeatAnswer, ApiError> {
         let key = InstallKey::of(record.merchant_id, &record.cms, &record.site_url);
         self.rate_limited(&key)?;
-        let flag_context = crate::flags::install_context(record.merchant_id, &record);
+        let mut flag_context = crate::flags::install_context(
+            record.merchant_id,
+            &record.cms,
+            &record.site_url,
+            &record.plugin_version,
+            &record.environment,
+        );
         let outcome = self.store.write(record, self.clock.now()).await?;
+        flag_context.properties.extend(outcome.properties);
         let mut toggles: Map<String, Value> = ToggleKey::ALL
             .iter()
             .map(|key| (key.as_str().to_owned(), key.default_value()))
@@ -175,6 +184,40 @@ impl Service {
                 .set_limit(change.installation_id, rate_limit);
         }
         Ok(toggle)
+    }
+
+    /// Sets and removes properties of an install (audited): what its flags are evaluated
+    /// with, from its next heartbeat and in the next healing decision. The request is
+    /// checked by [`properties::check_changes`].
+    pub async fn change_properties(
+        &self,
+        installation_id: Uuid,
+        changes: &Map<String, Value>,
+        reason: &str,
+        audit: &AuditContext,
+    ) -> Result<Map<String, Value>, ApiError> {
+        self.store
+            .change_properties(
+                installation_id,
+                changes,
+                reason,
+                properties::MAX_PROPERTIES,
+                audit,
+                self.clock.now(),
+            )
+            .await?
+            .ok_or(ApiError::NotFound {
+                what: "installation",
+            })?
+            .map_err(|count| {
+                ApiError::invalid(
+                    "properties",
+                    format!(
+                        "an install holds at most {} properties; this would make {count}",
+                        properties::MAX_PROPERTIES
+                    ),
+                )
+            })
     }
 
     /// Lifts the active toggle `key` (audited).

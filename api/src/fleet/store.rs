@@ -4,11 +4,12 @@
 //! stale between monitoring runs.
 
 use crate::db::{
-    insert_audit, on_pool, on_tx, AuditContext, BackendKind, Batched, Store, StoreError, Tx,
+    insert_audit, on_pool, on_tx, AuditContext, Backend, BackendKind, Batched, Store, StoreError,
+    Tx,
 };
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use sqlx::types::Json;
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -81,6 +82,8 @@ pub struct HeartbeatOutcome {
     pub installation_id: Uuid,
     /// Active, unexpired toggles, as (key, value).
     pub toggles: Vec<(String, Value)>,
+    /// The properties Ops set on the install (what its flags are evaluated with).
+    pub properties: Map<String, Value>,
 }
 
 /// A telemetry event, validated and redacted, ready to store.
@@ -129,6 +132,9 @@ pub struct InstallationSummary {
     pub latest_version: Option<String>,
     pub status: String,
     pub error_rate: f64,
+    /// Where `error_rate` comes from: `events` (outcome events in the last 24 h),
+    /// `heartbeat` (none: the rate the last heartbeat reported), `none` (neither).
+    pub error_rate_source: String,
     pub last_heartbeat: DateTime<Utc>,
     pub errors_24h: i64,
     pub environment: String,
@@ -141,6 +147,8 @@ pub struct InstallationFacts {
     pub wordpress_version: Option<String>,
     pub server_info: Option<Json<Value>>,
     pub reported_state: Option<Json<Value>>,
+    /// What Ops set on the install (`PATCH …/properties`), such as `sensitive`.
+    pub properties: Json<Map<String, Value>>,
     /// `errors_last_hour` as the plugin last reported it.
     pub reported_error_rate: f64,
     pub heartbeat_count: i64,
@@ -246,6 +254,10 @@ struct OverviewRow {
 
 /// The installations with their derived status, error rate and error count.
 /// Binds: $1 now, $2 stale-before, $3 error-window start.
+///
+/// The error rate is the outcome events' over the window when the install sent any; else
+/// the rate its last heartbeat reported (`errors_last_hour`, a percentage, at most 100),
+/// when that heartbeat is within the window; else 0. `error_rate_source` says which.
 const INSTALLATION_VIEW: &str = "\
 SELECT i.id, i.merchant_id, m.name AS merchant_name, m.email AS merchant_email, i.cms, i.site_url, \
        i.plugin_version, v.version AS latest_version, i.environment, i.last_heartbeat, \
@@ -259,8 +271,12 @@ SELECT i.id, i.merchant_id, m.name AS merchant_name, m.email AS merchant_email, 
          ELSE 'active' \
        END AS status, \
        COALESCE(e.errors, 0) AS errors_24h, \
-       CASE WHEN COALESCE(e.outcomes, 0) = 0 THEN 0.0 \
-            ELSE CAST(e.errors AS DOUBLE PRECISION) * 100.0 / e.outcomes END AS error_rate \
+       CASE WHEN COALESCE(e.outcomes, 0) > 0 THEN CAST(e.errors AS DOUBLE PRECISION) * 100.0 / e.outcomes \
+            WHEN i.last_heartbeat >= $3 THEN \
+              CASE WHEN i.reported_error_rate > 100.0 THEN 100.0 ELSE i.reported_error_rate END \
+            ELSE 0.0 END AS error_rate, \
+       CASE WHEN COALESCE(e.outcomes, 0) > 0 THEN 'events' \
+            WHEN i.last_heartbeat >= $3 THEN 'heartbeat' ELSE 'none' END AS error_rate_source \
 FROM plugin_installations i \
 JOIN merchants m ON m.id = i.merchant_id \
 LEFT JOIN plugin_versions_registry v ON v.cms = i.cms AND v.is_latest \
@@ -273,7 +289,8 @@ LEFT JOIN (SELECT installation_id, \
 
 const INSTALLATION_COLUMNS: &str =
     "id, merchant_id, merchant_name, merchant_email, cms, site_url, \
-     plugin_version, latest_version, status, error_rate, last_heartbeat, errors_24h, environment";
+     plugin_version, latest_version, status, error_rate, error_rate_source, last_heartbeat, \
+     errors_24h, environment";
 
 /// Filters over the view, binds $4..$8.
 const INSTALLATION_FILTERS: &str = "\
@@ -363,7 +380,7 @@ impl Store {
             summary.error_rate = round2(summary.error_rate);
             let facts = sqlx::query_as::<_, InstallationFacts>(
                 "SELECT sdk_language, php_version, wordpress_version, server_info, reported_state, \
-                        reported_error_rate, heartbeat_count, first_seen_at \
+                        properties, reported_error_rate, heartbeat_count, first_seen_at \
                  FROM plugin_installations WHERE id = $1",
             )
             .bind(id)
@@ -494,6 +511,63 @@ impl Store {
             transaction.commit().await?;
         }
         Ok(lifted)
+    }
+
+    /// Merges `changes` into the install's properties (a null removes its key), audited
+    /// with the reason. None when the installation does not exist; `Err` with the count
+    /// when the result would hold more than `max` (and nothing changes).
+    pub async fn change_properties(
+        &self,
+        installation_id: Uuid,
+        changes: &Map<String, Value>,
+        reason: &str,
+        max: usize,
+        audit: &AuditContext,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Result<Map<String, Value>, usize>>, StoreError> {
+        // Read and written in one transaction holding the row: SQLite's single writer
+        // serializes the change, PostgreSQL's row lock keeps a concurrent one from being
+        // undone by this merge.
+        let lock = match self.backend {
+            Backend::Sqlite { .. } => "",
+            Backend::Postgres(_) => " FOR UPDATE",
+        };
+        let mut transaction = self.begin().await?;
+        let tx = &mut transaction.tx();
+        let select = format!("SELECT properties FROM plugin_installations WHERE id = $1{lock}");
+        let current: Option<Json<Map<String, Value>>> = on_tx!(tx, c => sqlx::query_scalar(&select)
+        .bind(installation_id)
+        .fetch_optional(c)
+        .await)?;
+        let Some(Json(mut properties)) = current else {
+            return Ok(None);
+        };
+        for (key, value) in changes {
+            match value {
+                Value::Null => properties.remove(key),
+                value => properties.insert(key.clone(), value.clone()),
+            };
+        }
+        if properties.len() > max {
+            return Ok(Some(Err(properties.len())));
+        }
+        on_tx!(tx, c => execute sqlx::query(
+            "UPDATE plugin_installations SET properties = $1 WHERE id = $2",
+        )
+        .bind(Json(&properties))
+        .bind(installation_id))?;
+        insert_audit(
+            tx,
+            audit,
+            "install.properties",
+            "installation",
+            Some(installation_id.to_string()),
+            json!({"changes": changes, "properties": properties, "reason": reason}),
+            now,
+        )
+        .await?;
+        transaction.commit().await?;
+        Ok(Some(Ok(properties)))
     }
 
     /// Registers a release, or updates its flags and notes when (cms,
@@ -663,6 +737,24 @@ impl Store {
         Ok((outcomes > 0).then(|| errors as f64 * 100.0 / outcomes as f64))
     }
 
+    /// The error rate the install's last heartbeat reported (`errors_last_hour`, at most
+    /// 100), when that heartbeat arrived at or after `since`; None otherwise.
+    pub async fn reported_error_rate_since(
+        &self,
+        plugin_id: Uuid,
+        since: DateTime<Utc>,
+    ) -> Result<Option<f64>, StoreError> {
+        let rate: Option<f64> = on_pool!(self, pool => sqlx::query_scalar(
+            "SELECT reported_error_rate FROM plugin_installations \
+             WHERE id = $1 AND last_heartbeat >= $2",
+        )
+        .bind(plugin_id)
+        .bind(since)
+        .fetch_optional(pool)
+        .await?);
+        Ok(rate.map(|rate| rate.min(100.0)))
+    }
+
     /// Failed and total payment/error outcomes per merchant since `since`
     /// (the events the fleet's error rate is computed from).
     pub async fn merchant_outcomes(
@@ -753,7 +845,7 @@ impl Batched for HeartbeatRecord {
         // PostgreSQL takes an INSERT in a CTE: the upsert and the toggles are one statement.
         let one_statement = tx.kind() == BackendKind::Postgres;
         type ToggleRow = (Uuid, String, Json<Value>, Option<DateTime<Utc>>);
-        type InstallIds = HashMap<(Uuid, String, String), Uuid>;
+        type InstallIds = HashMap<(Uuid, String, String), (Uuid, Map<String, Value>)>;
         let (ids, toggles): (InstallIds, Vec<ToggleRow>) = on_tx!(tx, connection, Db => {
             let mut upsert = sqlx::QueryBuilder::<Db>::new(if one_statement { "WITH up AS (" } else { "" });
             upsert.push(
@@ -790,11 +882,12 @@ impl Batched for HeartbeatRecord {
                reported_error_rate = excluded.reported_error_rate, \
                heartbeat_count = plugin_installations.heartbeat_count + excluded.heartbeat_count, \
                last_heartbeat = excluded.last_heartbeat \
-             RETURNING id, merchant_id, cms, site_url",
+             RETURNING id, merchant_id, cms, site_url, properties",
         );
             if one_statement {
             upsert.push(
-                ") SELECT up.id, up.merchant_id, up.cms, up.site_url, t.toggle_key, t.toggle_value, t.expires_at \
+                ") SELECT up.id, up.merchant_id, up.cms, up.site_url, up.properties, \
+                          t.toggle_key, t.toggle_value, t.expires_at \
                  FROM up LEFT JOIN plugin_ops_toggles t ON t.installation_id = up.id AND t.lifted_at IS NULL",
             );
             type Row = (
@@ -802,6 +895,7 @@ impl Batched for HeartbeatRecord {
                 Uuid,
                 String,
                 String,
+                Json<Map<String, Value>>,
                 Option<String>,
                 Option<Json<Value>>,
                 Option<DateTime<Utc>>,
@@ -809,26 +903,26 @@ impl Batched for HeartbeatRecord {
             let rows: Vec<Row> = upsert.build_query_as().fetch_all(&mut *connection).await?;
             let mut ids = HashMap::new();
             let mut toggles = Vec::new();
-            for (id, merchant_id, cms, site_url, key, value, expires_at) in rows {
-                ids.insert((merchant_id, cms, site_url), id);
+            for (id, merchant_id, cms, site_url, properties, key, value, expires_at) in rows {
+                ids.insert((merchant_id, cms, site_url), (id, properties.0));
                 if let (Some(key), Some(value)) = (key, value) {
                     toggles.push((id, key, value, expires_at));
                 }
             }
             (ids, toggles)
         } else {
-            let rows: Vec<(Uuid, Uuid, String, String)> =
-                upsert.build_query_as().fetch_all(&mut *connection).await?;
-            let ids: HashMap<(Uuid, String, String), Uuid> = rows
+            type Row = (Uuid, Uuid, String, String, Json<Map<String, Value>>);
+            let rows: Vec<Row> = upsert.build_query_as().fetch_all(&mut *connection).await?;
+            let ids: InstallIds = rows
                 .into_iter()
-                .map(|(id, merchant_id, cms, site_url)| ((merchant_id, cms, site_url), id))
+                .map(|(id, merchant_id, cms, site_url, properties)| ((merchant_id, cms, site_url), (id, properties.0)))
                 .collect();
             let mut select = sqlx::QueryBuilder::<Db>::new(
                 "SELECT installation_id, toggle_key, toggle_value, expires_at FROM plugin_ops_toggles \
                  WHERE lifted_at IS NULL AND installation_id IN (",
             );
             let mut separated = select.separated(", ");
-            for id in ids.values() {
+            for (id, _) in ids.values() {
                 separated.push_bind(*id);
             }
             select.push(")");
@@ -845,7 +939,8 @@ impl Batched for HeartbeatRecord {
                     record.cms.clone(),
                     record.site_url.clone(),
                 );
-                let installation_id = ids[&lookup];
+                let (installation_id, properties) = &ids[&lookup];
+                let installation_id = *installation_id;
                 let toggles = toggles
                     .iter()
                     .filter(|(id, _, _, expires_at)| {
@@ -856,6 +951,7 @@ impl Batched for HeartbeatRecord {
                 HeartbeatOutcome {
                     installation_id,
                     toggles,
+                    properties: properties.clone(),
                 }
             })
             .collect())

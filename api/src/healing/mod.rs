@@ -20,6 +20,7 @@ pub use store::*;
 use crate::db::{AuditContext, InvalidationBus, Store, StoreError};
 use crate::delivery::NewOutboxMessage;
 use crate::error::ApiError;
+use crate::flags::Flags;
 use crate::histogram::Histogram;
 use crate::ops::{AlertChannels, NewAlert};
 use crate::rules::Rules;
@@ -27,7 +28,9 @@ use crate::values::closed_set;
 use crate::Clock;
 use breaker::SuspendedRules;
 use chrono::{DateTime, Duration, Utc};
-use engine::{CheckKind, DecisionConfig, Detection, FieldError, Outcome};
+use engine::{
+    CheckKind, DecisionConfig, Detection, ErrorCode, FieldError, FlagValue, Outcome, ValueType,
+};
 use host::RunErrorKind;
 use patches::{DryRunError, LoadedPatch, PatchRegistry, RegistryStatus};
 use serde::Serialize;
@@ -245,7 +248,13 @@ pub struct Service {
     detection_latency: Histogram,
     /// Where a failed rollback's critical alert is dispatched.
     alerts: AlertChannels,
+    /// The flags in force, for [`AUTO_APPLY_FLAG`].
+    flags: Arc<Flags>,
 }
+
+/// The flag that may hold an install's patches for Ops whatever the rule says (the
+/// shipped policy: off before plugin 1.2 and for installs Ops marked `sensitive`).
+pub const AUTO_APPLY_FLAG: &str = "autoheal.auto_apply";
 
 impl Service {
     /// The service with the server's settings: the loop's own, the scripts' deadline and
@@ -256,6 +265,7 @@ impl Service {
         server: &crate::ServerConfig,
         rules: Arc<Rules>,
         patches: Arc<PatchRegistry>,
+        flags: Arc<Flags>,
         bus: &InvalidationBus,
     ) -> Self {
         let config = server.healing.clone();
@@ -269,6 +279,7 @@ impl Service {
             script_deadline: server.script_deadline,
             detection_latency: Histogram::default(),
             alerts: server.alerts.clone(),
+            flags,
         }
     }
 
@@ -320,6 +331,11 @@ impl Service {
             deadline: Some(std::time::Instant::now() + self.script_deadline),
         };
         let mut decision = self.rules.current().decide(&input, &config);
+        let auto_apply_flag = decision.rule.is_some().then(|| {
+            let (allowed, value, detail) = self.auto_apply_flag(&target);
+            decision.check(CheckKind::Flag, allowed, detail);
+            value
+        });
         let suspended = match (&decision.outcome, &decision.rule) {
             (Outcome::AutoApply, Some(rule)) => self.breakers.contains(&self.store, rule).await?,
             _ => false,
@@ -348,6 +364,9 @@ impl Service {
         }
         if !needs.is_empty() {
             decision_json["needs"] = json!(needs);
+        }
+        if let Some(value) = auto_apply_flag {
+            decision_json["auto_apply_flag"] = value;
         }
         let now = self.clock.now();
         let outcome = match decision.outcome {
@@ -394,6 +413,45 @@ impl Service {
             log,
             replayed: false,
         })
+    }
+
+    /// [`AUTO_APPLY_FLAG`] for the install, in the context its heartbeat's flags have (the
+    /// merchant, what the plugin reports, the properties Ops set): whether it allows
+    /// auto-apply, its evaluation as the log keeps it, and the trace's words. A flag that is
+    /// not defined holds nothing; one that cannot be evaluated holds the patch for Ops.
+    fn auto_apply_flag(&self, target: &HealingTarget) -> (bool, Value, String) {
+        let mut context = crate::flags::install_context(
+            target.merchant_id,
+            &target.cms,
+            &target.site_url,
+            &target.plugin_version,
+            &target.environment,
+        );
+        context.properties.extend(target.properties.0.clone());
+        let loaded = self.flags.current();
+        let evaluation = loaded
+            .snapshot
+            .evaluate(AUTO_APPLY_FLAG, &context, self.clock.now())
+            .expecting(ValueType::Boolean);
+        let recorded = json!({
+            "key": AUTO_APPLY_FLAG,
+            "value": evaluation.value.map(FlagValue::to_json),
+            "reason": evaluation.reason,
+            "error_code": evaluation.error_code,
+        });
+        let (allowed, detail) = match (evaluation.value, evaluation.error_code) {
+            (Some(FlagValue::Bool(true)), _) => (true, format!("{AUTO_APPLY_FLAG} is on for this install")),
+            (Some(FlagValue::Bool(false)), _) => (
+                false,
+                format!("{AUTO_APPLY_FLAG} is off for this install (an old plugin, or marked sensitive): held for Ops"),
+            ),
+            (_, Some(ErrorCode::FlagNotFound)) => (true, format!("{AUTO_APPLY_FLAG} is not defined: it holds nothing")),
+            (_, code) => (
+                false,
+                format!("{AUTO_APPLY_FLAG} could not be evaluated ({}): held for Ops", json!(code)),
+            ),
+        };
+        (allowed, recorded, detail)
     }
 
     /// The required parameters of the decision's patch (its current bundle's schema) that
@@ -896,6 +954,12 @@ impl Service {
     /// patch applied at least one window ago and at most two, compares the install's error
     /// rate in the window after the apply with the window before; a rise past the margin
     /// queues a rollback. Returns the logs now rolling back.
+    ///
+    /// Each window's rate is its outcome events', when it has any. An install that sends
+    /// only heartbeats is judged by the rate they report (`errors_last_hour`): before, the
+    /// one its last heartbeat reported when the apply was acked; after, the one a heartbeat
+    /// reports once its hour lies wholly after the apply. Without an after figure the patch
+    /// is not judged.
     pub async fn analyze_regressions(&self) -> Result<Vec<HealingLog>, StoreError> {
         let now = self.clock.now();
         let window = self.config.regression_window;
@@ -908,16 +972,27 @@ impl Service {
             let Some(applied_at) = log.applied_at else {
                 continue;
             };
-            let before = self
+            let before = match self
                 .store
                 .error_rate_between(log.plugin_id, applied_at - window, applied_at)
                 .await?
-                .unwrap_or(0.0);
-            let Some(after) = self
+            {
+                Some(rate) => rate,
+                None => log.reported_error_rate_at_apply.unwrap_or(0.0).min(100.0),
+            };
+            let after = match self
                 .store
                 .error_rate_between(log.plugin_id, applied_at, applied_at + window)
                 .await?
-            else {
+            {
+                Some(rate) => Some(rate),
+                None => {
+                    self.store
+                        .reported_error_rate_since(log.plugin_id, applied_at + Duration::hours(1))
+                        .await?
+                }
+            };
+            let Some(after) = after else {
                 continue;
             };
             if after - before > self.config.regression_margin {

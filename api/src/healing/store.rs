@@ -11,7 +11,7 @@ use crate::delivery::{insert_outbox, NewOutboxMessage};
 use crate::ops::{insert_alert, NewAlert};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use sqlx::types::Json;
 use sqlx::{Database, Encode, QueryBuilder, Type};
 use std::collections::HashSet;
@@ -245,7 +245,10 @@ async fn record_apply_ack(
     if ack.success {
         on_tx!(tx, c => execute sqlx::query(
             "UPDATE plugin_auto_healing_logs SET status = 'applied', applied_at = $1, \
-             applied_operations = $2, updated_at = $1 WHERE id = $3",
+             applied_operations = $2, updated_at = $1, \
+             reported_error_rate_at_apply = (SELECT reported_error_rate FROM plugin_installations i \
+                                             WHERE i.id = plugin_auto_healing_logs.installation_id) \
+             WHERE id = $3",
         )
         .bind(now)
         .bind(applied_operations)
@@ -439,6 +442,9 @@ pub struct HealingLog {
     pub rollback_requested_at: Option<DateTime<Utc>>,
     /// What the plugin said when its rollback failed.
     pub rollback_failure_reason: Option<String>,
+    /// The error rate the install's last heartbeat reported when the apply was acked
+    /// (`errors_last_hour`): the regression analysis's "before" without outcome events.
+    pub reported_error_rate_at_apply: Option<f64>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     #[serde(skip)]
@@ -495,6 +501,7 @@ impl HealingLog {
             applied_operations: None,
             rollback_requested_at: None,
             rollback_failure_reason: None,
+            reported_error_rate_at_apply: None,
             created_at: now,
             updated_at: now,
             idempotency_key: new.idempotency_key.clone(),
@@ -584,8 +591,8 @@ const LOG_COLUMNS: &str = "id, installation_id AS plugin_id, merchant_id, cms, p
      auto_applied, rule_name, decision, patch_name, patch_version, bundle_sha256, patch_params, \
      snapshot_id, operations, restore_operations, failure_kind, failure_reason, reviewed_by, \
      reviewed_at, applied_at, rollback_trigger, rollback_reason, rolled_back_by, rolled_back_at, \
-     applied_operations, rollback_requested_at, rollback_failure_reason, created_at, updated_at, \
-     idempotency_key, request_sha256";
+     applied_operations, rollback_requested_at, rollback_failure_reason, \
+     reported_error_rate_at_apply, created_at, updated_at, idempotency_key, request_sha256";
 
 /// The install a detection is about, as the healing loop needs it.
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -593,10 +600,14 @@ pub struct HealingTarget {
     pub id: Uuid,
     pub merchant_id: Uuid,
     pub cms: String,
+    pub site_url: String,
+    pub environment: String,
     pub plugin_version: String,
     pub php_version: Option<String>,
     pub wordpress_version: Option<String>,
     pub reported_state: Option<Json<Value>>,
+    /// What Ops set on the install (the `autoheal.auto_apply` flag reads it).
+    pub properties: Json<Map<String, Value>>,
 }
 
 /// A new detection and what the engine decided.
@@ -786,7 +797,8 @@ impl Store {
         plugin_id: Uuid,
     ) -> Result<Option<HealingTarget>, StoreError> {
         Ok(on_pool!(self, pool => sqlx::query_as::<_, HealingTarget>(
-            "SELECT id, merchant_id, cms, plugin_version, php_version, wordpress_version, reported_state \
+            "SELECT id, merchant_id, cms, site_url, environment, plugin_version, php_version, \
+                    wordpress_version, reported_state, properties \
              FROM plugin_installations WHERE id = $1",
         )
         .bind(plugin_id)

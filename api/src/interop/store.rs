@@ -91,6 +91,8 @@ pub struct InteropStats {
     pub total_events: i64,
     pub processed: i64,
     pub failed: i64,
+    /// Processed events (counted in `processed` too) whose forward to a subscriber is still
+    /// waiting in the outbox: normalized, not yet delivered.
     pub pending: i64,
     pub unique_plugins: i64,
     pub platforms: i64,
@@ -148,6 +150,16 @@ impl Store {
         )
     }
 
+    /// Forwards of normalized interop events still waiting in the outbox (not delivered,
+    /// not dead): the backlog `InteropProcessingBacklog` watches.
+    pub async fn interop_forwards_pending(&self) -> Result<i64, StoreError> {
+        Ok(on_pool!(self, pool => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM outbox_messages WHERE status = 'pending' AND source_type = 'interop_event'",
+        )
+        .fetch_one(pool)
+        .await?))
+    }
+
     /// Seed 001's stats over the events received since `since`; `success_rate` is
     /// processed ÷ total, in percent with one decimal.
     pub async fn interop_stats(&self, since: DateTime<Utc>) -> Result<InteropStats, StoreError> {
@@ -157,9 +169,12 @@ impl Store {
                     "SELECT COUNT(*), \
                             COALESCE(SUM(CASE WHEN processing_status = 'processed' THEN 1 ELSE 0 END), 0), \
                             COALESCE(SUM(CASE WHEN processing_status = 'failed' THEN 1 ELSE 0 END), 0), \
-                            COALESCE(SUM(CASE WHEN processing_status = 'pending' THEN 1 ELSE 0 END), 0), \
+                            COALESCE(SUM(CASE WHEN processing_status = 'processed' AND EXISTS ( \
+                                SELECT 1 FROM outbox_messages o WHERE o.source_type = 'interop_event' \
+                                  AND o.source_id = e.event_id AND o.status = 'pending') \
+                              THEN 1 ELSE 0 END), 0), \
                             COUNT(DISTINCT installation_id), COUNT(DISTINCT source_platform) \
-                     FROM plugin_interop_events WHERE received_at >= $1",
+                     FROM plugin_interop_events e WHERE received_at >= $1",
                 )
                 .bind(since)
                 .fetch_one(pool)

@@ -22,6 +22,8 @@ use serde_json::{json, Value};
 pub struct JobsConfig {
     pub hourly: Duration,
     pub daily: Duration,
+    /// `InteropProcessingBacklog` fires when more forwards than this wait in the outbox.
+    pub interop_backlog_alert: i64,
 }
 
 impl Default for JobsConfig {
@@ -29,6 +31,7 @@ impl Default for JobsConfig {
         Self {
             hourly: Duration::hours(1),
             daily: Duration::days(1),
+            interop_backlog_alert: 1000,
         }
     }
 }
@@ -189,11 +192,15 @@ impl Service {
             now,
         )
         .await?;
-        let interop = self.store.interop_stats(now - Duration::days(3650)).await?;
+        let backlog = self.store.interop_forwards_pending().await?;
         self.alert_rule(
             "InteropProcessingBacklog",
             "warning",
-            (interop.pending > 1000).then(|| format!("{} interop events pending", interop.pending)),
+            (backlog > self.jobs.interop_backlog_alert).then(|| {
+                format!(
+                    "{backlog} normalized interop events wait in the outbox for their subscribers"
+                )
+            }),
             json!({}),
             now,
         )

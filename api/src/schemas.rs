@@ -1,0 +1,43 @@
+//! The plugin protocol as JSON Schemas (draft 2020-12), committed under `sdk/schemas/` and
+//! served as they are at `GET /api/v1/schemas/{name}.json`, without a credential: what a
+//! plugin sends (`heartbeat`, its `state`, `ack`) and receives (`command`). Each `$id` is
+//! its path here, so `heartbeat.json`'s `$ref: state.json` resolves against the server.
+
+use crate::error::ApiError;
+use crate::AppState;
+use axum::extract::Path;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+
+/// Every schema by name, as committed.
+pub const SCHEMAS: [(&str, &str); 4] = [
+    (
+        "heartbeat",
+        include_str!("../../sdk/schemas/heartbeat.json"),
+    ),
+    ("state", include_str!("../../sdk/schemas/state.json")),
+    ("command", include_str!("../../sdk/schemas/command.json")),
+    ("ack", include_str!("../../sdk/schemas/ack.json")),
+];
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new().route("/api/v1/schemas/{file}", get(schema))
+}
+
+/// `GET /api/v1/schemas/{name}.json`.
+async fn schema(Path(file): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    let text = file
+        .strip_suffix(".json")
+        .and_then(|name| SCHEMAS.iter().find(|(known, _)| *known == name))
+        .map(|(_, text)| *text)
+        .ok_or(ApiError::NotFound { what: "schema" })?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/schema+json"),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        text,
+    ))
+}
