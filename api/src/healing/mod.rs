@@ -439,16 +439,26 @@ impl Service {
             "reason": evaluation.reason,
             "error_code": evaluation.error_code,
         });
+        let reason = recorded["reason"].as_str().unwrap_or_default();
         let (allowed, detail) = match (evaluation.value, evaluation.error_code) {
-            (Some(FlagValue::Bool(true)), _) => (true, format!("{AUTO_APPLY_FLAG} is on for this install")),
-            (Some(FlagValue::Bool(false)), _) => (
-                false,
-                format!("{AUTO_APPLY_FLAG} is off for this install (an old plugin, or marked sensitive): held for Ops"),
+            (Some(FlagValue::Bool(on)), _) => (
+                on,
+                if on {
+                    format!("{AUTO_APPLY_FLAG} is on for this install ({reason})")
+                } else {
+                    format!("{AUTO_APPLY_FLAG} is off for this install ({reason}): held for Ops")
+                },
             ),
-            (_, Some(ErrorCode::FlagNotFound)) => (true, format!("{AUTO_APPLY_FLAG} is not defined: it holds nothing")),
+            (_, Some(ErrorCode::FlagNotFound)) => (
+                true,
+                format!("{AUTO_APPLY_FLAG} is not defined: it holds nothing"),
+            ),
             (_, code) => (
                 false,
-                format!("{AUTO_APPLY_FLAG} could not be evaluated ({}): held for Ops", json!(code)),
+                format!(
+                    "{AUTO_APPLY_FLAG} could not be evaluated ({}): held for Ops",
+                    json!(code)
+                ),
             ),
         };
         (allowed, recorded, detail)
