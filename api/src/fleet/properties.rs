@@ -5,6 +5,7 @@
 //! it. The names the server sets from the heartbeat itself, and the context's ids, are
 //! refused, so an install cannot be made to look like another platform or version.
 
+use super::state::is_short_scalar;
 use crate::error::ApiError;
 use host::ops::{is_identifier, MAX_CONFIG_VALUE_CHARS};
 use serde_json::{Map, Value};
@@ -50,12 +51,7 @@ pub fn check_changes(changes: &Map<String, Value>) -> Result<(), ApiError> {
                 "is set by the server from the install's heartbeat",
             ));
         }
-        let fits = match value {
-            Value::Null | Value::Bool(_) | Value::Number(_) => true,
-            Value::String(text) => text.chars().count() <= MAX_CONFIG_VALUE_CHARS,
-            Value::Array(_) | Value::Object(_) => false,
-        };
-        if !fits {
+        if !(value.is_null() || is_short_scalar(value)) {
             return Err(ApiError::invalid(
                 path,
                 format!("must be a boolean, a number, a string of at most {MAX_CONFIG_VALUE_CHARS} characters, or null to remove it"),

@@ -154,8 +154,9 @@ fn check_key(path: &str, ok: bool, message: &str) -> Result<(), ApiError> {
     }
 }
 
-/// A string of at most [`MAX_CONFIG_VALUE_CHARS`], a number or a boolean.
-fn is_short_scalar(value: &Value) -> bool {
+/// A string of at most [`MAX_CONFIG_VALUE_CHARS`], a number or a boolean (what a config
+/// value, a fact's item and an install property may be).
+pub(super) fn is_short_scalar(value: &Value) -> bool {
     match value {
         Value::String(text) => text.chars().count() <= MAX_CONFIG_VALUE_CHARS,
         Value::Number(_) | Value::Bool(_) => true,

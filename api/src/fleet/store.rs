@@ -20,6 +20,11 @@ pub const STALE_AFTER_HOURS: i64 = 48;
 pub const ERROR_RATE_WINDOW_HOURS: i64 = 24;
 /// An installation above this error rate (percent) counts as high.
 pub const HIGH_ERROR_RATE_PERCENT: f64 = 5.0;
+/// An error rate a plugin reports (`errors_last_hour`, a percentage) as the fleet reads it:
+/// above 100 is 100. `INSTALLATION_VIEW` spells the same cap in SQL.
+pub fn reported_error_rate(reported: f64) -> f64 {
+    reported.min(100.0)
+}
 /// How many events the installation detail shows.
 pub const RECENT_EVENTS: i64 = 20;
 
@@ -752,7 +757,7 @@ impl Store {
         .bind(since)
         .fetch_optional(pool)
         .await?);
-        Ok(rate.map(|rate| rate.min(100.0)))
+        Ok(rate.map(reported_error_rate))
     }
 
     /// Failed and total payment/error outcomes per merchant since `since`

@@ -988,7 +988,9 @@ impl Service {
                 .await?
             {
                 Some(rate) => rate,
-                None => log.reported_error_rate_at_apply.unwrap_or(0.0).min(100.0),
+                None => crate::fleet::reported_error_rate(
+                    log.reported_error_rate_at_apply.unwrap_or(0.0),
+                ),
             };
             let after = match self
                 .store
