@@ -390,6 +390,11 @@ struct ServeArgs {
     /// again, in ms (a notice sent through another replica shows within this time).
     #[arg(long, env = "AUTOHEAL_PENDING_NOTICES_MAX_AGE_MS", value_parser = clap::value_parser!(u64).range(1..), default_value_t = NotificationConfig::default().pending_notices_max_age.as_millis() as u64)]
     pending_notices_max_age_ms: u64,
+    /// How often the figures that cost a pass over the fleet (`/metrics`' gauges, the
+    /// overview's high-error-rate count and mean error rate) are recomputed in the
+    /// background, in ms; 0 computes them on every read (a small fleet's choice).
+    #[arg(long, env = "AUTOHEAL_METRICS_REFRESH_MS", default_value_t = 10_000)]
+    metrics_refresh_ms: u64,
 }
 
 /// A percentage: a finite number from 0 to 100.
@@ -689,6 +694,13 @@ async fn serve(database_url: &str, args: ServeArgs) -> Result<()> {
         },
     );
     api::ops::spawn_checks(&mut jobs, &state.ops);
+    let figures = state.ops.clone();
+    if !figures.figures_refresh().is_zero() {
+        jobs.spawn_every("metrics_snapshot", figures.figures_refresh(), move || {
+            let figures = figures.clone();
+            async move { figures.refresh_figures().await }
+        });
+    }
     // The analysis looks at whole windows; checking a few times per window is enough.
     let analysis_every = (args.regression_window_mins as u64 * 60 / 6).max(10);
     let analysis = state.healing.clone();
@@ -794,6 +806,7 @@ fn server_config(args: &ServeArgs) -> ServerConfig {
             hourly: chrono::Duration::seconds(args.fleet_check_secs),
             interop_backlog_alert: args.interop_backlog_alert,
             daily: chrono::Duration::seconds(args.daily_job_secs),
+            metrics_refresh: Duration::from_millis(args.metrics_refresh_ms),
         },
         alerts: AlertChannels {
             slack_url: args.alert_slack_url.clone(),

@@ -36,6 +36,7 @@ pub mod interop;
 pub mod ops;
 pub mod rules;
 pub mod schemas;
+pub mod snapshot;
 pub mod tasks;
 mod values;
 pub mod version;
@@ -208,6 +209,7 @@ impl AppBuilder {
             clock.clone(),
             snapshot.clone(),
             notices.clone(),
+            config.jobs.metrics_refresh,
         ));
         let healing = Arc::new(healing::Service::new(
             store.clone(),

@@ -146,9 +146,9 @@ async fn concurrent_heartbeats_are_all_durable() {
         let reopened = Store::connect(&test.url, &StoreOptions::default())
             .await
             .unwrap();
-        let (rows, total) = reopened.list_installations(&all(), now).await.unwrap();
-        assert_eq!(total, 300);
-        assert_eq!(rows.len(), 300);
+        let page = reopened.list_installations(&all(), now).await.unwrap();
+        assert_eq!(page.total.count, 300);
+        assert_eq!(page.rows.len(), 300);
         let detail = reopened.installation(ids[&7], now).await.unwrap().unwrap();
         assert_eq!(detail.facts.heartbeat_count, 2);
         reopened.close().await;
@@ -187,9 +187,13 @@ async fn shutdown_commits_what_was_accepted() {
         let reopened = Store::connect(&test.url, &StoreOptions::default())
             .await
             .unwrap();
-        let (_, total) = reopened.list_installations(&all(), now).await.unwrap();
+        let total = reopened
+            .list_installations(&all(), now)
+            .await
+            .unwrap()
+            .total;
         assert_eq!(
-            total, acknowledged,
+            total.count, acknowledged,
             "every acknowledged heartbeat is stored"
         );
         // After close, new writes are refused rather than dropped.
@@ -357,10 +361,12 @@ async fn version_order_is_semver_in_sql() {
             assert_eq!(detail.summary.status, status, "{version} against 1.10.0");
         }
         let filter = InstallationFilter {
-            status: Some("outdated".into()),
+            status: Some(api::fleet::InstallStatus::Outdated),
             ..all()
         };
-        assert_eq!(store.list_installations(&filter, now).await.unwrap().1, 3);
+        let page = store.list_installations(&filter, now).await.unwrap();
+        assert_eq!(page.total.count, 3);
+        assert_eq!(page.rows.len(), 3);
         test
     })
     .await;

@@ -7,14 +7,14 @@ use chrono::Duration;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-async fn install(app: &TestApp, cms: &str, version: &str, site: &str) -> Uuid {
+pub(crate) async fn install(app: &TestApp, cms: &str, version: &str, site: &str) -> Uuid {
     app.heartbeat(json!({
         "cms": cms, "plugin_version": version, "site_url": site, "environment": "production"
     }))
     .await
 }
 
-async fn register(app: &TestApp, cms: &str, version: &str, is_latest: bool) -> Value {
+pub(crate) async fn register(app: &TestApp, cms: &str, version: &str, is_latest: bool) -> Value {
     let response = app
         .post(
             "/api/v1/plugins/versions",
@@ -28,7 +28,7 @@ async fn register(app: &TestApp, cms: &str, version: &str, is_latest: bool) -> V
     response.ok().clone()
 }
 
-async fn event(app: &TestApp, site: &str, event_type: &str) {
+pub(crate) async fn event(app: &TestApp, site: &str, event_type: &str) {
     app.post(
         "/api/v1/plugins/event",
         &app.merchant_key,

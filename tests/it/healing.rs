@@ -939,15 +939,7 @@ async fn metrics_expose_the_loop_and_the_registry() {
         detect(app, &detection(id, 70.0, "wp_molam_orders")).await;
         let body = json!({"plugin_id": id, "event_type": "checkout.created", "payload": {"order_id": "1"}});
         app.post("/api/v1/plugins/interop/event", &app.merchant_key, &body).await.ok();
-        let response = app
-            .router
-            .clone()
-            .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-        assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
-        let text = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+        let text = app.metrics().await;
         for line in [
             "plugin_autoheal_patches_total{status=\"approved\"} 1",
             "plugin_autoheal_patches_total{status=\"pending_review\"} 1",

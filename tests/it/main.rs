@@ -5,6 +5,7 @@ mod cli;
 mod conformance;
 mod flags;
 mod fleet;
+mod fleet_read_model;
 mod healing;
 mod healing_rollbacks;
 mod healing_seams;

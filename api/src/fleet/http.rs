@@ -5,8 +5,9 @@
 
 use super::redact::{redact_json, redact_text};
 use super::{
-    EventRecord, HeartbeatRecord, InstallationDetail, InstallationFilter, InstallationSummary,
-    NewVersion, Overview, Service, Toggle, ToggleChange, ToggleKey, VersionEntry,
+    Cursor, EventRecord, HeartbeatRecord, InstallStatus, InstallationDetail, InstallationFilter,
+    InstallationSummary, NewVersion, Overview, Service, Toggle, ToggleChange, ToggleKey,
+    VersionEntry,
 };
 use crate::auth::{Merchant, Ops, Permission};
 use crate::error::ApiError;
@@ -64,13 +65,6 @@ closed_set!(Severity {
     Warning = "warning",
     Error = "error",
     Critical = "critical",
-});
-
-closed_set!(Status {
-    Active = "active",
-    Outdated = "outdated",
-    Blocked = "blocked",
-    Error = "error",
 });
 
 impl EventType {
@@ -248,17 +242,20 @@ async fn event(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
-    status: Option<Status>,
+    status: Option<InstallStatus>,
     cms: Option<Platform>,
     plugin_version: Option<String>,
     merchant_id: Option<Uuid>,
     environment: Option<Environment>,
+    after: Option<String>,
     limit: Option<i64>,
     offset: Option<i64>,
 }
 
-/// `GET /api/v1/plugins/list`: a page as a JSON array (the seed's shape); the
-/// total matching the filter is in `X-Total-Count`.
+/// `GET /api/v1/plugins/list`: a page as a JSON array (the seed's shape), newest heartbeat
+/// first. `X-Total-Count` is the number matching the filter (at most `COUNT_CAP` for a
+/// filter beyond status and cms, flagged `X-Total-Count-Capped: true`); `Link: <…>;
+/// rel="next"` the next page, by cursor (`?after=`), while there is one.
 async fn list(
     State(fleet): State<Arc<Service>>,
     ops: Ops,
@@ -266,21 +263,66 @@ async fn list(
 ) -> Result<(HeaderMap, Json<Vec<InstallationSummary>>), ApiError> {
     ops.require(Permission::PluginsRead)?;
     let (limit, offset) = page(query.limit, query.offset)?;
+    let after = match query.after.as_deref() {
+        None => None,
+        Some(text) => Some(Cursor::decode(text).ok_or_else(|| {
+            ApiError::invalid("after", "expected the cursor of a Link header's next page")
+        })?),
+    };
+    if after.is_some() && query.offset.is_some() {
+        return Err(ApiError::invalid(
+            "offset",
+            "a page is found by after or by offset, not both",
+        ));
+    }
     let filter = InstallationFilter {
-        status: query.status.map(|status| status.as_str().to_owned()),
+        status: query.status,
         cms: query.cms.map(|cms| cms.as_str().to_owned()),
         plugin_version: query.plugin_version,
         merchant_id: query.merchant_id,
         environment: query
             .environment
             .map(|environment| environment.as_str().to_owned()),
+        after,
         limit,
         offset,
     };
-    let (rows, total) = fleet.list(&filter).await?;
+    let page = fleet.list(&filter).await?;
     let mut headers = HeaderMap::new();
-    headers.insert("x-total-count", HeaderValue::from(total));
-    Ok((headers, Json(rows)))
+    headers.insert("x-total-count", HeaderValue::from(page.total.count));
+    if page.total.capped {
+        headers.insert("x-total-count-capped", HeaderValue::from_static("true"));
+    }
+    if let Some(next) = page.next {
+        headers.insert("link", next_link(&filter, next));
+    }
+    Ok((headers, Json(page.rows)))
+}
+
+/// The `Link` header of the page after `next`: the same filter and limit.
+fn next_link(filter: &InstallationFilter, next: Cursor) -> HeaderValue {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    let pairs = [
+        ("status", filter.status.map(InstallStatus::as_str)),
+        ("cms", filter.cms.as_deref()),
+        ("plugin_version", filter.plugin_version.as_deref()),
+        ("environment", filter.environment.as_deref()),
+    ];
+    for (name, value) in pairs {
+        if let Some(value) = value {
+            query.append_pair(name, value);
+        }
+    }
+    if let Some(merchant_id) = filter.merchant_id {
+        query.append_pair("merchant_id", &merchant_id.to_string());
+    }
+    query.append_pair("limit", &filter.limit.to_string());
+    query.append_pair("after", &next.encode());
+    HeaderValue::try_from(format!(
+        "</api/v1/plugins/list?{}>; rel=\"next\"",
+        query.finish()
+    ))
+    .expect("a URL-encoded query is a valid header value")
 }
 
 async fn detail(
@@ -477,7 +519,19 @@ async fn list_versions(
     Ok(Json(fleet.versions(query.cms.map(Platform::as_str)).await?))
 }
 
-async fn overview(State(fleet): State<Arc<Service>>, ops: Ops) -> Result<Json<Overview>, ApiError> {
+/// `GET /api/v1/plugins/stats/overview`: the seed's fields, exact at the request but for
+/// the two error-rate figures, whose time is in `X-Error-Rates-As-Of`.
+async fn overview(
+    State(fleet): State<Arc<Service>>,
+    ops: Ops,
+) -> Result<(HeaderMap, Json<Overview>), ApiError> {
     ops.require(Permission::PluginsRead)?;
-    Ok(Json(fleet.overview().await?))
+    let overview = fleet.overview().await?;
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "x-error-rates-as-of",
+        HeaderValue::try_from(overview.error_rates_as_of.to_rfc3339())
+            .expect("an RFC 3339 time is a valid header value"),
+    );
+    Ok((headers, Json(overview)))
 }

@@ -4,24 +4,31 @@
 //! telemetry before it is stored.
 //!
 //! [`Service`] is the feature's one entry: the HTTP handlers in `http.rs` parse and
-//! authorize, then call it; its SQL is in `store.rs`.
+//! authorize, then call it; its SQL is in `store.rs` (writes, one install) and
+//! `read_model.rs` (the list and the overview, which stay cheap on a large fleet).
 
 mod http;
 pub mod installs;
 pub mod properties;
 pub mod rate_limit;
+pub mod read_model;
 pub mod redact;
 pub mod state;
 mod store;
 
 pub(crate) use http::routes;
+pub use read_model::{
+    Cursor, FleetRates, InstallStatus, InstallationFilter, InstallationPage, StatusCounts, Total,
+    COUNT_CAP, ERROR_RATE_WINDOW_HOURS,
+};
 pub use store::*;
 
-use crate::db::{AuditContext, Store};
+use crate::db::{AuditContext, Store, StoreError};
 use crate::delivery::{Notification, PendingNotices};
 use crate::error::ApiError;
 use crate::flags::Flags;
 use crate::histogram::Histogram;
+use crate::snapshot::Snapshot;
 use crate::Clock;
 use rate_limit::{InstallKey, RateLimiter};
 use serde_json::{Map, Value};
@@ -48,6 +55,8 @@ pub struct Service {
     notices: Arc<PendingNotices>,
     /// Time to answer a heartbeat (for `plugin_heartbeat_latency_seconds`).
     heartbeat_latency: Histogram,
+    /// The fleet's error-rate figures, refreshed off the request path.
+    rates: Snapshot<FleetRates>,
 }
 
 impl Service {
@@ -56,6 +65,7 @@ impl Service {
         clock: Clock,
         flags: Arc<Flags>,
         notices: Arc<PendingNotices>,
+        rates_refresh: std::time::Duration,
     ) -> Self {
         Self {
             store,
@@ -64,6 +74,7 @@ impl Service {
             flags,
             notices,
             heartbeat_latency: Histogram::default(),
+            rates: Snapshot::new(rates_refresh),
         }
     }
 
@@ -137,11 +148,9 @@ impl Service {
             .map_err(|retry_after_secs| ApiError::RateLimited { retry_after_secs })
     }
 
-    /// One page of installations and the number matching the filter.
-    pub async fn list(
-        &self,
-        filter: &InstallationFilter,
-    ) -> Result<(Vec<InstallationSummary>, i64), ApiError> {
+    /// One page of installations, the number matching the filter and the next page's
+    /// cursor.
+    pub async fn list(&self, filter: &InstallationFilter) -> Result<InstallationPage, ApiError> {
         Ok(self
             .store
             .list_installations(filter, self.clock.now())
@@ -257,7 +266,23 @@ impl Service {
         Ok(self.store.list_versions(cms).await?)
     }
 
+    /// The overview: statuses exact now, error-rate figures from the last snapshot.
     pub async fn overview(&self) -> Result<Overview, ApiError> {
-        Ok(self.store.overview(self.clock.now()).await?)
+        let rates = *self.rates().await?;
+        Ok(self.store.overview(rates, self.clock.now()).await?)
+    }
+
+    /// The fleet's error-rate figures as last computed.
+    pub async fn rates(&self) -> Result<Arc<FleetRates>, StoreError> {
+        self.rates
+            .get(|| self.store.fleet_rates(self.clock.now()))
+            .await
+    }
+
+    /// Computes the fleet's error-rate figures anew (the snapshot refresher's step).
+    pub async fn refresh_rates(&self) -> Result<Arc<FleetRates>, StoreError> {
+        self.rates
+            .refresh(|| self.store.fleet_rates(self.clock.now()))
+            .await
     }
 }

@@ -1,13 +1,13 @@
-//! The fleet: installations and their telemetry, Ops toggles, the version
-//! registry and the overview. Status and error rate are derived in SQL at read
-//! time from heartbeats, toggles, the registry and events, so they are never
-//! stale between monitoring runs.
+//! The fleet's writes and its per-install reads: installations and their telemetry (with
+//! the hourly rollups beside the events), Ops toggles, properties, the version registry.
+//! The list and overview reads are in `read_model.rs`.
 
+use super::read_model::{outcome_of, rollup_hour, FleetRates};
 use crate::db::{
     insert_audit, on_pool, on_tx, AuditContext, Backend, BackendKind, Batched, Store, StoreError,
     Tx,
 };
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 use sqlx::types::Json;
@@ -16,8 +16,6 @@ use uuid::Uuid;
 
 /// No heartbeat for this long marks an installation `error` (stale).
 pub const STALE_AFTER_HOURS: i64 = 48;
-/// The window of the per-installation error rate.
-pub const ERROR_RATE_WINDOW_HOURS: i64 = 24;
 /// An installation above this error rate (percent) counts as high.
 pub const HIGH_ERROR_RATE_PERCENT: f64 = 5.0;
 /// An error rate a plugin reports (`errors_last_hour`, a percentage) as the fleet reads it:
@@ -111,17 +109,6 @@ pub struct EventOutcome {
     /// None when the plugin has not sent a heartbeat yet.
     pub installation_id: Option<Uuid>,
     pub install_blocked: bool,
-}
-
-#[derive(Clone, Debug, Default)]
-pub struct InstallationFilter {
-    pub status: Option<String>,
-    pub cms: Option<String>,
-    pub plugin_version: Option<String>,
-    pub merchant_id: Option<Uuid>,
-    pub environment: Option<String>,
-    pub limit: i64,
-    pub offset: i64,
 }
 
 /// A row of the Ops plugin list (seed 000's fields, plus `site_url`).
@@ -238,6 +225,11 @@ pub struct Overview {
     pub stale_count: i64,
     pub avg_error_rate: f64,
     pub cms_breakdown: Vec<CmsCount>,
+    /// When `high_error_rate_count` and `avg_error_rate` were computed (they are a
+    /// snapshot of every install's rate; the other figures are exact at the request).
+    /// Not in the seed's shape: the HTTP answer has it in `X-Error-Rates-As-Of`.
+    #[serde(skip)]
+    pub error_rates_as_of: DateTime<Utc>,
 }
 
 #[derive(Clone, Debug, Serialize, sqlx::FromRow)]
@@ -246,143 +238,19 @@ pub struct CmsCount {
     pub count: i64,
 }
 
-#[derive(sqlx::FromRow)]
-struct OverviewRow {
-    active_count: i64,
-    outdated_count: i64,
-    blocked_count: i64,
-    error_count: i64,
-    high_error_rate_count: i64,
-    stale_count: i64,
-    avg_error_rate: f64,
-}
-
-/// The installations with their derived status, error rate and error count.
-/// Binds: $1 now, $2 stale-before, $3 error-window start.
-///
-/// The error rate is the outcome events' over the window when the install sent any; else
-/// the rate its last heartbeat reported (`errors_last_hour`, a percentage, at most 100),
-/// when that heartbeat is within the window; else 0. `error_rate_source` says which.
-const INSTALLATION_VIEW: &str = "\
-SELECT i.id, i.merchant_id, m.name AS merchant_name, m.email AS merchant_email, i.cms, i.site_url, \
-       i.plugin_version, v.version AS latest_version, i.environment, i.last_heartbeat, \
-       CASE \
-         WHEN EXISTS (SELECT 1 FROM plugin_ops_toggles t \
-                      WHERE t.installation_id = i.id AND t.toggle_key = 'block_plugin' \
-                        AND t.lifted_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > $1) \
-                        AND t.toggle_value = 'true') THEN 'blocked' \
-         WHEN i.last_heartbeat < $2 THEN 'error' \
-         WHEN v.version_key IS NOT NULL AND i.version_key < v.version_key THEN 'outdated' \
-         ELSE 'active' \
-       END AS status, \
-       COALESCE(e.errors, 0) AS errors_24h, \
-       CASE WHEN COALESCE(e.outcomes, 0) > 0 THEN CAST(e.errors AS DOUBLE PRECISION) * 100.0 / e.outcomes \
-            WHEN i.last_heartbeat >= $3 THEN \
-              CASE WHEN i.reported_error_rate > 100.0 THEN 100.0 ELSE i.reported_error_rate END \
-            ELSE 0.0 END AS error_rate, \
-       CASE WHEN COALESCE(e.outcomes, 0) > 0 THEN 'events' \
-            WHEN i.last_heartbeat >= $3 THEN 'heartbeat' ELSE 'none' END AS error_rate_source \
-FROM plugin_installations i \
-JOIN merchants m ON m.id = i.merchant_id \
-LEFT JOIN plugin_versions_registry v ON v.cms = i.cms AND v.is_latest \
-LEFT JOIN (SELECT installation_id, \
-                  SUM(CASE WHEN event_type IN ('payment_failed', 'error') THEN 1 ELSE 0 END) AS errors, \
-                  COUNT(*) AS outcomes \
-           FROM plugin_telemetry_events \
-           WHERE received_at >= $3 AND event_type IN ('payment_success', 'payment_failed', 'error') \
-           GROUP BY installation_id) e ON e.installation_id = i.id";
-
-const INSTALLATION_COLUMNS: &str =
-    "id, merchant_id, merchant_name, merchant_email, cms, site_url, \
-     plugin_version, latest_version, status, error_rate, error_rate_source, last_heartbeat, \
-     errors_24h, environment";
-
-/// Filters over the view, binds $4..$8.
-const INSTALLATION_FILTERS: &str = "\
-WHERE ($4 IS NULL OR s.status = $4) AND ($5 IS NULL OR s.cms = $5) \
-  AND ($6 IS NULL OR s.plugin_version = $6) AND ($7 IS NULL OR s.merchant_id = $7) \
-  AND ($8 IS NULL OR s.environment = $8)";
-
 const TOGGLE_COLUMNS: &str = "id, installation_id AS plugin_id, toggle_key, toggle_value, reason, \
      expires_at, created_by, created_at";
 
-fn view_window(now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
-    (
-        now - Duration::hours(STALE_AFTER_HOURS),
-        now - Duration::hours(ERROR_RATE_WINDOW_HOURS),
-    )
-}
-
-/// Error rates are percentages shown with two decimals.
-fn round2(value: f64) -> f64 {
-    (value * 100.0).round() / 100.0
-}
-
 impl Store {
-    /// One page of installations and the number matching the filter.
-    pub async fn list_installations(
-        &self,
-        filter: &InstallationFilter,
-        now: DateTime<Utc>,
-    ) -> Result<(Vec<InstallationSummary>, i64), StoreError> {
-        let (stale_before, since) = view_window(now);
-        let page_sql = format!(
-            "SELECT {INSTALLATION_COLUMNS} FROM ({INSTALLATION_VIEW}) s {INSTALLATION_FILTERS} \
-             ORDER BY s.last_heartbeat DESC, s.id LIMIT $9 OFFSET $10"
-        );
-        let count_sql =
-            format!("SELECT COUNT(*) FROM ({INSTALLATION_VIEW}) s {INSTALLATION_FILTERS}");
-        // The view's binds ($1–$3) then the filters' ($4–$8), for both queries.
-        macro_rules! bind_view_and_filters {
-            ($query:expr) => {
-                $query
-                    .bind(now)
-                    .bind(stale_before)
-                    .bind(since)
-                    .bind(filter.status.as_deref())
-                    .bind(filter.cms.as_deref())
-                    .bind(filter.plugin_version.as_deref())
-                    .bind(filter.merchant_id)
-                    .bind(filter.environment.as_deref())
-            };
-        }
-        let (mut rows, total) = on_pool!(self, pool => {
-            let rows = bind_view_and_filters!(sqlx::query_as::<_, InstallationSummary>(&page_sql))
-                .bind(filter.limit)
-                .bind(filter.offset)
-                .fetch_all(pool)
-                .await?;
-            let total: i64 = bind_view_and_filters!(sqlx::query_scalar(&count_sql))
-                .fetch_one(pool)
-                .await?;
-            (rows, total)
-        });
-        for row in &mut rows {
-            row.error_rate = round2(row.error_rate);
-        }
-        Ok((rows, total))
-    }
-
     pub async fn installation(
         &self,
         id: Uuid,
         now: DateTime<Utc>,
     ) -> Result<Option<InstallationDetail>, StoreError> {
-        let (stale_before, since) = view_window(now);
-        let summary_sql =
-            format!("SELECT {INSTALLATION_COLUMNS} FROM ({INSTALLATION_VIEW}) s WHERE s.id = $4");
+        let Some(summary) = self.installation_summary(id, now).await? else {
+            return Ok(None);
+        };
         let detail = on_pool!(self, pool => {
-            let Some(mut summary) = sqlx::query_as::<_, InstallationSummary>(&summary_sql)
-                .bind(now)
-                .bind(stale_before)
-                .bind(since)
-                .bind(id)
-                .fetch_optional(pool)
-                .await?
-            else {
-                return Ok(None);
-            };
-            summary.error_rate = round2(summary.error_rate);
             let facts = sqlx::query_as::<_, InstallationFacts>(
                 "SELECT sdk_language, php_version, wordpress_version, server_info, reported_state, \
                         properties, reported_error_rate, heartbeat_count, first_seen_at \
@@ -661,44 +529,24 @@ impl Store {
         .await?))
     }
 
-    pub async fn overview(&self, now: DateTime<Utc>) -> Result<Overview, StoreError> {
-        let (stale_before, since) = view_window(now);
-        let sql = format!(
-            "SELECT \
-               COALESCE(SUM(CASE WHEN s.status IN ('active', 'outdated') THEN 1 ELSE 0 END), 0) AS active_count, \
-               COALESCE(SUM(CASE WHEN s.status = 'outdated' THEN 1 ELSE 0 END), 0) AS outdated_count, \
-               COALESCE(SUM(CASE WHEN s.status = 'blocked' THEN 1 ELSE 0 END), 0) AS blocked_count, \
-               COALESCE(SUM(CASE WHEN s.status = 'error' THEN 1 ELSE 0 END), 0) AS error_count, \
-               COALESCE(SUM(CASE WHEN s.error_rate > $4 THEN 1 ELSE 0 END), 0) AS high_error_rate_count, \
-               COALESCE(SUM(CASE WHEN s.last_heartbeat < $2 THEN 1 ELSE 0 END), 0) AS stale_count, \
-               COALESCE(AVG(s.error_rate), 0.0) AS avg_error_rate \
-             FROM ({INSTALLATION_VIEW}) s"
-        );
-        let (row, cms_breakdown) = on_pool!(self, pool => {
-            let row = sqlx::query_as::<_, OverviewRow>(&sql)
-                .bind(now)
-                .bind(stale_before)
-                .bind(since)
-                .bind(HIGH_ERROR_RATE_PERCENT)
-                .fetch_one(pool)
-                .await?;
-            let cms_breakdown = sqlx::query_as::<_, CmsCount>(
-                "SELECT cms, COUNT(*) AS count FROM plugin_installations \
-                 GROUP BY cms ORDER BY count DESC, cms",
-            )
-            .fetch_all(pool)
-            .await?;
-            (row, cms_breakdown)
-        });
+    /// The overview at `now`: statuses and the cms breakdown exact, the error-rate
+    /// figures as `rates` has them.
+    pub async fn overview(
+        &self,
+        rates: FleetRates,
+        now: DateTime<Utc>,
+    ) -> Result<Overview, StoreError> {
+        let counts = self.status_counts(None, now).await?;
         Ok(Overview {
-            active_count: row.active_count,
-            outdated_count: row.outdated_count,
-            blocked_count: row.blocked_count,
-            error_count: row.error_count,
-            high_error_rate_count: row.high_error_rate_count,
-            stale_count: row.stale_count,
-            avg_error_rate: round2(row.avg_error_rate),
-            cms_breakdown,
+            active_count: counts.active,
+            outdated_count: counts.outdated,
+            blocked_count: counts.blocked,
+            error_count: counts.error,
+            high_error_rate_count: rates.high_error_rate_count,
+            stale_count: counts.stale,
+            avg_error_rate: rates.avg_error_rate,
+            cms_breakdown: self.cms_breakdown().await?,
+            error_rates_as_of: rates.as_of,
         })
     }
 }
@@ -979,8 +827,65 @@ impl Batched for EventRecord {
         for (record, now) in events {
             outcomes.push(write_event(tx, record, *now).await?);
         }
+        write_rollups(tx, events, &outcomes).await?;
         Ok(outcomes)
     }
+}
+
+/// Adds a batch's events to their installs' hourly rollups: one statement for the batch,
+/// its rows in key order (so concurrent batches lock them in the same order). Events of
+/// a plugin that has not sent a heartbeat yet belong to no install and are not counted.
+async fn write_rollups(
+    tx: &mut Tx<'_>,
+    events: &[(&EventRecord, DateTime<Utc>)],
+    outcomes: &[EventOutcome],
+) -> Result<(), sqlx::Error> {
+    #[derive(Default)]
+    struct Counts {
+        merchant_id: Uuid,
+        events: i64,
+        outcomes: i64,
+        errors: i64,
+    }
+    let mut buckets: std::collections::BTreeMap<(Uuid, DateTime<Utc>), Counts> = Default::default();
+    for ((record, now), outcome) in events.iter().zip(outcomes) {
+        let Some(installation_id) = outcome.installation_id else {
+            continue;
+        };
+        let counts = buckets
+            .entry((installation_id, rollup_hour(*now)))
+            .or_default();
+        let (is_outcome, is_error) = outcome_of(&record.event_type);
+        counts.merchant_id = record.merchant_id;
+        counts.events += 1;
+        counts.outcomes += i64::from(is_outcome);
+        counts.errors += i64::from(is_error);
+    }
+    if buckets.is_empty() {
+        return Ok(());
+    }
+    on_tx!(tx, connection, Db => {
+        let mut upsert = sqlx::QueryBuilder::<Db>::new(
+            "INSERT INTO plugin_event_rollups \
+             (installation_id, hour, merchant_id, events, outcomes, errors) ",
+        );
+        upsert.push_values(&buckets, |mut row, ((installation_id, hour), counts)| {
+            row.push_bind(*installation_id)
+                .push_bind(*hour)
+                .push_bind(counts.merchant_id)
+                .push_bind(counts.events)
+                .push_bind(counts.outcomes)
+                .push_bind(counts.errors);
+        });
+        upsert.push(
+            " ON CONFLICT (installation_id, hour) DO UPDATE SET \
+               events = plugin_event_rollups.events + excluded.events, \
+               outcomes = plugin_event_rollups.outcomes + excluded.outcomes, \
+               errors = plugin_event_rollups.errors + excluded.errors",
+        );
+        upsert.build().execute(&mut *connection).await?;
+    });
+    Ok(())
 }
 
 async fn write_event(

@@ -24,6 +24,10 @@ pub struct JobsConfig {
     pub daily: Duration,
     /// `InteropProcessingBacklog` fires when more forwards than this wait in the outbox.
     pub interop_backlog_alert: i64,
+    /// How often the figures that cost a pass over the fleet (`/metrics`' gauges, the
+    /// overview's error-rate figures) are recomputed in the background; zero computes them
+    /// on every read (this default, for tests and small fleets; `serve` defaults to 10 s).
+    pub metrics_refresh: std::time::Duration,
 }
 
 impl Default for JobsConfig {
@@ -32,6 +36,7 @@ impl Default for JobsConfig {
             hourly: Duration::hours(1),
             daily: Duration::days(1),
             interop_backlog_alert: 1000,
+            metrics_refresh: std::time::Duration::ZERO,
         }
     }
 }
@@ -143,7 +148,9 @@ impl Service {
     }
 
     async fn fleet_check(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let overview = self.store.overview(now).await?;
+        // A job may pass over the fleet: the rates are computed afresh.
+        let rates = self.store.fleet_rates(now).await?;
+        let overview = self.store.overview(rates, now).await?;
         let total = overview.cms_breakdown.iter().map(|c| c.count).sum::<i64>();
         let outdated_pct = if total == 0 {
             0.0

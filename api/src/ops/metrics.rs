@@ -5,8 +5,21 @@
 
 use super::Service;
 use crate::db::StoreError;
-use crate::healing::HealingStatus;
+use crate::delivery::OutboxCounts;
+use crate::fleet::Overview;
+use crate::healing::{HealingCounts, HealingStatus};
+use crate::interop::InteropCounts;
 use std::fmt::Write;
+use std::sync::Arc;
+
+/// What `/metrics` reads from the store: a snapshot the refresher replaces every
+/// `--metrics-refresh-ms`, so a scrape never passes over the fleet.
+pub struct StoreFigures {
+    healing: HealingCounts,
+    interop: InteropCounts,
+    overview: Overview,
+    outbox: OutboxCounts,
+}
 
 /// Label values are escaped as the exposition format requires.
 fn label(value: &str) -> String {
@@ -22,10 +35,34 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 }
 
 impl Service {
+    /// Reads the store's figures anew, the fleet's error rates first (the refresher's step).
+    pub async fn refresh_figures(&self) -> Result<(), StoreError> {
+        self.fleet.refresh_rates().await?;
+        self.figures
+            .refresh(|| self.store_figures())
+            .await
+            .map(drop)
+    }
+
+    async fn store_figures(&self) -> Result<StoreFigures, StoreError> {
+        let rates = *self.fleet.rates().await?;
+        Ok(StoreFigures {
+            healing: self.store.healing_counts().await?,
+            interop: self.store.interop_counts().await?,
+            overview: self.store.overview(rates, self.clock.now()).await?,
+            outbox: self.store.outbox_counts().await?,
+        })
+    }
+
     /// The exposition, in Prometheus' text format.
     pub async fn metrics(&self) -> Result<String, StoreError> {
-        let healing = self.store.healing_counts().await?;
-        let interop = self.store.interop_counts().await?;
+        let figures: Arc<StoreFigures> = self.figures.get(|| self.store_figures()).await?;
+        let StoreFigures {
+            healing,
+            interop,
+            overview,
+            outbox,
+        } = &*figures;
         let mut out = String::with_capacity(4096);
 
         family(
@@ -104,7 +141,6 @@ impl Service {
         };
         let _ = writeln!(out, "plugin_interop_success_rate {rate:.2}");
 
-        let overview = self.store.overview(self.clock.now()).await?;
         family(
             &mut out,
             "plugin_installations_total",
@@ -161,7 +197,6 @@ impl Service {
             "Time from a detection's arrival to its durable decision, snapshot and command.",
         );
         self.delivery.outbox().render_metrics(&mut out);
-        let outbox = self.store.outbox_counts().await?;
         family(
             &mut out,
             "outbox_messages",

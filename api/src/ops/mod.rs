@@ -35,6 +35,7 @@ pub struct Service {
     fleet: Arc<crate::fleet::Service>,
     healing: Arc<crate::healing::Service>,
     delivery: Arc<crate::delivery::Service>,
+    figures: crate::snapshot::Snapshot<metrics::StoreFigures>,
 }
 
 impl Service {
@@ -47,6 +48,7 @@ impl Service {
         healing: Arc<crate::healing::Service>,
         delivery: Arc<crate::delivery::Service>,
     ) -> Self {
+        let figures = crate::snapshot::Snapshot::new(jobs.metrics_refresh);
         Self {
             store,
             clock,
@@ -55,7 +57,13 @@ impl Service {
             fleet,
             healing,
             delivery,
+            figures,
         }
+    }
+
+    /// How often the store's figures are refreshed in the background (zero: on every read).
+    pub fn figures_refresh(&self) -> std::time::Duration {
+        self.figures.refresh_interval()
     }
 
     /// Alerts, newest first; `status` filters.
