@@ -9,6 +9,7 @@ use api::flags::FlagsConfig;
 use api::healing::patches::PatchRegistry;
 use api::healing::HealingConfig;
 use api::interop::InteropConfig;
+use api::ops::retention::RetentionConfig;
 use api::ops::{AlertChannels, JobsConfig};
 use api::rules::Rules;
 use api::tasks::Tasks;
@@ -318,6 +319,33 @@ struct ServeArgs {
     /// Interval of the daily job (health metrics, security notices), in s.
     #[arg(long, env = "AUTOHEAL_DAILY_JOB_SECS", value_parser = clap::value_parser!(i64).range(1..), default_value_t = JobsConfig::default().daily.num_seconds())]
     daily_job_secs: i64,
+    /// Telemetry events of severity error and critical are kept this many days.
+    #[arg(long, env = "AUTOHEAL_RETAIN_ERROR_DAYS", value_parser = clap::value_parser!(i64).range(1..=3650), default_value_t = RetentionConfig::default().error.num_days())]
+    retain_error_days: i64,
+    /// Telemetry events of severity warning are kept this many days.
+    #[arg(long, env = "AUTOHEAL_RETAIN_WARN_DAYS", value_parser = clap::value_parser!(i64).range(1..=3650), default_value_t = RetentionConfig::default().warn.num_days())]
+    retain_warn_days: i64,
+    /// Telemetry events of severity info are kept this many days.
+    #[arg(long, env = "AUTOHEAL_RETAIN_INFO_DAYS", value_parser = clap::value_parser!(i64).range(1..=3650), default_value_t = RetentionConfig::default().info.num_days())]
+    retain_info_days: i64,
+    /// Telemetry events of severity debug are kept this many days.
+    #[arg(long, env = "AUTOHEAL_RETAIN_DEBUG_DAYS", value_parser = clap::value_parser!(i64).range(1..=3650), default_value_t = RetentionConfig::default().debug.num_days())]
+    retain_debug_days: i64,
+    /// Interop events are kept this many days.
+    #[arg(long, env = "AUTOHEAL_RETAIN_INTEROP_DAYS", value_parser = clap::value_parser!(i64).range(1..=3650), default_value_t = RetentionConfig::default().interop_events.num_days())]
+    retain_interop_days: i64,
+    /// Health check results are kept this many days.
+    #[arg(long, env = "AUTOHEAL_RETAIN_HEALTH_CHECKS_DAYS", value_parser = clap::value_parser!(i64).range(1..=3650), default_value_t = RetentionConfig::default().health_checks.num_days())]
+    retain_health_checks_days: i64,
+    /// Delivered outbox messages are kept this many days.
+    #[arg(long, env = "AUTOHEAL_RETAIN_DELIVERED_DAYS", value_parser = clap::value_parser!(i64).range(1..=3650), default_value_t = RetentionConfig::default().delivered_messages.num_days())]
+    retain_delivered_days: i64,
+    /// Finished plugin commands are kept this many days after they were issued.
+    #[arg(long, env = "AUTOHEAL_RETAIN_FINISHED_COMMANDS_DAYS", value_parser = clap::value_parser!(i64).range(1..=3650), default_value_t = RetentionConfig::default().finished_commands.num_days())]
+    retain_finished_commands_days: i64,
+    /// The hourly event rollups (error rates, trends) are kept this many days (at least as long as any event).
+    #[arg(long, env = "AUTOHEAL_RETAIN_ROLLUPS_DAYS", value_parser = clap::value_parser!(i64).range(1..=3650), default_value_t = RetentionConfig::default().rollups.num_days())]
+    retain_rollups_days: i64,
     /// `InteropProcessingBacklog` fires when more normalized interop events than this
     /// wait in the outbox for their subscribers.
     #[arg(long, env = "AUTOHEAL_INTEROP_BACKLOG_ALERT", value_parser = clap::value_parser!(i64).range(0..), default_value_t = JobsConfig::default().interop_backlog_alert)]
@@ -622,6 +650,11 @@ async fn serve(database_url: &str, args: ServeArgs) -> Result<()> {
     options.writer.writers = args.writers.map(|writers| writers as usize);
     let store = open_store(database_url, &options).await?;
     let config = server_config(&args);
+    config
+        .jobs
+        .retention
+        .check()
+        .map_err(|problem| anyhow::anyhow!("--retain-rollups-days: {problem}"))?;
     let clock = Clock::system();
     let rules = if args.rules.is_dir() {
         Rules::load(&args.rules, &config.script_limits, clock.now()).map_err(|errors| {
@@ -807,6 +840,17 @@ fn server_config(args: &ServeArgs) -> ServerConfig {
             interop_backlog_alert: args.interop_backlog_alert,
             daily: chrono::Duration::seconds(args.daily_job_secs),
             metrics_refresh: Duration::from_millis(args.metrics_refresh_ms),
+            retention: RetentionConfig {
+                error: chrono::Duration::days(args.retain_error_days),
+                warn: chrono::Duration::days(args.retain_warn_days),
+                info: chrono::Duration::days(args.retain_info_days),
+                debug: chrono::Duration::days(args.retain_debug_days),
+                interop_events: chrono::Duration::days(args.retain_interop_days),
+                health_checks: chrono::Duration::days(args.retain_health_checks_days),
+                delivered_messages: chrono::Duration::days(args.retain_delivered_days),
+                finished_commands: chrono::Duration::days(args.retain_finished_commands_days),
+                rollups: chrono::Duration::days(args.retain_rollups_days),
+            },
         },
         alerts: AlertChannels {
             slack_url: args.alert_slack_url.clone(),

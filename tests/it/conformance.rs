@@ -522,8 +522,11 @@ async fn sqlite_schema(url: &str) -> Schema {
 async fn postgres_schema(url: &str) -> Schema {
     let pool = sqlx::PgPool::connect(url).await.unwrap();
     let columns: Vec<(String, String)> = sqlx::query_as(
+        // A table's monthly partitions are how PostgreSQL stores that one table.
         "SELECT table_name::text, column_name::text FROM information_schema.columns \
-         WHERE table_schema = current_schema() AND table_name <> '_sqlx_migrations'",
+         WHERE table_schema = current_schema() AND table_name <> '_sqlx_migrations' \
+           AND NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.relname = table_name \
+                           AND c.relnamespace = current_schema()::regnamespace AND c.relispartition)",
     )
     .fetch_all(&pool)
     .await

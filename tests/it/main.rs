@@ -15,6 +15,7 @@ mod notifications;
 mod ops_cli;
 mod outbox;
 mod reported_errors;
+mod retention;
 mod rules;
 mod schemas;
 mod shipped_rules;

@@ -32,15 +32,15 @@ async fn jobs_run_once_per_interval_and_catch_up_once() {
         let (a, b) = tokio::join!(app.state.ops.run_due(), replica.ops.run_due());
         let mut ran = [a.unwrap().jobs, b.unwrap().jobs].concat();
         ran.sort();
-        assert_eq!(ran, ["daily_health", "hourly_fleet_check"]);
+        assert_eq!(ran, ["daily_health", "hourly_fleet_check", "retention"]);
         assert!(app.state.ops.run_due().await.unwrap().jobs.is_empty(), "not due again");
         app.clock.advance(Duration::minutes(59));
         assert!(app.state.ops.run_due().await.unwrap().jobs.is_empty());
         app.clock.advance(Duration::minutes(1));
-        assert_eq!(app.state.ops.run_due().await.unwrap().jobs, ["hourly_fleet_check"]);
+        assert_eq!(app.state.ops.run_due().await.unwrap().jobs, ["hourly_fleet_check", "retention"]);
         // No server for five hours: the hourly job runs once when one is back, not five times.
         app.clock.advance(Duration::hours(5));
-        assert_eq!(app.state.ops.run_due().await.unwrap().jobs, ["hourly_fleet_check"]);
+        assert_eq!(app.state.ops.run_due().await.unwrap().jobs, ["hourly_fleet_check", "retention"]);
         assert!(app.state.ops.run_due().await.unwrap().jobs.is_empty());
         let runs = app.get("/api/platform/jobs", &app.viewer).await;
         let hourly = runs.ok().as_array().unwrap().iter().find(|j| j["job"] == "hourly_fleet_check").unwrap().clone();

@@ -28,6 +28,8 @@ pub struct JobsConfig {
     /// overview's error-rate figures) are recomputed in the background; zero computes them
     /// on every read (this default, for tests and small fleets; `serve` defaults to 10 s).
     pub metrics_refresh: std::time::Duration,
+    /// What the hourly `retention` job keeps.
+    pub retention: super::retention::RetentionConfig,
 }
 
 impl Default for JobsConfig {
@@ -37,6 +39,7 @@ impl Default for JobsConfig {
             daily: Duration::days(1),
             interop_backlog_alert: 1000,
             metrics_refresh: std::time::Duration::ZERO,
+            retention: Default::default(),
         }
     }
 }
@@ -96,12 +99,14 @@ impl Service {
         for (job, interval) in [
             ("hourly_fleet_check", config.hourly),
             ("daily_health", config.daily),
+            ("retention", config.hourly),
         ] {
             if !self.store.claim_job(job, now - interval, now).await? {
                 continue;
             }
             let outcome = match job {
                 "hourly_fleet_check" => self.fleet_check(now).await,
+                "retention" => self.retention(now).await,
                 _ => self.daily_health(now).await,
             };
             let error = outcome.as_ref().err().map(|e| e.to_string());
@@ -212,6 +217,13 @@ impl Service {
             now,
         )
         .await?;
+        Ok(())
+    }
+
+    async fn retention(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let pruned = self.store.prune(&self.jobs.retention, now).await?;
+        tracing::info!(event = "retention", rows = ?pruned.rows, partitions_dropped = ?pruned.partitions_dropped,
+            "expired rows removed");
         Ok(())
     }
 

@@ -10,6 +10,7 @@ mod health;
 mod http;
 mod jobs;
 mod metrics;
+pub mod retention;
 mod store;
 
 pub use health::{spawn_checks, TIERS};

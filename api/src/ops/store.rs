@@ -298,7 +298,8 @@ impl Store {
     }
 
     /// Writes each installation's figures for `day` into `plugin_health_metrics` (once: a
-    /// day already recorded is left as it is, so a caught-up run cannot double it).
+    /// day already recorded is left as it is, so a caught-up run cannot double it), from
+    /// the hourly rollups (which outlive the raw events retention removes).
     pub async fn record_daily_health(
         &self,
         day: NaiveDate,
@@ -315,10 +316,9 @@ impl Store {
                     CASE WHEN COALESCE(e.outcomes, 0) = 0 THEN 0.0 \
                          ELSE CAST(e.errors AS DOUBLE PRECISION) * 100.0 / e.outcomes END, $3 \
              FROM plugin_installations i \
-             LEFT JOIN (SELECT installation_id, COUNT(*) AS events, \
-                               SUM(CASE WHEN event_type IN ('payment_failed', 'error') THEN 1 ELSE 0 END) AS errors, \
-                               SUM(CASE WHEN event_type IN ('payment_success', 'payment_failed', 'error') THEN 1 ELSE 0 END) AS outcomes \
-                        FROM plugin_telemetry_events WHERE received_at >= $4 AND received_at < $5 \
+             LEFT JOIN (SELECT installation_id, CAST(SUM(events) AS BIGINT) AS events, \
+                               CAST(SUM(errors) AS BIGINT) AS errors, CAST(SUM(outcomes) AS BIGINT) AS outcomes \
+                        FROM plugin_event_rollups WHERE hour >= $4 AND hour < $5 \
                         GROUP BY installation_id) e ON e.installation_id = i.id \
              ON CONFLICT (installation_id, day) DO NOTHING",
         )
