@@ -426,3 +426,63 @@ async fn migration_0011_rolls_up_the_events_and_counts_the_installs_already_stor
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_daily_job_records_the_fleet_s_day_and_each_install_s() {
+    each_app(|app| async move {
+        register(&app, "woocommerce", "1.3.5", true).await;
+        let old = install(&app, "woocommerce", "1.2.0", "https://a.example").await;
+        install(&app, "woocommerce", "1.3.5", "https://b.example").await;
+        for event_type in ["payment_success", "payment_failed", "warning"] {
+            event(&app, "https://a.example", event_type).await;
+        }
+        let day = app.clock.now().date_naive().to_string();
+        app.clock.advance(Duration::days(1));
+        app.state.ops.run_due().await.unwrap();
+
+        let trends = app
+            .get("/api/v1/plugins/stats/trends?days=30", &app.viewer)
+            .await;
+        assert_eq!(
+            trends.ok(),
+            &json!([{
+                "day": day, "installs": 2, "active": 2, "outdated": 1, "blocked": 0, "error": 0,
+                "events": 3, "errors": 1, "error_rate": 50.0, "interop_events": 0,
+                "patches_applied": 0, "patches_failed": 0
+            }])
+        );
+        let metrics = app
+            .get(
+                &format!("/api/v1/plugins/{old}/metrics?days=7"),
+                &app.viewer,
+            )
+            .await;
+        let days = metrics.ok().as_array().unwrap();
+        assert_eq!(days.len(), 1);
+        assert_eq!(
+            (
+                &days[0]["day"],
+                &days[0]["events"],
+                &days[0]["errors"],
+                &days[0]["error_rate"]
+            ),
+            (&json!(day), &json!(3), &json!(1), &json!(50.0))
+        );
+        let unknown = app
+            .get(
+                &format!("/api/v1/plugins/{}/metrics", Uuid::from_u128(7)),
+                &app.viewer,
+            )
+            .await;
+        unknown.error(StatusCode::NOT_FOUND);
+        let bad = app
+            .get("/api/v1/plugins/stats/trends?days=0", &app.viewer)
+            .await;
+        assert_eq!(
+            bad.error(StatusCode::UNPROCESSABLE_ENTITY).1.as_deref(),
+            Some("days")
+        );
+        app
+    })
+    .await;
+}

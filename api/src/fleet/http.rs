@@ -5,16 +5,16 @@
 
 use super::redact::{redact_json, redact_text};
 use super::{
-    Cursor, EventRecord, HeartbeatRecord, InstallStatus, InstallationDetail, InstallationFilter,
-    InstallationSummary, NewVersion, Overview, Service, Toggle, ToggleChange, ToggleKey,
-    VersionEntry,
+    Cursor, EventRecord, FleetDay, HeartbeatRecord, InstallDay, InstallStatus, InstallationDetail,
+    InstallationFilter, InstallationSummary, NewVersion, Overview, Service, Toggle, ToggleChange,
+    ToggleKey, VersionEntry,
 };
 use crate::auth::{Merchant, Ops, Permission};
 use crate::error::ApiError;
 use crate::extract::{uuid_param, JsonBody, QueryParams};
-use crate::http::{check_len, check_reason, page, parse_version};
+use crate::http::{check_len, check_reason, page, parse_version, StatsQuery};
 use crate::values::closed_set;
-use crate::AppState;
+use crate::{AppState, Clock};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::routing::{get, patch, post};
@@ -32,6 +32,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/plugins/event", post(event))
         .route("/api/v1/plugins/list", get(list))
         .route("/api/v1/plugins/stats/overview", get(overview))
+        .route("/api/v1/plugins/stats/trends", get(trends))
+        .route("/api/v1/plugins/{id}/metrics", get(install_metrics))
         .route(
             "/api/v1/plugins/versions",
             get(list_versions).post(register_version),
@@ -534,4 +536,33 @@ async fn overview(
             .expect("an RFC 3339 time is a valid header value"),
     );
     Ok((headers, Json(overview)))
+}
+
+/// `GET /api/v1/plugins/stats/trends?days=30`: the fleet's figures per recorded day, oldest
+/// first (what the console's charts draw).
+async fn trends(
+    State(fleet): State<Arc<Service>>,
+    State(clock): State<Clock>,
+    ops: Ops,
+    QueryParams(query): QueryParams<StatsQuery>,
+) -> Result<Json<Vec<FleetDay>>, ApiError> {
+    ops.require(Permission::PluginsRead)?;
+    let since = query.since(clock.now())?.date_naive();
+    Ok(Json(fleet.trends(since).await?))
+}
+
+/// `GET /api/v1/plugins/{id}/metrics?days=30`: the install's figures per recorded day,
+/// oldest first.
+async fn install_metrics(
+    State(fleet): State<Arc<Service>>,
+    State(clock): State<Clock>,
+    ops: Ops,
+    Path(id): Path<String>,
+    QueryParams(query): QueryParams<StatsQuery>,
+) -> Result<Json<Vec<InstallDay>>, ApiError> {
+    ops.require(Permission::PluginsRead)?;
+    let since = query.since(clock.now())?.date_naive();
+    Ok(Json(
+        fleet.install_metrics(uuid_param("id", &id)?, since).await?,
+    ))
 }

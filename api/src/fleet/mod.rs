@@ -18,8 +18,8 @@ mod store;
 
 pub(crate) use http::routes;
 pub use read_model::{
-    Cursor, FleetRates, InstallStatus, InstallationFilter, InstallationPage, StatusCounts, Total,
-    COUNT_CAP, ERROR_RATE_WINDOW_HOURS,
+    Cursor, FleetDay, FleetRates, InstallDay, InstallStatus, InstallationFilter, InstallationPage,
+    StatusCounts, Total, COUNT_CAP, ERROR_RATE_WINDOW_HOURS,
 };
 pub use store::*;
 
@@ -270,6 +270,30 @@ impl Service {
     pub async fn overview(&self) -> Result<Overview, ApiError> {
         let rates = *self.rates().await?;
         Ok(self.store.overview(rates, self.clock.now()).await?)
+    }
+
+    /// The fleet's daily figures from `since` on.
+    pub async fn trends(&self, since: chrono::NaiveDate) -> Result<Vec<FleetDay>, ApiError> {
+        Ok(self.store.fleet_days(since).await?)
+    }
+
+    /// An install's daily figures from `since` on; 404 for an unknown install.
+    pub async fn install_metrics(
+        &self,
+        id: Uuid,
+        since: chrono::NaiveDate,
+    ) -> Result<Vec<InstallDay>, ApiError> {
+        if self
+            .store
+            .installation_summary(id, self.clock.now())
+            .await?
+            .is_none()
+        {
+            return Err(ApiError::NotFound {
+                what: "installation",
+            });
+        }
+        Ok(self.store.install_days(id, since).await?)
     }
 
     /// The fleet's error-rate figures as last computed.

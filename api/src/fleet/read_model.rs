@@ -528,3 +528,65 @@ impl Store {
         })
     }
 }
+
+/// An install's figures for one day (`plugin_health_metrics`, written by the daily job).
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+pub struct InstallDay {
+    pub day: chrono::NaiveDate,
+    pub plugin_version: String,
+    pub status: String,
+    pub heartbeats: i64,
+    pub events: i64,
+    pub errors: i64,
+    pub error_rate: f64,
+}
+
+/// The fleet's figures for one day (`fleet_daily_metrics`, written by the daily job):
+/// statuses as that day's run counted them (`active` as the overview's `active_count`),
+/// the day's events, failed outcomes and error rate (failed ÷ outcomes, fleet-wide), interop
+/// events, and the patches applied and failed or rolled back that day.
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+pub struct FleetDay {
+    pub day: chrono::NaiveDate,
+    pub installs: i64,
+    pub active: i64,
+    pub outdated: i64,
+    pub blocked: i64,
+    pub error: i64,
+    pub events: i64,
+    pub errors: i64,
+    pub error_rate: f64,
+    pub interop_events: i64,
+    pub patches_applied: i64,
+    pub patches_failed: i64,
+}
+
+impl Store {
+    /// An install's daily figures from `since` on, oldest first.
+    pub async fn install_days(
+        &self,
+        id: Uuid,
+        since: chrono::NaiveDate,
+    ) -> Result<Vec<InstallDay>, StoreError> {
+        Ok(on_pool!(self, pool => sqlx::query_as::<_, InstallDay>(
+            "SELECT day, plugin_version, status, heartbeats, events, errors, error_rate \
+             FROM plugin_health_metrics WHERE installation_id = $1 AND day >= $2 ORDER BY day",
+        )
+        .bind(id)
+        .bind(since)
+        .fetch_all(pool)
+        .await?))
+    }
+
+    /// The fleet's daily figures from `since` on, oldest first.
+    pub async fn fleet_days(&self, since: chrono::NaiveDate) -> Result<Vec<FleetDay>, StoreError> {
+        Ok(on_pool!(self, pool => sqlx::query_as::<_, FleetDay>(
+            "SELECT day, installs, active, outdated, blocked, error, events, errors, error_rate, \
+                    interop_events, patches_applied, patches_failed \
+             FROM fleet_daily_metrics WHERE day >= $1 ORDER BY day",
+        )
+        .bind(since)
+        .fetch_all(pool)
+        .await?))
+    }
+}

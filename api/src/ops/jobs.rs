@@ -230,6 +230,7 @@ impl Service {
     async fn daily_health(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
         let yesterday = (now - Duration::days(1)).date_naive();
         self.store.record_daily_health(yesterday, now).await?;
+        self.store.record_fleet_day(yesterday, now).await?;
         self.delivery.notify_security_releases().await
     }
 }

@@ -335,6 +335,52 @@ impl Store {
 }
 
 impl Store {
+    /// Writes the fleet's figures for `day` into `fleet_daily_metrics` (once, like the
+    /// installs' rows): the statuses at `now`, the day's rollups, interop events and
+    /// healing outcomes. (`WHERE TRUE` tells SQLite's parser that `ON CONFLICT` is the
+    /// upsert's, not a join constraint.)
+    pub async fn record_fleet_day(
+        &self,
+        day: NaiveDate,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let start = day.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
+        let end = start + chrono::Duration::days(1);
+        let counts = self.status_counts(None, now).await?;
+        let written = on_write_pool!(self, pool => sqlx::query(
+            "INSERT INTO fleet_daily_metrics (day, installs, active, outdated, blocked, error, events, \
+               errors, error_rate, interop_events, patches_applied, patches_failed, recorded_at) \
+             SELECT $1, $2, $3, $4, $5, $6, COALESCE(r.events, 0), COALESCE(r.errors, 0), \
+                    CASE WHEN COALESCE(r.outcomes, 0) = 0 THEN 0.0 \
+                         ELSE CAST(r.errors AS DOUBLE PRECISION) * 100.0 / r.outcomes END, \
+                    (SELECT COUNT(*) FROM plugin_interop_events WHERE received_at >= $7 AND received_at < $8), \
+                    (SELECT COUNT(*) FROM plugin_auto_healing_logs WHERE applied_at >= $7 AND applied_at < $8), \
+                    (SELECT COUNT(*) FROM plugin_auto_healing_logs \
+                     WHERE status IN ('failed', 'rolled_back', 'rollback_failed') \
+                       AND updated_at >= $7 AND updated_at < $8), \
+                    $9 \
+             FROM (SELECT CAST(SUM(events) AS BIGINT) AS events, CAST(SUM(errors) AS BIGINT) AS errors, \
+                          CAST(SUM(outcomes) AS BIGINT) AS outcomes \
+                   FROM plugin_event_rollups WHERE hour >= $7 AND hour < $8) r \
+             WHERE TRUE ON CONFLICT (day) DO NOTHING",
+        )
+        .bind(day)
+        .bind(counts.total)
+        .bind(counts.active)
+        .bind(counts.outdated)
+        .bind(counts.blocked)
+        .bind(counts.error)
+        .bind(start)
+        .bind(end)
+        .bind(now)
+        .execute(pool)
+        .await?
+        .rows_affected());
+        Ok(written > 0)
+    }
+}
+
+impl Store {
     /// Alerts, newest first; `status` filters.
     pub async fn platform_alerts(
         &self,
