@@ -445,8 +445,11 @@ impl Store {
             None => (String::new(), String::new()),
         };
         let blocked = blocked_ids(&now_at);
-        let below_latest = "JOIN plugin_versions_registry v ON v.cms = i.cms AND v.is_latest \
-                            AND i.version_key < v.version_key";
+        // CROSS JOIN keeps the install side outer on SQLite (PostgreSQL plans it as an inner
+        // join): the few stale or blocked installs are tested against their latest release,
+        // rather than every install below its latest against the heartbeat.
+        let below_latest = "CROSS JOIN plugin_versions_registry v";
+        let is_below_latest = "v.cms = i.cms AND v.is_latest AND i.version_key < v.version_key";
         sql.push(&format!(
             "SELECT \
                (SELECT CAST(COALESCE(SUM(c.installs), 0) AS BIGINT) FROM fleet_version_counts c \
@@ -457,13 +460,14 @@ impl Store {
                (SELECT COUNT(*) FROM plugin_installations i \
                 WHERE i.last_heartbeat < {stale_before}{of_cms}) AS stale, \
                (SELECT COUNT(*) FROM plugin_installations i {below_latest} \
-                WHERE i.last_heartbeat < {stale_before}{of_cms}) AS stale_below_latest, \
+                WHERE {is_below_latest} AND i.last_heartbeat < {stale_before}{of_cms}) AS stale_below_latest, \
                (SELECT COUNT(*) FROM ({blocked}) b JOIN plugin_installations i ON i.id = b.installation_id \
                 WHERE 1 = 1{of_cms}) AS blocked, \
                (SELECT COUNT(*) FROM ({blocked}) b JOIN plugin_installations i ON i.id = b.installation_id \
                 WHERE i.last_heartbeat < {stale_before}{of_cms}) AS blocked_stale, \
                (SELECT COUNT(*) FROM ({blocked}) b JOIN plugin_installations i ON i.id = b.installation_id \
-                {below_latest} WHERE i.last_heartbeat >= {stale_before}{of_cms}) AS blocked_fresh_below_latest"
+                {below_latest} WHERE {is_below_latest} AND i.last_heartbeat >= {stale_before}{of_cms}) \
+                AS blocked_fresh_below_latest"
         ));
         type Row = (i64, i64, i64, i64, i64, i64, i64);
         let (total, below_latest, stale, stale_below, blocked, blocked_stale, blocked_fresh_below): Row =
