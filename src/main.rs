@@ -729,10 +729,17 @@ async fn serve(database_url: &str, args: ServeArgs) -> Result<()> {
     api::ops::spawn_checks(&mut jobs, &state.ops);
     let figures = state.ops.clone();
     if !figures.figures_refresh().is_zero() {
-        jobs.spawn_every("metrics_snapshot", figures.figures_refresh(), move || {
-            let figures = figures.clone();
-            async move { figures.refresh_figures().await }
-        });
+        // The figures pass over the fleet's rollups: at most a tenth of a core, however
+        // large the fleet grows (BENCHMARKS.md).
+        jobs.spawn_paced(
+            "metrics_snapshot",
+            figures.figures_refresh(),
+            METRICS_SNAPSHOT_BUSY_SHARE,
+            move || {
+                let figures = figures.clone();
+                async move { figures.refresh_figures().await }
+            },
+        );
     }
     // The analysis looks at whole windows; checking a few times per window is enough.
     let analysis_every = (args.regression_window_mins as u64 * 60 / 6).max(10);
@@ -935,6 +942,10 @@ fn trusted_keys(key_files: &[PathBuf]) -> Result<host::TrustedKeys> {
 }
 
 /// The public half of the repository's development signing key, to warn when it is trusted.
+/// The most of the time the `metrics_snapshot` refresher may spend recomputing: a refresh
+/// that took `d` waits at least `d / share` before the next, beyond `--metrics-refresh-ms`.
+const METRICS_SNAPSHOT_BUSY_SHARE: f64 = 0.1;
+
 const DEV_PUBLIC_KEY: &str = include_str!("../patches/dev-key/autoheal.pub");
 /// Where a checkout keeps it: trusted when no `--trusted-key` is given.
 const DEV_PUBLIC_KEY_FILE: &str = "./patches/dev-key/autoheal.pub";

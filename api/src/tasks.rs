@@ -51,23 +51,41 @@ impl Tasks {
     /// Runs `work` at once and then every `every` until stopped. A run that fails is
     /// logged and the next one runs on time; a run that overruns delays the next (runs
     /// never overlap or pile up).
-    pub fn spawn_every<F, Fut, E>(&mut self, name: &'static str, every: Duration, mut work: F)
+    pub fn spawn_every<F, Fut, E>(&mut self, name: &'static str, every: Duration, work: F)
     where
         F: FnMut() -> Fut + Send + 'static,
         Fut: Future<Output = Result<(), E>> + Send,
         E: Display,
     {
+        self.spawn_paced(name, every, 1.0, work);
+    }
+
+    /// As [`Tasks::spawn_every`], and a run that took `d` is followed by a pause long
+    /// enough that runs take at most `busy_share` of the time (each starts at least
+    /// `d / busy_share` after the one before): work whose cost grows with the data (a
+    /// figure over the whole fleet) slows down rather than keeping a core busy.
+    pub fn spawn_paced<F, Fut, E>(
+        &mut self,
+        name: &'static str,
+        every: Duration,
+        busy_share: f64,
+        mut work: F,
+    ) where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), E>> + Send,
+        E: Display,
+    {
         self.spawn(name, move |mut stopping| async move {
-            let mut ticker = tokio::time::interval(every);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tokio::select! {
-                    () = stopping.requested() => return,
-                    _ = ticker.tick() => {}
-                }
+                let started = tokio::time::Instant::now();
                 if let Err(error) = work().await {
                     tracing::warn!(event = "background_task_failed", task = name, error = %error,
                         "background task failed; it runs again at its next interval");
+                }
+                let gap = every.max(started.elapsed().div_f64(busy_share));
+                tokio::select! {
+                    () = stopping.requested() => return,
+                    () = tokio::time::sleep_until(started + gap) => {}
                 }
             }
         });

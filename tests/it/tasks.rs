@@ -59,3 +59,41 @@ async fn tasks_stop_in_order_and_finish_the_run_they_are_in() {
         "delivery stopped before the watchers: {stopped:?}"
     );
 }
+
+/// A paced task whose runs take longer than its interval waits so that its runs take at most
+/// its share of the time; an unpaced one runs back to back.
+#[tokio::test]
+async fn a_paced_task_keeps_to_its_share_of_the_time() {
+    let run = Duration::from_millis(20);
+    let starts = |share: f64| {
+        let starts: Arc<Mutex<Vec<tokio::time::Instant>>> = Arc::default();
+        let mut tasks = Tasks::default();
+        let log = starts.clone();
+        tasks.spawn_paced("figures", Duration::from_millis(1), share, move || {
+            let log = log.clone();
+            async move {
+                log.lock().unwrap().push(tokio::time::Instant::now());
+                tokio::time::sleep(run).await;
+                Ok::<(), String>(())
+            }
+        });
+        (tasks, starts)
+    };
+    let (paced, paced_starts) = starts(0.25);
+    let (unpaced, unpaced_starts) = starts(1.0);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    paced.stop().await;
+    unpaced.stop().await;
+    let paced_starts = paced_starts.lock().unwrap().clone();
+    let gaps: Vec<Duration> = paced_starts.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(
+        paced_starts.len() >= 2 && gaps.iter().all(|gap| *gap >= run * 4),
+        "each run of 20 ms at a quarter of the time starts 80 ms or more after the last: {gaps:?}"
+    );
+    assert!(
+        unpaced_starts.lock().unwrap().len() >= paced_starts.len() * 3,
+        "the unpaced task ran back to back ({} runs against {})",
+        unpaced_starts.lock().unwrap().len(),
+        paced_starts.len()
+    );
+}
