@@ -727,7 +727,8 @@ def main():
     load.add_argument("target", help="the SQLite file, or the PostgreSQL URL")
     load.add_argument("--installs", type=int, required=True)
     load.add_argument("--events", type=int, required=True)
-    load.add_argument("--merchants", type=int, default=1000)
+    load.add_argument("--merchants", type=int, default=1000,
+                      help="seeded merchants beside the CLI-created one (0: every install is its)")
     load.add_argument("--merchant", required=True, help="the CLI-created merchant's id")
     load.add_argument("--agent", required=True, help="the CLI-created Ops agent's id")
     read = sub.add_parser("reads")
@@ -739,8 +740,8 @@ def main():
     read.add_argument("--warmup", type=int, default=3)
     args = parser.parse_args()
     if args.command == "load":
-        if args.installs < 1 or args.events < 0 or args.merchants < 1:
-            sys.exit("installs ≥ 1, events ≥ 0, merchants ≥ 1")
+        if args.installs < 1 or args.events < 0 or args.merchants < 0:
+            sys.exit("installs ≥ 1, events ≥ 0, merchants ≥ 0")
         plan = Plan(args)
         summary = (load_sqlite if args.backend == "sqlite" else load_postgres)(plan, args.target)
         json.dump(summary, sys.stdout)

@@ -5,12 +5,14 @@
 //!
 //! plugin_load heartbeat ADDR MERCHANT_KEY [CLIENTS=64] [SECONDS=20] [INSTALLS=10000]
 //! plugin_load interop   ADDR MERCHANT_KEY [CLIENTS=64] [SECONDS=20] [INSTALLS=1000]
+//! plugin_load event     ADDR MERCHANT_KEY [CLIENTS=64] [SECONDS=20] [INSTALLS=1000]
 //! plugin_load detect    ADDR MERCHANT_KEY:SIRA_TOKEN [CLIENTS=16] [SECONDS=20] [INSTALLS=200]
 //! plugin_load detect-keyed …  (the same, each detection with its own idempotency key)
 //!
-//! `interop` and `detect` first register INSTALLS WooCommerce installs (a heartbeat each,
-//! with a reported state) and spread their requests over them. Every interop event is a new
-//! order (nothing is deduplicated); every detection auto-applies, so its response comes
+//! `interop`, `event` and `detect` first register INSTALLS WooCommerce installs (a heartbeat
+//! each, with a reported state) and spread their requests over them. Every interop event is a
+//! new order (nothing is deduplicated); `event` posts payment telemetry (9 in 10 successes),
+//! which the server also counts into the install's hourly rollup; every detection auto-applies, so its response comes
 //! after the decision, the dry run and the durable snapshot and command: its latency is the
 //! detection-to-command latency. `detect-keyed` sends what a retrying Sira sends: a random
 //! idempotency key with every detection, looked up before and stored with the log.
@@ -24,6 +26,7 @@ use std::time::Instant;
 enum Mode {
     Heartbeat,
     Interop,
+    Event,
     Detect { keyed: bool },
 }
 
@@ -78,6 +81,19 @@ async fn client(
                 ),
                 201,
             ),
+            Mode::Event => (
+                "/api/v1/plugins/event",
+                &key,
+                format!(
+                    r#"{{"cms":"woocommerce","site_url":"https://shop-{site}.example","event_type":"{}","event_data":{{"order_id":"{sequence}","amount":"12.50","currency":"EUR"}}}}"#,
+                    if sequence % 10 == 9 {
+                        "payment_failed"
+                    } else {
+                        "payment_success"
+                    }
+                ),
+                200,
+            ),
             Mode::Detect { keyed } => (
                 "/api/v1/plugins/autoheal",
                 &sira,
@@ -112,9 +128,10 @@ async fn main() {
     let mode = match args.get(1).map(String::as_str) {
         Some("heartbeat") => Mode::Heartbeat,
         Some("interop") => Mode::Interop,
+        Some("event") => Mode::Event,
         Some("detect") => Mode::Detect { keyed: false },
         Some("detect-keyed") => Mode::Detect { keyed: true },
-        _ => panic!("MODE: heartbeat, interop, detect or detect-keyed"),
+        _ => panic!("MODE: heartbeat, interop, event, detect or detect-keyed"),
     };
     let address = args.get(2).expect("ADDR").clone();
     let (key, sira) = match (mode, args.get(3).expect("KEY")) {
@@ -133,7 +150,7 @@ async fn main() {
     let seconds = arg(&args, 5, "SECONDS", 20);
     let default_installs = match mode {
         Mode::Heartbeat => 10_000,
-        Mode::Interop => 1_000,
+        Mode::Interop | Mode::Event => 1_000,
         Mode::Detect { .. } => 200,
     };
     let installs = arg(&args, 6, "INSTALLS", default_installs);
