@@ -6,6 +6,7 @@
 # round robin, for SECONDS. Prints fleet_sim's JSON line (latency per replica, in and out of
 # the bursts) and one line per replica with the CPU it used: user + system time from
 # /proc/PID/stat over the run, as a share of one core.
+# KEEP_DB=1 leaves the database (autoheal_fleet_sim) behind, to look at its plans after.
 #   bash benches/fleet_sim.sh [INSTALLS=1000000] [SECONDS=600] [EVENTS=10000000]
 set -euo pipefail
 installs=${1:-1000000}
@@ -24,7 +25,7 @@ work=$(mktemp -d)
 servers=()
 cleanup() {
   for server in "${servers[@]}"; do kill -TERM "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; done
-  psql -q "$pg_admin" -c "DROP DATABASE IF EXISTS $pg_db" >/dev/null 2>&1 || true
+  [ -n "${KEEP_DB:-}" ] || psql -q "$pg_admin" -c "DROP DATABASE IF EXISTS $pg_db" >/dev/null 2>&1 || true
   rm -rf "$work"
 }
 trap cleanup EXIT

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Heartbeat ingest benchmark (issue 2): autoheal on SQLite and on PostgreSQL
 # under 64 keep-alive clients on loopback, next to pgbench running a
-# single-row upsert on the same PostgreSQL in the same session.
+# single-row upsert on the same PostgreSQL in the same session; then, on the
+# same server, telemetry event ingest (plugin_load event: 64 clients over
+# 1,000 installs, each event also counted into its install's hourly rollup).
 #   bash benches/heartbeat.sh [SECONDS=20]
 set -euo pipefail
 seconds=${1:-20}
@@ -10,6 +12,7 @@ source "$(dirname "$0")/serve.sh"
 run() { # name database_url
   start_server "$2"
   echo "$1 $($load heartbeat 127.0.0.1:$port "$key" 64 "$seconds")"
+  echo "$1 $($load event 127.0.0.1:$port "$key" 64 "$seconds")"
   stop_server
 }
 

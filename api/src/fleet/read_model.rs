@@ -401,10 +401,20 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Total, StoreError> {
         if filter.counted() {
-            let counts = self.status_counts(filter.cms.as_deref(), now).await?;
-            let count = filter
-                .status
-                .map_or(counts.total, |status| counts.of(status));
+            let count = match filter.status {
+                Some(status) => self
+                    .status_counts(filter.cms.as_deref(), now)
+                    .await?
+                    .of(status),
+                // Every install (of a cms): the counters alone, not the stale and blocked sets.
+                None => self
+                    .cms_breakdown()
+                    .await?
+                    .iter()
+                    .filter(|row| filter.cms.as_deref().is_none_or(|cms| row.cms == cms))
+                    .map(|row| row.count)
+                    .sum(),
+            };
             return Ok(Total {
                 count,
                 capped: false,
