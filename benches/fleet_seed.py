@@ -76,7 +76,7 @@ INSERT INTO fleet_version_counts (cms, version_key, installs)
 SELECT cms, version_key, COUNT(*) FROM plugin_installations GROUP BY cms, version_key"""
 # Tables whose secondary indexes are dropped while loading and rebuilt (same definition) after.
 BULK_TABLES = ("plugin_installations", "plugin_telemetry_events", "plugin_event_rollups")
-JOBS = ("hourly_fleet_check", "daily_health")
+JOBS = ("hourly_fleet_check", "daily_health", "retention")
 
 
 def log(message):

@@ -16,8 +16,9 @@
 //! Install n sends what `benches/fleet_seed.py` seeded for it (site `https://shop-{n}.example`,
 //! its cms, its version), so with a fleet loaded by `fleet_seed.py load … --merchants 0` every
 //! heartbeat updates an existing install. Heartbeats visit the installs in a scattered order
-//! (a multiplicative step coprime with INSTALLS); each is followed by EVENTS_PER_HEARTBEAT
-//! payment events of the same install (9 in 10 successes).
+//! (a multiplicative step coprime with INSTALLS). Payment events (9 in 10 successes) come at
+//! a steady EVENTS_PER_HEARTBEAT times the mean rate, bursts or not, from the installs in the
+//! same order. Requests go to the replicas round robin.
 
 use benches::{arg, percentile, Connection};
 use std::sync::Arc;
@@ -185,40 +186,45 @@ async fn main() {
             break;
         }
         let burst = in_burst(elapsed);
+        let mut due = Vec::new();
         while (heartbeats as f64) < due_by(elapsed, mean) {
             let n = (heartbeats * step) % installs;
             let (cms, version) = release_of(n);
-            let mut requests = vec![Request {
+            due.push(Request {
                 due: Instant::now(),
                 in_burst: burst,
                 path: "/api/v1/plugins/heartbeat",
                 body: format!(
                     r#"{{"cms":"{cms}","plugin_version":"{version}","site_url":"https://shop-{n}.example","errors_last_hour":0.0,"php_version":"8.1.27","server_info":{{"memory_limit":"256M","max_execution_time":"30"}}}}"#
                 ),
-            }];
-            for _ in 0..events_per_heartbeat {
-                let event_type = if events % 10 == 9 {
-                    "payment_failed"
-                } else {
-                    "payment_success"
-                };
-                requests.push(Request {
-                    due: Instant::now(),
-                    in_burst: burst,
-                    path: "/api/v1/plugins/event",
-                    body: format!(
-                        r#"{{"cms":"{cms}","site_url":"https://shop-{n}.example","event_type":"{event_type}","event_data":{{"amount":"12.50","currency":"EUR"}}}}"#
-                    ),
-                });
-                events += 1;
-            }
-            for request in requests {
-                queues[(sent % queues.len() as u64) as usize]
-                    .send(request)
-                    .expect("worker queue");
-                sent += 1;
-            }
+            });
             heartbeats += 1;
+        }
+        // Payments do not bunch up at the top of the hour: events come at a steady rate,
+        // each from an install in the heartbeats' order.
+        while (events as f64) < elapsed * mean * events_per_heartbeat as f64 {
+            let n = (events / events_per_heartbeat.max(1) * step) % installs;
+            let (cms, _) = release_of(n);
+            let event_type = if events % 10 == 9 {
+                "payment_failed"
+            } else {
+                "payment_success"
+            };
+            due.push(Request {
+                due: Instant::now(),
+                in_burst: burst,
+                path: "/api/v1/plugins/event",
+                body: format!(
+                    r#"{{"cms":"{cms}","site_url":"https://shop-{n}.example","event_type":"{event_type}","event_data":{{"amount":"12.50","currency":"EUR"}}}}"#
+                ),
+            });
+            events += 1;
+        }
+        for request in due {
+            queues[(sent % queues.len() as u64) as usize]
+                .send(request)
+                .expect("worker queue");
+            sent += 1;
         }
     }
     drop(queues);
