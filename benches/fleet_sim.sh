@@ -2,8 +2,8 @@
 # Two replicas on one PostgreSQL under a simulated fleet (issue 16): a store bulk-loaded by
 # benches/fleet_seed.py with INSTALLS installs of one merchant and EVENTS events, two
 # `autoheal serve` on it, and fleet_sim sending each install's hourly heartbeat (a mean of
-# INSTALLS / 3600 per second, 10x bursts, each heartbeat with one payment event) to both,
-# round robin, for SECONDS. Prints fleet_sim's JSON line (latency per replica, in and out of
+# INSTALLS / 3600 per second, with 10x bursts) and as many payment events at a steady rate
+# to both, round robin, for SECONDS. Prints fleet_sim's JSON line (latency per replica, in and out of
 # the bursts) and one line per replica with the CPU it used: user + system time from
 # /proc/PID/stat over the run, as a share of one core.
 # KEEP_DB=1 leaves the database (autoheal_fleet_sim) behind, to look at its plans after.
