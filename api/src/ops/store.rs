@@ -305,8 +305,7 @@ impl Store {
         day: NaiveDate,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        let start = day.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
-        let end = start + chrono::Duration::days(1);
+        let (start, end) = day_span(day);
         let stale_before = now - chrono::Duration::hours(crate::fleet::STALE_AFTER_HOURS);
         let written = on_write_pool!(self, pool => sqlx::query(
             "INSERT INTO plugin_health_metrics (installation_id, day, plugin_version, status, heartbeats, events, errors, error_rate, recorded_at) \
@@ -334,6 +333,12 @@ impl Store {
     }
 }
 
+/// The UTC instants `day` starts and ends at (the end excluded), as the daily rows count it.
+fn day_span(day: NaiveDate) -> (DateTime<Utc>, DateTime<Utc>) {
+    let start = day.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
+    (start, start + chrono::Duration::days(1))
+}
+
 impl Store {
     /// Writes the fleet's figures for `day` into `fleet_daily_metrics` (once, like the
     /// installs' rows): the statuses at `now`, the day's rollups, interop events and
@@ -344,8 +349,7 @@ impl Store {
         day: NaiveDate,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let start = day.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
-        let end = start + chrono::Duration::days(1);
+        let (start, end) = day_span(day);
         let counts = self.status_counts(None, now).await?;
         let written = on_write_pool!(self, pool => sqlx::query(
             "INSERT INTO fleet_daily_metrics (day, installs, active, outdated, blocked, error, events, \
