@@ -18,13 +18,17 @@ use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::json;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+use logging::LogFormat;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod files;
 mod flags_cmd;
+mod logging;
 mod patch_cmd;
 mod rules_cmd;
 
@@ -50,12 +54,6 @@ struct Cli {
 
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
 }
 
 #[derive(Subcommand)]
@@ -356,12 +354,17 @@ struct ServeArgs {
     /// Alerts are posted (signed JSON) to this webhook.
     #[arg(long, env = "AUTOHEAL_ALERT_WEBHOOK_URL")]
     alert_webhook_url: Option<String>,
-    /// Failed or rolled-back auto-applied patches of a rule (within 24 h) that suspend its auto-apply.
+    /// Failed or rolled-back auto-applied patches of a rule (within 24 h) that suspend its auto-apply
+    /// (at one merchant's installs: for that merchant).
     #[arg(long, env = "AUTOHEAL_BREAKER_MIN_FAILURES", value_parser = clap::value_parser!(i64).range(1..), default_value_t = HealingConfig::default().breaker_min_failures)]
     breaker_min_failures: i64,
     /// Share (0–1) of a rule's finished auto-applied patches that must have gone bad to suspend it.
     #[arg(long, env = "AUTOHEAL_BREAKER_FAILURE_RATE", value_parser = fraction, default_value_t = HealingConfig::default().breaker_failure_rate)]
     breaker_failure_rate: f64,
+    /// Merchants whose installs must have had a rule's bad patches before it is suspended
+    /// fleet-wide (below it, a merchant's own failures suspend it for that merchant only).
+    #[arg(long, env = "AUTOHEAL_BREAKER_MIN_MERCHANTS", value_parser = clap::value_parser!(i64).range(1..), default_value_t = HealingConfig::default().breaker_min_merchants)]
+    breaker_min_merchants: i64,
     /// How long the suspended rules are trusted without reading them again, in ms (the
     /// fallback for a missed change notice from another replica).
     #[arg(long, env = "AUTOHEAL_RULE_BREAKERS_MAX_AGE_MS", value_parser = clap::value_parser!(u64).range(1..), default_value_t = HealingConfig::default().breakers_max_age.as_millis() as u64)]
@@ -500,18 +503,6 @@ impl From<RoleArg> for Role {
     }
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-    }
-}
-
 async fn open_store(url: &str, options: &StoreOptions) -> Result<Store> {
     let store = Store::connect(url, options)
         .await
@@ -523,7 +514,7 @@ async fn open_store(url: &str, options: &StoreOptions) -> Result<Store> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    logging::init(cli.log_format);
     let now = Clock::system().now();
     match cli.command {
         Command::Serve(args) => serve(&cli.database_url, args).await?,
@@ -695,7 +686,7 @@ async fn serve(database_url: &str, args: ServeArgs) -> Result<()> {
             "--cloudevents-webhook {url}: expected an http(s) URL"
         );
     }
-    let patches = patch_registry(&args.patches, &args.trusted_keys, clock.now())?;
+    let patches = patch_registry(&args.patches, &args.trusted_keys, &store, clock.now()).await?;
     let state = AppState::builder(store.clone(), clock)
         .config(config)
         .rules(rules)
@@ -761,6 +752,7 @@ async fn serve(database_url: &str, args: ServeArgs) -> Result<()> {
         api::healing::patches::watch(
             &mut watchers,
             state.patches.clone(),
+            state.store.clone(),
             state.clock.clone(),
             Duration::from_millis(args.patches_poll_ms),
         );
@@ -827,6 +819,7 @@ fn server_config(args: &ServeArgs) -> ServerConfig {
             regression_margin: args.regression_margin,
             breaker_min_failures: args.breaker_min_failures,
             breaker_failure_rate: args.breaker_failure_rate,
+            breaker_min_merchants: args.breaker_min_merchants,
             breakers_max_age: Duration::from_millis(args.rule_breakers_max_age_ms),
             ..defaults.healing
         },
@@ -901,11 +894,12 @@ fn verified_manifests(
 /// The trusted keys and the bundles they verify. A missing key file is an error (the
 /// server would refuse every bundle); bundles that fail verification are refused one by
 /// one and listed at GET /api/v1/plugins/autoheal/patches.
-fn patch_registry(
+async fn patch_registry(
     dir: &std::path::Path,
     key_files: &[PathBuf],
+    store: &Store,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<PatchRegistry> {
+) -> Result<Arc<PatchRegistry>> {
     let trusted = trusted_keys(key_files)?;
     let development = host::PublicKey::from_base64(DEV_PUBLIC_KEY.trim())
         .ok()
@@ -916,8 +910,12 @@ fn patch_registry(
     }
     let host =
         host::Host::new(host::HostConfig::default()).context("cannot start the patch host")?;
-    let registry = PatchRegistry::load(host, dir, trusted, now);
-    let status = registry.status();
+    let registry = Arc::new(PatchRegistry::open(host, dir, trusted));
+    registry
+        .sync(store, now)
+        .await
+        .context("cannot read or record the accepted patch bundles")?;
+    let status = registry.status(now);
     tracing::info!(event = "patches_loaded", dir = %dir.display(), loaded = status.patches.len(), refused = status.refused.len(), "patch bundles verified");
     Ok(registry)
 }
@@ -941,11 +939,11 @@ fn trusted_keys(key_files: &[PathBuf]) -> Result<host::TrustedKeys> {
     })
 }
 
-/// The public half of the repository's development signing key, to warn when it is trusted.
 /// The most of the time the `metrics_snapshot` refresher may spend recomputing: a refresh
 /// that took `d` waits at least `d / share` before the next, beyond `--metrics-refresh-ms`.
 const METRICS_SNAPSHOT_BUSY_SHARE: f64 = 0.1;
 
+/// The public half of the repository's development signing key, to warn when it is trusted.
 const DEV_PUBLIC_KEY: &str = include_str!("../patches/dev-key/autoheal.pub");
 /// Where a checkout keeps it: trusted when no `--trusted-key` is given.
 const DEV_PUBLIC_KEY_FILE: &str = "./patches/dev-key/autoheal.pub";
@@ -954,9 +952,10 @@ const DEV_PUBLIC_KEY_FILE: &str = "./patches/dev-key/autoheal.pub";
 fn spawn_sighup_reload(tasks: &mut Tasks, state: &AppState) {
     #[cfg(unix)]
     {
-        let (rules, patches, clock) = (
+        let (rules, patches, store, clock) = (
             state.rules.clone(),
             state.patches.clone(),
+            state.store.clone(),
             state.clock.clone(),
         );
         tasks.spawn("sighup_reload", move |mut stopping| async move {
@@ -971,8 +970,9 @@ fn spawn_sighup_reload(tasks: &mut Tasks, state: &AppState) {
                     signal = hangup.recv() => if signal.is_none() { return },
                 }
                 let _ = rules.reload(clock.now());
-                let (patches, now) = (patches.clone(), clock.now());
-                let _ = tokio::task::spawn_blocking(move || patches.reload(now)).await;
+                if let Err(error) = patches.sync(&store, clock.now()).await {
+                    tracing::warn!(event = "patches_not_reloaded", error = %error, "patch bundles not reloaded");
+                }
             }
         });
     }

@@ -88,8 +88,16 @@ async fn json_bytes<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes
 #[derive(Clone, Copy, Debug)]
 pub struct BodyLimit(pub usize);
 
-/// Parses JSON, reporting the path of the field that failed.
+/// What a NUL character in any input is answered with (PostgreSQL cannot store it in text
+/// or JSON, and the same input must get the same answer on both backends).
+pub(crate) const NUL_REFUSED: &str = "must not contain the NUL character (\\u0000)";
+
+/// Parses JSON, reporting the path of the field that failed. A string (or key) holding a
+/// NUL character is refused by its path.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if let Some(path) = nul_path(bytes) {
+        return Err(ApiError::invalid(path, NUL_REFUSED));
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let inner = error.inner();
@@ -105,6 +113,49 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })?;
     deserializer.end().map_err(|error| bad_json(&error))?;
     Ok(value)
+}
+
+/// The path (`a.b[2].c`, as serde_path_to_error writes it) of the first string or key with a
+/// NUL character in it, when the JSON has one. JSON can only hold one as the escape
+/// `\u0000`, so a body without that text is not parsed twice.
+fn nul_path(bytes: &[u8]) -> Option<String> {
+    let escaped = bytes
+        .windows(6)
+        .any(|w| w[..2] == *b"\\u" && w[2..].iter().all(|b| *b == b'0'));
+    if !escaped {
+        return None;
+    }
+    let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    fn find(value: &serde_json::Value, path: &str) -> Option<String> {
+        let joined = |name: &str| {
+            let name = name.replace('\0', "\\0");
+            if path.is_empty() {
+                name
+            } else {
+                format!("{path}.{name}")
+            }
+        };
+        match value {
+            serde_json::Value::String(text) if text.contains('\0') => Some(if path.is_empty() {
+                ".".to_owned()
+            } else {
+                path.to_owned()
+            }),
+            serde_json::Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .find_map(|(i, item)| find(item, &format!("{path}[{i}]"))),
+            serde_json::Value::Object(fields) => fields.iter().find_map(|(name, field)| {
+                if name.contains('\0') {
+                    Some(joined(name))
+                } else {
+                    find(field, &joined(name))
+                }
+            }),
+            _ => None,
+        }
+    }
+    find(&value, "")
 }
 
 fn bad_json(error: &serde_json::Error) -> ApiError {
@@ -130,6 +181,12 @@ where
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
         let query = parts.uri.query().unwrap_or("");
+        // PostgreSQL can neither store nor compare text with a NUL in it.
+        if let Some((name, _)) = form_urlencoded::parse(query.as_bytes())
+            .find(|(name, value)| name.contains('\0') || value.contains('\0'))
+        {
+            return Err(ApiError::invalid(name.replace('\0', "\\0"), NUL_REFUSED));
+        }
         let deserializer =
             serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
         serde_path_to_error::deserialize(deserializer)

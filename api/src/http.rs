@@ -6,8 +6,10 @@
 use crate::error::ApiError;
 use crate::extract::BodyLimit;
 use crate::AppState;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, MatchedPath, State};
 use axum::http::{Request, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
@@ -32,6 +34,7 @@ pub fn app(state: AppState) -> Router {
         .merge(crate::ops::routes())
         .merge(crate::rules::routes())
         .merge(crate::schemas::routes())
+        .route_layer(middleware::from_fn(check_path_params))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -51,6 +54,31 @@ pub fn app(state: AppState) -> Router {
                 .layer(DefaultBodyLimit::max(max_body_bytes))
                 .layer(Extension(BodyLimit(max_body_bytes))),
         )
+}
+
+/// Refuses a request whose path parameter is not text a store can hold, naming the
+/// parameter: percent-encoding that is not UTF-8 (axum's own answer would be a plain-text
+/// 400), or a NUL character (which PostgreSQL cannot store or compare). The matched
+/// route's template tells which segment is which parameter.
+async fn check_path_params(request: Request<Body>, next: Next) -> Response {
+    if let Some(template) = request.extensions().get::<MatchedPath>() {
+        let params = template.as_str().split('/');
+        for (param, raw) in params.zip(request.uri().path().split('/')) {
+            let Some(name) = param.strip_prefix('{').and_then(|p| p.strip_suffix('}')) else {
+                continue;
+            };
+            let name = name.trim_start_matches('*');
+            let problem = match percent_encoding::percent_decode_str(raw).decode_utf8() {
+                Err(_) => Some("must be percent-encoded UTF-8"),
+                Ok(text) if text.contains('\0') => Some("must not contain the NUL character"),
+                Ok(_) => None,
+            };
+            if let Some(problem) = problem {
+                return ApiError::invalid(name, problem).into_response();
+            }
+        }
+    }
+    next.run(request).await
 }
 
 async fn healthz() -> Json<serde_json::Value> {

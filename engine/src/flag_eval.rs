@@ -169,6 +169,17 @@ pub struct Variant {
     pub payload: Option<Value>,
 }
 
+/// Who a flag is for. A `platform` flag (the default) is the platform's own business: it is
+/// evaluated for Ops, Sira and the platform's services. A `plugins` flag also reaches the
+/// merchants' plugins: in every heartbeat reply, and through a merchant key's evaluations.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Audience {
+    #[default]
+    Platform,
+    Plugins,
+}
+
 /// A flag as files, the API and the store hold it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -178,6 +189,8 @@ pub struct FlagDefinition {
     pub flag_type: FlagType,
     #[serde(default)]
     pub description: String,
+    #[serde(default)]
+    pub audience: Audience,
     /// Off (kill switch, or not launched): every caller gets the default.
     #[serde(default = "yes")]
     pub enabled: bool,
@@ -1036,6 +1049,22 @@ impl FlagSnapshot {
         match self.flags.get(key) {
             Some(flag) => flag.evaluate(context, now),
             None => Evaluation::error(ErrorCode::FlagNotFound),
+        }
+    }
+
+    /// Evaluates `key` as a merchant's plugin may: a flag that is not for the plugins'
+    /// audience is answered as one that does not exist, so a merchant learns nothing of it.
+    pub fn evaluate_for_plugins<'a>(
+        &'a self,
+        key: &str,
+        context: &EvalContext,
+        now: DateTime<Utc>,
+    ) -> Evaluation<'a> {
+        match self.flags.get(key) {
+            Some(flag) if flag.definition.audience == Audience::Plugins => {
+                flag.evaluate(context, now)
+            }
+            _ => Evaluation::error(ErrorCode::FlagNotFound),
         }
     }
 

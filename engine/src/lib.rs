@@ -31,9 +31,9 @@ pub use cases::{case_decisions, run_cases, CaseDecision, CaseReport, CaseResult}
 pub use error::{LoadError, LoadErrorKind, NormalizeError, ScriptError, ScriptErrorKind};
 pub use flag_eval::{
     check_key, is_flag_file, load_flag_files, parse_flag_file, rollout_bucket, variant_bucket,
-    ErrorCode, EvalContext, Evaluation, FieldError, FlagDefinition, FlagFileError, FlagOverride,
-    FlagSnapshot, FlagType, FlagValue, OverrideScope, Reason, Schedule, SnapshotError, Stickiness,
-    ValueType, Variant, MAX_NAME_CHARS, VARIANT_SEED,
+    Audience, ErrorCode, EvalContext, Evaluation, FieldError, FlagDefinition, FlagFileError,
+    FlagOverride, FlagSnapshot, FlagType, FlagValue, OverrideScope, Reason, Schedule,
+    SnapshotError, Stickiness, ValueType, Variant, MAX_NAME_CHARS, VARIANT_SEED,
 };
 pub use flags::{FlagPolicy, PolicyValue};
 pub use healing::{

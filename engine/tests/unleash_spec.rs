@@ -554,6 +554,7 @@ fn boolean(key: &str, flag_type: FlagType) -> FlagDefinition {
         key: key.to_owned(),
         flag_type,
         description: String::new(),
+        audience: engine::Audience::default(),
         enabled: true,
         archived: false,
         default_value: None,

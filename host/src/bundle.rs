@@ -318,12 +318,33 @@ impl AcceptedVersions {
     }
     /// Record that `manifest` was accepted. Keeps the newest if called out of order.
     pub fn record(&mut self, manifest: &Manifest) {
+        self.record_version(&manifest.name, &manifest.version);
+    }
+    /// Record that version `version` of the patch `name` was accepted (kept elsewhere, say
+    /// in a store, as name and version).
+    pub fn record_version(&mut self, name: &str, version: &semver::Version) {
         let entry = self
             .newest
-            .entry(manifest.name.clone())
-            .or_insert_with(|| manifest.version.clone());
-        if manifest.version > *entry {
-            *entry = manifest.version.clone();
+            .entry(name.to_owned())
+            .or_insert_with(|| version.clone());
+        if *version > *entry {
+            *entry = version.clone();
+        }
+    }
+    /// Whether `manifest` may be accepted: strictly above the newest accepted for its name
+    /// (the same version is a replay, a lower one a downgrade).
+    pub fn check(&self, manifest: &Manifest) -> Result<(), VerifyError> {
+        match self.get(&manifest.name) {
+            Some(newest) if manifest.version == *newest => Err(VerifyError::Replay {
+                name: manifest.name.clone(),
+                version: manifest.version.clone(),
+            }),
+            Some(newest) if manifest.version < *newest => Err(VerifyError::Downgrade {
+                name: manifest.name.clone(),
+                offered: manifest.version.clone(),
+                accepted: newest.clone(),
+            }),
+            _ => Ok(()),
         }
     }
     pub fn iter(&self) -> impl Iterator<Item = (&str, &semver::Version)> {
@@ -482,21 +503,7 @@ pub fn verify_bundle(
             now,
         });
     }
-    if let Some(newest) = accepted.get(&manifest.name) {
-        if manifest.version == *newest {
-            return Err(VerifyError::Replay {
-                name: manifest.name.clone(),
-                version: manifest.version.clone(),
-            });
-        }
-        if manifest.version < *newest {
-            return Err(VerifyError::Downgrade {
-                name: manifest.name.clone(),
-                offered: manifest.version.clone(),
-                accepted: newest.clone(),
-            });
-        }
-    }
+    accepted.check(&manifest)?;
     Ok(VerifiedBundle {
         manifest: Arc::new(manifest),
         module: module.into(),

@@ -197,6 +197,11 @@ pub fn read_patch_dir(dir: &Path) -> Result<(ManifestTemplate, Vec<u8>), ToolErr
     Ok((template, module))
 }
 
+/// The longest a bundle may be signed for. A leaked or broken bundle stays valid until it
+/// expires; and far-off dates do not round-trip everywhere (year 10240 is beyond what
+/// JavaScript's `Date.parse` reads).
+pub const MAX_BUNDLE_LIFETIME: Duration = Duration::days(5 * 365 + 1);
+
 /// `autoheal patch sign DIR --key FILE --version V [--expires-in D]`: the bundle bytes.
 pub fn sign_patch(
     dir: &Path,
@@ -211,6 +216,12 @@ pub fn sign_patch(
         .map_err(|e| ToolError::Usage(format!("--version {version}: {e}")))?;
     if expires_in <= Duration::zero() {
         return Err(ToolError::Usage("--expires-in must be positive".into()));
+    }
+    if expires_in > MAX_BUNDLE_LIFETIME {
+        return Err(ToolError::Usage(format!(
+            "--expires-in must be at most 5 years ({}d): a bundle is re-signed, not kept forever",
+            MAX_BUNDLE_LIFETIME.num_days()
+        )));
     }
     let now = now.with_nanosecond_zero();
     let manifest = Manifest {

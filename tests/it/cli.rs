@@ -4,7 +4,7 @@
 use crate::support::{autoheal, free_port, json_stdout, serve_refusal};
 use api::auth::Principal;
 use api::db::{Store, StoreOptions};
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Output, Stdio};
@@ -157,9 +157,13 @@ impl Server {
     }
 
     fn start_with(database_url: &str, extra: &[&str]) -> Self {
+        Self::start_logging(database_url, "json", extra)
+    }
+
+    fn start_logging(database_url: &str, log_format: &str, extra: &[&str]) -> Self {
         let address = format!("127.0.0.1:{}", free_port());
         let child = Command::new(env!("CARGO_BIN_EXE_autoheal"))
-            .args(["serve", "--listen", &address, "--log-format", "json"])
+            .args(["serve", "--listen", &address, "--log-format", log_format])
             .args(extra)
             .env("DATABASE_URL", database_url)
             .stdout(Stdio::null())
@@ -247,6 +251,50 @@ impl Server {
         let (exit, logs) = self.terminate();
         assert!(exit.success(), "clean exit on SIGTERM: {exit:?}\n{logs}");
         logs
+    }
+}
+
+/// A reason with a newline, a carriage return and terminal escapes forges no log line and
+/// reaches no terminal raw, in text logs and in JSON logs: control characters in every
+/// logged value are escaped.
+#[tokio::test]
+async fn a_logged_value_cannot_forge_a_log_line() {
+    for format in ["text", "json"] {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("logs.db").display());
+        let admin = secret(&create_ops_agent(&url, "a@example.com", "admin"), "token");
+        let server = Server::start_logging(&url, format, &[]);
+        let forged = "2026-01-01T00:00:00.000000Z  INFO autoheal: forged";
+        let body = json!({"reason": format!("spam\n{forged}\u{1b}[2J\rgone")}).to_string();
+        server.post(
+            "/api/platform/flags/payments.instant_payouts/kill",
+            &admin,
+            &body,
+        );
+        let logs = server.stop();
+        assert!(logs.contains("flag_killed"), "{format}: {logs}");
+        assert!(
+            !logs.contains('\u{1b}'),
+            "{format}: a raw ESC reached the log: {logs}"
+        );
+        assert!(!logs.contains('\r'), "{format}: {logs}");
+        assert!(
+            logs.lines().all(|line| !line.starts_with("2026-01-01")),
+            "{format}: a forged line: {logs}"
+        );
+        let killed = logs
+            .lines()
+            .find(|line| line.contains("flag_killed"))
+            .unwrap();
+        assert!(
+            killed.contains("forged"),
+            "the value is kept, escaped: {killed}"
+        );
+        if format == "json" {
+            assert!(logs
+                .lines()
+                .all(|line| serde_json::from_str::<Value>(line).is_ok()));
+        }
     }
 }
 

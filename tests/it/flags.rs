@@ -132,9 +132,10 @@ async fn flags_are_created_validated_and_guarded_by_permissions() {
 async fn evaluate_for_every_caller_single_and_batch() {
     each_app(|app| async move {
         for flag in [
-            json!({"key": "wise", "type": "tenant_list", "enabled_tenants": [app.merchant_id.to_string()]}),
-            json!({"key": "flow", "type": "variant", "default_value": "v1",
+            json!({"key": "wise", "type": "tenant_list", "audience": "plugins", "enabled_tenants": [app.merchant_id.to_string()]}),
+            json!({"key": "flow", "type": "variant", "audience": "plugins", "default_value": "v1",
                    "variants": [{"name": "v1", "weight": 0}, {"name": "v2", "weight": 1, "payload": {"steps": 2}}]}),
+            json!({"key": "internal", "type": "boolean"}),
         ] {
             app.post(FLAGS, &app.admin, &flag).await.ok();
         }
@@ -167,13 +168,18 @@ async fn evaluate_for_every_caller_single_and_batch() {
         let batch = app.post(&format!("{FLAGS}/evaluate"), &sira, &json!({"keys": too_many})).await;
         assert_eq!(batch.error(StatusCode::UNPROCESSABLE_ENTITY).1.as_deref(), Some("keys"));
 
-        // A batch for one context.
+        // A batch for one context. A platform flag is, to a merchant, a flag that does not
+        // exist; Ops and Sira see it.
         let batch = app.post(&format!("{FLAGS}/evaluate"), &app.merchant_key,
-                             &json!({"keys": ["wise", "flow", "nope"], "context": {"user_id": "u1"}})).await;
+                             &json!({"keys": ["wise", "flow", "nope", "internal"], "context": {"user_id": "u1"}})).await;
         let results = batch.ok()["results"].as_array().unwrap().clone();
         assert_eq!(results[0], json!({"key": "wise", "value": true, "variant": null, "reason": "TARGETING_MATCH", "error_code": null}));
         assert_eq!(results[1], json!({"key": "flow", "value": "v2", "variant": "v2", "reason": "SPLIT", "error_code": null, "payload": {"steps": 2}}));
         assert_eq!(results[2]["error_code"], "FLAG_NOT_FOUND");
+        assert_eq!((results[3]["key"].clone(), results[3]["value"].clone(), results[3]["error_code"].clone()),
+                   (json!("internal"), Value::Null, json!("FLAG_NOT_FOUND")));
+        assert_eq!(app.evaluate(&sira, "internal", json!({})).await, (json!(true), json!("STATIC"), Value::Null));
+        assert_eq!(app.evaluate(&app.merchant_key, "payments.instant_payouts", json!({})).await.2, json!("FLAG_NOT_FOUND"));
         app
     })
     .await;
@@ -360,12 +366,17 @@ async fn edited_flag_files_reload_and_broken_ones_are_refused() {
 async fn heartbeat_replies_carry_the_flags_the_install_sees() {
     each_app(|app| async move {
         let tenant = app.merchant_id.to_string();
-        app.create_flag(json!({"key": "checkout.express_pay", "type": "tenant_list", "enabled_tenants": [tenant]})).await;
-        app.create_flag(json!({"key": "wise", "type": "tenant_list", "enabled_tenants": ["someone-else"]})).await;
-        app.create_flag(json!({"key": "old", "type": "boolean", "archived": true})).await;
+        app.create_flag(json!({"key": "checkout.express_pay", "type": "tenant_list", "audience": "plugins", "enabled_tenants": [tenant]})).await;
+        app.create_flag(json!({"key": "wise", "type": "tenant_list", "audience": "plugins", "enabled_tenants": ["someone-else"]})).await;
+        app.create_flag(json!({"key": "old", "type": "boolean", "audience": "plugins", "archived": true})).await;
+        // The platform's own flags (the default audience) never reach a plugin.
+        app.create_flag(json!({"key": "admin.secret_dashboard", "type": "boolean"})).await;
+        app.create_flag(json!({"key": "payments.internal_payouts", "type": "boolean", "audience": "platform"})).await;
         let reply = app.post("/api/v1/plugins/heartbeat", &app.merchant_key,
                              &json!({"cms": "woocommerce", "plugin_version": "1.3.5"})).await;
         assert_eq!(reply.ok()["flags"], json!({"checkout.express_pay": true, "wise": false}));
+        let bad = app.post(FLAGS, &app.admin, &json!({"key": "x", "type": "boolean", "audience": "everyone"})).await;
+        assert_eq!(bad.error(StatusCode::UNPROCESSABLE_ENTITY).1.as_deref(), Some("audience"));
         app
     })
     .await;

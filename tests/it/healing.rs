@@ -328,7 +328,8 @@ async fn the_healing_loop_end_to_end() {
         assert_eq!(rollback[0]["command_type"], "rollback");
         second.ack(&rollback[0], true).await;
 
-        // A third failure of the rule (its dry run refuses a missing table) → suspended.
+        // A third failure of the rule (its dry run refuses a missing table) → suspended for
+        // this merchant (every failure was at its installs).
         let refused = detect(app, &detection(id, 92.5, "wp_no_such_table")).await;
         assert_eq!(refused["status"], "failed");
         assert_eq!(refused["log"]["failure_kind"], "patch_refused");
@@ -339,6 +340,7 @@ async fn the_healing_loop_end_to_end() {
         let breakers = app.get("/api/v1/plugins/autoheal/rules", &app.viewer).await;
         assert_eq!(breakers.ok()[0]["rule_name"], "missing_database_column");
         assert_eq!(breakers.body[0]["suspended"], true);
+        assert_eq!(breakers.body[0]["scope"], "merchant");
         let held = detect(app, &detection(id, 99.0, "wp_molam_orders")).await;
         assert_eq!(held["status"], "pending_review");
         assert_eq!(held["log"]["decision"]["auto_apply_suspended"], true);
@@ -346,7 +348,7 @@ async fn the_healing_loop_end_to_end() {
             .post(
                 "/api/v1/plugins/autoheal/rules/missing_database_column/resume",
                 &app.operator,
-                &json!({"reason": "column types fixed in Sira"}),
+                &json!({"reason": "column types fixed in Sira", "merchant_id": app.merchant_id}),
             )
             .await;
         assert_eq!(resume.ok()["resumed"], true);
@@ -636,6 +638,7 @@ async fn a_rule_breaker_change_reaches_the_other_replica() {
         .store
         .set_rule_breaker(
             rule,
+            api::healing::BreakerScope::Fleet,
             true,
             "tripped on the first replica",
             None,
@@ -844,7 +847,7 @@ async fn the_patch_registry_refuses_bad_bundles_and_keeps_the_rest() {
         trusted,
         now,
     );
-    let status = registry.status();
+    let status = registry.status(now);
     let loaded: Vec<(&str, &str)> = status
         .patches
         .iter()
@@ -882,12 +885,12 @@ async fn the_patch_registry_refuses_bad_bundles_and_keeps_the_rest() {
     sign("1.0.3", &dev_key, "add_missing_column-1.0.3.bundle.json");
     registry.reload(now);
     let current = || {
-        let current = registry.current("add_missing_column").unwrap();
+        let current = registry.current("add_missing_column", now).unwrap();
         current.version().to_string()
     };
     assert_eq!(current(), "1.0.3");
     assert!(registry
-        .get("add_missing_column", &"1.0.2".parse().unwrap())
+        .get("add_missing_column", &"1.0.2".parse().unwrap(), now)
         .is_some());
     // An older one appearing later is a downgrade, refused; the current one stays.
     sign("1.0.1", &dev_key, "add_missing_column-1.0.1.bundle.json");

@@ -100,7 +100,7 @@ fn two_step_patch(dir: &Path) -> PatchRegistry {
         &patch,
         &keys.join(host::tools::PRIVATE_KEY_FILE),
         "1.0.0",
-        chrono::Duration::days(3650),
+        chrono::Duration::days(1826),
         start_time(),
         &bundles.join("two_step-1.0.0.bundle.json"),
     )
@@ -113,9 +113,9 @@ fn two_step_patch(dir: &Path) -> PatchRegistry {
     let host = host::Host::new(host::HostConfig::default()).unwrap();
     let registry = PatchRegistry::load(host, &bundles, trusted, start_time());
     assert!(
-        registry.status().refused.is_empty(),
+        registry.status(start_time()).refused.is_empty(),
         "{:?}",
-        registry.status().refused
+        registry.status(start_time()).refused
     );
     registry
 }

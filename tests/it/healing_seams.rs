@@ -149,6 +149,7 @@ async fn a_decision_reads_as_what_happened() {
             .store
             .set_rule_breaker(
                 "missing_database_column",
+                api::healing::BreakerScope::Fleet,
                 true,
                 "tripped",
                 None,

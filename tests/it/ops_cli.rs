@@ -255,3 +255,38 @@ fn keys_sign_verify_and_run_a_shipped_patch() {
         "params are checked against the manifest's schema"
     );
 }
+
+/// `--expires-in` is bounded: at most 5 years, refused with a clear error beyond (once a
+/// panic on overflow, or a year-10240 date that JavaScript cannot read).
+#[test]
+fn patch_sign_bounds_the_expiry() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("b.bundle.json").display().to_string();
+    let sign = |expires_in: &str| {
+        autoheal(&[
+            "patch",
+            "sign",
+            "patches/add_missing_column",
+            "--key",
+            "patches/dev-key/autoheal.key",
+            "--version",
+            "9.0.0",
+            "--expires-in",
+            expires_in,
+            "--out",
+            &out,
+        ])
+    };
+    for too_long in ["100000000d", "3000000d", "1827d", "262w"] {
+        let output = sign(too_long);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{too_long}: {stderr}");
+        assert!(stderr.contains("at most 5 years"), "{too_long}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(!Path::new(&out).exists(), "nothing was written");
+    }
+    let signed = json_stdout(&sign("1826d"));
+    let expires_at =
+        chrono::DateTime::parse_from_rfc3339(signed["expires_at"].as_str().unwrap()).unwrap();
+    assert!(chrono::Datelike::year(&expires_at) < 2100, "{expires_at}");
+}

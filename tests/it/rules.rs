@@ -160,3 +160,51 @@ async fn the_watcher_reloads_when_the_folder_changes() {
     watcher.stop().await;
     app.store.finish().await;
 }
+
+/// A link in the rules folder is refused, whether it points at a file or a folder, inside
+/// or outside: the set is what lies in the folder, and the target's text reaches no one.
+#[tokio::test]
+async fn links_in_the_rules_folder_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_shipped_rules(dir.path());
+    let app = TestApp::with_rules(TestStore::sqlite().await, dir.path()).await;
+    let elsewhere = tempfile::tempdir().unwrap();
+    let secret = elsewhere.path().join("secret.rhai");
+    std::fs::write(
+        &secret,
+        "let rule = #{ name: \"TOP-SECRET-a1b2\", pattern: ",
+    )
+    .unwrap();
+    for (link, target) in [
+        ("healing/outside.rhai", secret.clone()),
+        ("flags/elsewhere", elsewhere.path().to_owned()),
+        (
+            "healing/inside.rhai",
+            dir.path().join("healing/api_key_expired.rhai"),
+        ),
+    ] {
+        std::os::unix::fs::symlink(&target, dir.path().join(link)).unwrap();
+        let refused = app
+            .post("/api/v1/rules/reload", &app.operator, &json!({}))
+            .await;
+        assert_eq!(
+            refused.error(StatusCode::UNPROCESSABLE_ENTITY).0,
+            "rules_refused",
+            "{link}"
+        );
+        let errors = refused.body["error"]["errors"].to_string();
+        assert!(
+            errors.contains(link) && errors.contains("symbolic link"),
+            "{errors}"
+        );
+        let status = app.get("/api/v1/rules/status", &app.viewer).await;
+        assert!(
+            !status.ok().to_string().contains("TOP-SECRET"),
+            "{}",
+            status.body
+        );
+        assert!(!refused.body.to_string().contains("TOP-SECRET"));
+        std::fs::remove_file(dir.path().join(link)).unwrap();
+    }
+    assert_eq!(app.state.rules.current().healing_rules().len(), 4);
+}

@@ -288,9 +288,9 @@ pub fn shipped_patches() -> api::healing::patches::PatchRegistry {
         start_time(),
     );
     assert!(
-        registry.status().refused.is_empty(),
+        registry.status(start_time()).refused.is_empty(),
         "{:?}",
-        registry.status().refused
+        registry.status(start_time()).refused
     );
     registry
 }

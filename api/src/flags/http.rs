@@ -292,6 +292,7 @@ async fn evaluate(
     Caller(principal): Caller,
     JsonBody(mut request): JsonBody<EvaluateRequest>,
 ) -> Result<Json<Value>, ApiError> {
+    let for_plugins = matches!(principal, Principal::Merchant { .. });
     if let Principal::Merchant { merchant_id } = principal {
         let own = merchant_id.to_string();
         if request
@@ -317,7 +318,14 @@ async fn evaluate(
     let loaded = flags.current();
     let now = clock.now();
     let resolve = |key: &str| {
-        let evaluation = loaded.snapshot.evaluate(key, &request.context, now);
+        // A merchant's key sees only the flags meant for plugins.
+        let evaluation = if for_plugins {
+            loaded
+                .snapshot
+                .evaluate_for_plugins(key, &request.context, now)
+        } else {
+            loaded.snapshot.evaluate(key, &request.context, now)
+        };
         let evaluation = match expected {
             Some(expected) => evaluation.expecting(expected),
             None => evaluation,

@@ -30,7 +30,7 @@ use crate::rules::{read_flag_files, Rules};
 use crate::tasks::Tasks;
 use crate::Clock;
 use chrono::{DateTime, Utc};
-use engine::{FlagDefinition, FlagOverride, FlagSnapshot, OverrideScope};
+use engine::{Audience, FlagDefinition, FlagOverride, FlagSnapshot, OverrideScope};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -141,8 +141,9 @@ impl Flags {
         self.current.read().expect("flags lock").clone()
     }
 
-    /// The value of every flag (not archived) for `context`, by key: what a
-    /// heartbeat reply carries. A flag that fails to evaluate is left out.
+    /// The value of every flag for plugins (`audience: plugins`, not archived) for
+    /// `context`, by key: what a heartbeat reply carries. A flag that fails to evaluate is
+    /// left out.
     pub fn values_for(
         &self,
         context: &engine::EvalContext,
@@ -152,7 +153,7 @@ impl Flags {
         loaded
             .snapshot
             .definitions()
-            .filter(|definition| !definition.archived)
+            .filter(|definition| !definition.archived && definition.audience == Audience::Plugins)
             .filter_map(|definition| {
                 let value = loaded
                     .snapshot

@@ -4,8 +4,8 @@
 
 use super::patches::RegistryStatus;
 use super::{
-    Command, HealingLog, HealingLogFilter, HealingStats, HealingStatus, IssueSeverity,
-    NewDetection, PatchType, RuleBreaker, Service,
+    BreakerScope, Command, HealingLog, HealingLogFilter, HealingStats, HealingStatus,
+    IssueSeverity, NewDetection, PatchType, RuleBreaker, Service,
 };
 use crate::auth::{Merchant, Ops, Permission, Sira};
 use crate::clock::Clock;
@@ -406,13 +406,28 @@ async fn resume_rule(
     State(healing): State<Arc<Service>>,
     ops: Ops,
     Path(name): Path<String>,
-    JsonBody(request): JsonBody<ReasonRequest>,
+    JsonBody(request): JsonBody<ResumeRequest>,
 ) -> Result<Json<Value>, ApiError> {
     ops.require(Permission::AutohealApprove)?;
     let reason = check_reason(&request.reason)?;
     check_len("name", &name, 200)?;
-    let changed = healing.resume_rule(&name, &reason, &ops.audit()).await?;
+    let scope = request
+        .merchant_id
+        .map_or(BreakerScope::Fleet, BreakerScope::Merchant);
+    let changed = healing
+        .resume_rule(&name, scope, &reason, &ops.audit())
+        .await?;
     Ok(Json(
-        json!({"status": "ok", "rule": name, "resumed": changed}),
+        json!({"status": "ok", "rule": name, "scope": scope.as_str(),
+        "merchant_id": scope.merchant_id(), "resumed": changed}),
     ))
+}
+
+/// Without `merchant_id`, the fleet-wide breaker; with it, that merchant's.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResumeRequest {
+    reason: String,
+    #[serde(default)]
+    merchant_id: Option<Uuid>,
 }

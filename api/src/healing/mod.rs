@@ -53,11 +53,15 @@ pub struct HealingConfig {
     pub regression_window: Duration,
     /// A rise of the error rate by more than this many percentage points rolls back.
     pub regression_margin: f64,
-    /// A rule's auto-apply is suspended when, within `breaker_window`, at least
-    /// `breaker_min_failures` of its auto-applied patches failed or rolled back and they
-    /// are at least `breaker_failure_rate` of those that finished.
+    /// A rule's auto-apply is suspended for a merchant's installs when, within
+    /// `breaker_window`, at least `breaker_min_failures` of its auto-applied patches there
+    /// failed or rolled back and they are at least `breaker_failure_rate` of those that
+    /// finished there; and for the fleet when that holds of all its patches.
     pub breaker_min_failures: i64,
     pub breaker_failure_rate: f64,
+    /// The fleet-wide breaker trips only when the bad patches were at this many merchants
+    /// or more; below it, each merchant's own count suspends the rule for its installs.
+    pub breaker_min_merchants: i64,
     pub breaker_window: Duration,
     /// How long the suspended rules are trusted without reading them again (the fallback
     /// for a missed change notice from another replica).
@@ -75,6 +79,7 @@ impl Default for HealingConfig {
             regression_margin: 5.0,
             breaker_min_failures: 3,
             breaker_failure_rate: 0.5,
+            breaker_min_merchants: 2,
             breaker_window: Duration::hours(24),
             breakers_max_age: std::time::Duration::from_secs(5),
         }
@@ -270,7 +275,7 @@ impl Service {
     ) -> Self {
         let config = server.healing.clone();
         Self {
-            breakers: SuspendedRules::new(bus, config.breakers_max_age),
+            breakers: SuspendedRules::new(store.clone(), bus, config.breakers_max_age),
             store,
             clock,
             config,
@@ -337,7 +342,9 @@ impl Service {
             value
         });
         let suspended = match (&decision.outcome, &decision.rule) {
-            (Outcome::AutoApply, Some(rule)) => self.breakers.contains(&self.store, rule).await?,
+            (Outcome::AutoApply, Some(rule)) => {
+                self.breakers.contains(rule, target.merchant_id).await?
+            }
             _ => false,
         };
         if suspended {
@@ -405,7 +412,7 @@ impl Service {
         if log.status == HealingStatus::Failed {
             if let Some(rule) = &log.rule_name {
                 self.breakers
-                    .check(&self.store, &self.config, rule, now)
+                    .check(&self.config, rule, log.merchant_id, now)
                     .await?;
             }
         }
@@ -470,7 +477,7 @@ impl Service {
         let Some(patch) = decision
             .patch
             .as_deref()
-            .and_then(|name| self.patches.current(name))
+            .and_then(|name| self.patches.current(name, self.clock.now()))
         else {
             return Vec::new();
         };
@@ -515,7 +522,7 @@ impl Service {
                 reason: "the install has not reported its state in a heartbeat yet".into(),
             };
         };
-        let Some(patch) = self.patches.current(name) else {
+        let Some(patch) = self.patches.current(name, self.clock.now()) else {
             return Preparation::Failed {
                 patch: None,
                 kind: FailureKind::UnknownPatch,
@@ -733,7 +740,7 @@ impl Service {
         match &log.rule_name {
             Some(rule) => {
                 self.breakers
-                    .check(&self.store, &self.config, rule, now)
+                    .check(&self.config, rule, log.merchant_id, now)
                     .await
             }
             None => Ok(()),
@@ -927,36 +934,40 @@ impl Service {
 
     /// A loaded bundle by name and exact version: what a plugin downloads.
     pub fn bundle(&self, name: &str, version: &semver::Version) -> Option<Arc<LoadedPatch>> {
-        self.patches.get(name, version)
+        self.patches.get(name, version, self.clock.now())
     }
 
     /// The patch registry: loaded and refused bundles, with their run figures.
     pub fn registry(&self) -> RegistryStatus {
-        self.patches.status()
+        self.patches.status(self.clock.now())
     }
 
     pub async fn breakers(&self) -> Result<Vec<RuleBreaker>, ApiError> {
         Ok(self.store.rule_breakers().await?)
     }
 
-    /// Ops re-enable a suspended rule's auto-apply; audited. False when it was not
-    /// suspended.
+    /// Ops re-enable a suspended rule's auto-apply in a scope; audited. False when it was
+    /// not suspended there; not found when the rule is neither loaded nor was ever
+    /// suspended (a rule removed from the folder can still have its breaker closed).
     pub async fn resume_rule(
         &self,
         rule: &str,
+        scope: BreakerScope,
         reason: &str,
         audit: &AuditContext,
     ) -> Result<bool, ApiError> {
+        let loaded = self
+            .rules
+            .current()
+            .healing_rules()
+            .iter()
+            .any(|loaded| loaded.name == rule);
+        if !loaded && !self.store.rule_breaker_exists(rule).await? {
+            return Err(ApiError::NotFound { what: "rule" });
+        }
         Ok(self
             .breakers
-            .set(
-                &self.store,
-                rule,
-                false,
-                reason,
-                Some(audit),
-                self.clock.now(),
-            )
+            .set(rule, scope, false, reason, Some(audit), self.clock.now())
             .await?)
     }
 

@@ -8,6 +8,9 @@ use host::{
     AcceptedVersions, DryRun, Host, RunError, RunErrorKind, State, TrustedKeys, VerifiedBundle,
     VerifyError,
 };
+
+use super::store::AcceptedBundle;
+use crate::db::{Store, StoreError};
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -64,6 +67,12 @@ pub enum Refusal {
         version: semver::Version,
         file: String,
     },
+    #[error("{name} {version} was accepted before with other bytes (SHA-256 {accepted_sha256}); a release is never rebuilt under its version: sign a new one")]
+    Rebuilt {
+        name: String,
+        version: semver::Version,
+        accepted_sha256: String,
+    },
     #[error("module refused by the host: {0}")]
     Module(RunError),
 }
@@ -118,12 +127,64 @@ struct Catalog {
 }
 
 impl Catalog {
-    fn current(&self, name: &str) -> Option<&Arc<LoadedPatch>> {
+    fn current(&self, name: &str, now: DateTime<Utc>) -> Option<&Arc<LoadedPatch>> {
         self.bundles
             .range((name.to_owned(), semver::Version::new(0, 0, 0))..)
             .take_while(|((n, _), _)| n == name)
+            .filter(|(_, patch)| now < patch.verified.manifest().expires_at)
             .last()
             .map(|(_, patch)| patch)
+    }
+}
+
+/// What a new bundle is held to: every bundle accepted before, by this registry (its last
+/// catalog) and by any replica in any run (the store's record).
+struct Ledger {
+    /// (name, version) → the SHA-256 of the bytes accepted under it.
+    bytes: HashMap<(String, semver::Version), String>,
+    newest: AcceptedVersions,
+}
+
+impl Ledger {
+    fn new(previous: &Catalog, before: &[AcceptedBundle]) -> Self {
+        let mut ledger = Self {
+            bytes: HashMap::new(),
+            newest: AcceptedVersions::new(),
+        };
+        // The store's record first: where it and this process disagree, it was first.
+        let recorded = before.iter().filter_map(|bundle| {
+            let version = bundle.version.parse().ok()?;
+            Some((bundle.name.clone(), version, bundle.bundle_sha256.clone()))
+        });
+        let loaded = previous.bundles.values().map(|patch| {
+            (
+                patch.name().to_owned(),
+                patch.version().clone(),
+                patch.bundle_sha256.clone(),
+            )
+        });
+        for (name, version, sha256) in recorded.chain(loaded) {
+            ledger.newest.record_version(&name, &version);
+            ledger.bytes.entry((name, version)).or_insert(sha256);
+        }
+        ledger
+    }
+
+    /// The very bytes accepted before under their name and version, or a version above
+    /// every one accepted for the name.
+    fn admits(&self, manifest: &host::Manifest, sha256: &str) -> Result<(), Refusal> {
+        match self
+            .bytes
+            .get(&(manifest.name.clone(), manifest.version.clone()))
+        {
+            Some(accepted) if accepted == sha256 => Ok(()),
+            Some(accepted) => Err(Refusal::Rebuilt {
+                name: manifest.name.clone(),
+                version: manifest.version.clone(),
+                accepted_sha256: accepted.clone(),
+            }),
+            None => Ok(self.newest.check(manifest)?),
+        }
     }
 }
 
@@ -157,16 +218,23 @@ impl PatchRegistry {
         }
     }
 
-    /// Loads every `*.bundle.json` under `dir`; bundles that fail verification are refused
-    /// and listed, the others load.
-    pub fn load(host: Host, dir: &Path, trusted: TrustedKeys, now: DateTime<Utc>) -> Self {
-        let registry = Self {
+    /// A registry of the bundles under `dir`, none loaded yet: [`Self::sync`] loads them
+    /// against the store's record of what was accepted before.
+    pub fn open(host: Host, dir: &Path, trusted: TrustedKeys) -> Self {
+        Self {
             host: Some(host),
             dir: Some(dir.to_owned()),
             trusted,
             catalog: RwLock::default(),
             stats: Mutex::default(),
-        };
+        }
+    }
+
+    /// Loads every `*.bundle.json` under `dir`, held to nothing accepted before (a registry
+    /// without a store, as the CLI's and the tests'); bundles that fail verification are
+    /// refused and listed, the others load.
+    pub fn load(host: Host, dir: &Path, trusted: TrustedKeys, now: DateTime<Utc>) -> Self {
+        let registry = Self::open(host, dir, trusted);
         registry.reload(now);
         registry
     }
@@ -175,8 +243,23 @@ impl PatchRegistry {
         self.catalog.read().expect("catalog lock").clone()
     }
 
-    /// Re-reads the folder. Returns the refused files.
+    /// Re-reads the folder, holding new bundles to what this registry accepted before.
+    /// Returns the refused files.
     pub fn reload(&self, now: DateTime<Utc>) -> Vec<RefusedBundle> {
+        self.reload_against(now, &[])
+    }
+
+    /// Re-reads the folder, holding each new bundle to what this registry accepted before
+    /// and to `before` (the store's record of what every replica ever accepted): a bundle
+    /// is loaded if it is the very bytes accepted before under its name and version, or if
+    /// its version is above every version accepted for its name. Other bytes under a name
+    /// and version already accepted are refused, and the bundle loaded before stays. A
+    /// bundle that has expired is refused. Returns the refused files.
+    pub fn reload_against(
+        &self,
+        now: DateTime<Utc>,
+        before: &[AcceptedBundle],
+    ) -> Vec<RefusedBundle> {
         let Some(dir) = &self.dir else {
             return Vec::new();
         };
@@ -204,17 +287,13 @@ impl PatchRegistry {
             }
         };
         files.sort();
-        // What this registry accepted before: a new bundle must be above its newest.
-        let mut accepted = AcceptedVersions::new();
-        for patch in previous.bundles.values() {
-            accepted.record(patch.verified.manifest());
-        }
+        let ledger = Ledger::new(&previous, before);
         for path in files {
             let file = path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            match self.load_file(&path, &file, &previous, &accepted, now) {
+            match self.load_file(&path, &file, &ledger, now) {
                 Ok(patch) => {
                     let key = (patch.name().to_owned(), patch.version().clone());
                     if let Some(other) = next.bundles.get(&key) {
@@ -235,6 +314,20 @@ impl PatchRegistry {
                 Err(reason) => next.refused.push(RefusedBundle { file, reason }),
             }
         }
+        // A bundle replaced in place by other bytes under its version: the first stays.
+        for refused in &next.refused {
+            let replaced = match &refused.reason {
+                Refusal::Rebuilt { name, version, .. }
+                | Refusal::Verify(VerifyError::Replay { name, version }) => (name, version),
+                _ => continue,
+            };
+            let key = (replaced.0.clone(), replaced.1.clone());
+            if let Some(first) = previous.bundles.get(&key) {
+                if now < first.verified.manifest().expires_at {
+                    next.bundles.entry(key).or_insert_with(|| first.clone());
+                }
+            }
+        }
         for refused in &next.refused {
             tracing::warn!(event = "bundle_refused", file = %refused.file, reason = %refused.reason, "patch bundle refused");
         }
@@ -243,26 +336,19 @@ impl PatchRegistry {
         refused
     }
 
-    /// Verifies one bundle file. A bundle this registry loaded before (the very bytes) is
-    /// verified again (its expiry, say) but not held to the version rule; any other must be
-    /// above the newest version accepted for its name, as the host checks.
+    /// Verifies one bundle file and holds it to the ledger.
     fn load_file(
         &self,
         path: &Path,
         file: &str,
-        previous: &Catalog,
-        accepted: &AcceptedVersions,
+        ledger: &Ledger,
         now: DateTime<Utc>,
     ) -> Result<LoadedPatch, Refusal> {
         let bytes = std::fs::read(path).map_err(|e| Refusal::Unreadable(e.to_string()))?;
         let bundle_sha256 = host::bundle::sha256_hex(&bytes);
-        let known = previous
-            .bundles
-            .values()
-            .any(|patch| patch.bundle_sha256 == bundle_sha256);
-        let none = AcceptedVersions::new();
-        let versions = if known { &none } else { accepted };
-        let verified = host::verify_bundle(&bytes, &self.trusted, versions, now)?;
+        // Signature, keys, hashes, limits and expiry; the version rule is the ledger's.
+        let verified = host::verify_bundle(&bytes, &self.trusted, &AcceptedVersions::new(), now)?;
+        ledger.admits(verified.manifest(), &bundle_sha256)?;
         if let Some(host) = &self.host {
             host.prepare(&verified).map_err(Refusal::Module)?;
         }
@@ -274,16 +360,62 @@ impl PatchRegistry {
         })
     }
 
-    /// The version new detections use.
-    pub fn current(&self, name: &str) -> Option<Arc<LoadedPatch>> {
-        self.catalog().current(name).cloned()
+    /// What this registry has loaded, as the store records accepted bundles.
+    pub fn accepted(&self) -> Vec<AcceptedBundle> {
+        self.catalog()
+            .bundles
+            .values()
+            .map(|patch| AcceptedBundle {
+                name: patch.name().to_owned(),
+                version: patch.version().to_string(),
+                bundle_sha256: patch.bundle_sha256.clone(),
+            })
+            .collect()
     }
 
-    /// A loaded bundle by name and exact version (what a plugin downloads).
-    pub fn get(&self, name: &str, version: &semver::Version) -> Option<Arc<LoadedPatch>> {
+    /// Whether a loaded bundle has expired by `now` (a reload then refuses it).
+    pub fn has_expired(&self, now: DateTime<Utc>) -> bool {
+        self.catalog()
+            .bundles
+            .values()
+            .any(|patch| patch.verified.manifest().expires_at <= now)
+    }
+
+    /// Reloads against the store's record of accepted bundles, then records what is loaded:
+    /// every replica and every restart keeps to the versions any of them accepted.
+    pub async fn sync(
+        self: &Arc<Self>,
+        store: &Store,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<RefusedBundle>, StoreError> {
+        let before = store.accepted_bundles().await?;
+        let registry = self.clone();
+        let refused = tokio::task::spawn_blocking(move || registry.reload_against(now, &before))
+            .await
+            .expect("the registry's reload does not panic");
+        store.record_accepted_bundles(&self.accepted(), now).await?;
+        Ok(refused)
+    }
+
+    /// The version new detections use: the newest loaded that has not expired by `now`.
+    /// Expiry is checked here as well as by the watcher's reload, so an expired bundle is
+    /// never queued, however late the watcher runs.
+    pub fn current(&self, name: &str, now: DateTime<Utc>) -> Option<Arc<LoadedPatch>> {
+        self.catalog().current(name, now).cloned()
+    }
+
+    /// A loaded bundle by name and exact version (what a plugin downloads), unless it has
+    /// expired by `now`.
+    pub fn get(
+        &self,
+        name: &str,
+        version: &semver::Version,
+        now: DateTime<Utc>,
+    ) -> Option<Arc<LoadedPatch>> {
         self.catalog()
             .bundles
             .get(&(name.to_owned(), version.clone()))
+            .filter(|patch| now < patch.verified.manifest().expires_at)
             .cloned()
     }
 
@@ -324,7 +456,7 @@ impl PatchRegistry {
         }
     }
 
-    pub fn status(&self) -> RegistryStatus {
+    pub fn status(&self, now: DateTime<Utc>) -> RegistryStatus {
         let catalog = self.catalog();
         let stats = self.stats.lock().expect("patch stats").clone();
         let patches = catalog
@@ -333,7 +465,7 @@ impl PatchRegistry {
             .map(|patch| {
                 let manifest = patch.verified.manifest();
                 let current = catalog
-                    .current(&manifest.name)
+                    .current(&manifest.name, now)
                     .is_some_and(|c| Arc::ptr_eq(c, patch));
                 PatchListing {
                     name: manifest.name.clone(),
@@ -345,7 +477,11 @@ impl PatchRegistry {
                     bundle_sha256: patch.bundle_sha256.clone(),
                     expires_at: manifest.expires_at,
                     current,
-                    status: "loaded",
+                    status: if now < manifest.expires_at {
+                        "loaded"
+                    } else {
+                        "expired"
+                    },
                     runs: if current {
                         stats.get(&manifest.name).cloned().unwrap_or_default()
                     } else {
@@ -369,8 +505,15 @@ impl PatchRegistry {
     }
 }
 
-/// Polls the patches folder every `interval` and reloads when it changed.
-pub fn watch(tasks: &mut Tasks, registry: Arc<PatchRegistry>, clock: Clock, interval: Duration) {
+/// Polls the patches folder every `interval` and syncs the registry (see
+/// [`PatchRegistry::sync`]) when the folder changed or a loaded bundle has expired.
+pub fn watch(
+    tasks: &mut Tasks,
+    registry: Arc<PatchRegistry>,
+    store: Store,
+    clock: Clock,
+    interval: Duration,
+) {
     let Some(dir) = registry.dir().map(Path::to_owned) else {
         return;
     };
@@ -379,12 +522,12 @@ pub fn watch(tasks: &mut Tasks, registry: Arc<PatchRegistry>, clock: Clock, inte
         let now = folder_fingerprint(&dir);
         let changed = now != last;
         last = now;
-        let (registry, at) = (registry.clone(), clock.now());
+        let (registry, store, at) = (registry.clone(), store.clone(), clock.now());
         async move {
-            if changed {
-                tokio::task::spawn_blocking(move || registry.reload(at)).await?;
+            if changed || registry.has_expired(at) {
+                registry.sync(&store, at).await?;
             }
-            Ok::<(), tokio::task::JoinError>(())
+            Ok::<(), StoreError>(())
         }
     });
 }

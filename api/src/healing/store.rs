@@ -770,15 +770,93 @@ impl HealingStats {
 pub struct RuleOutcomes {
     pub finished: i64,
     pub bad: i64,
+    /// The merchants whose installs had the bad ones.
+    pub merchants: i64,
 }
 
-#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+/// A patch bundle a registry accepted once: its name, version and the SHA-256 of its bytes.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct AcceptedBundle {
+    pub name: String,
+    pub version: String,
+    pub bundle_sha256: String,
+}
+
+/// Whose auto-apply a rule breaker suspends: every install's, or one merchant's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BreakerScope {
+    Fleet,
+    Merchant(Uuid),
+}
+
+impl BreakerScope {
+    /// The scope's `merchant_id` column: the nil UUID stands for the fleet (migration 0015).
+    fn column(self) -> Uuid {
+        match self {
+            Self::Fleet => Uuid::nil(),
+            Self::Merchant(id) => id,
+        }
+    }
+
+    fn of_column(merchant_id: Uuid) -> Self {
+        if merchant_id.is_nil() {
+            Self::Fleet
+        } else {
+            Self::Merchant(merchant_id)
+        }
+    }
+
+    pub fn merchant_id(self) -> Option<Uuid> {
+        match self {
+            Self::Fleet => None,
+            Self::Merchant(id) => Some(id),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Fleet => "fleet",
+            Self::Merchant(_) => "merchant",
+        }
+    }
+}
+
+/// A rule breaker as Ops see it: `scope` is `fleet` (with `merchant_id` null) or
+/// `merchant`.
+#[derive(Clone, Debug, Serialize)]
 pub struct RuleBreaker {
     pub rule_name: String,
+    pub scope: &'static str,
+    pub merchant_id: Option<Uuid>,
     pub suspended: bool,
     pub reason: String,
     pub changed_by: Option<Uuid>,
     pub changed_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+struct RuleBreakerRow {
+    rule_name: String,
+    merchant_id: Uuid,
+    suspended: bool,
+    reason: String,
+    changed_by: Option<Uuid>,
+    changed_at: DateTime<Utc>,
+}
+
+impl From<RuleBreakerRow> for RuleBreaker {
+    fn from(row: RuleBreakerRow) -> Self {
+        let scope = BreakerScope::of_column(row.merchant_id);
+        Self {
+            rule_name: row.rule_name,
+            scope: scope.as_str(),
+            merchant_id: scope.merchant_id(),
+            suspended: row.suspended,
+            reason: row.reason,
+            changed_by: row.changed_by,
+            changed_at: row.changed_at,
+        }
+    }
 }
 
 fn conflict(log: &HealingLog, next: HealingStatus) -> StoreError {
@@ -1213,13 +1291,15 @@ impl Store {
         Ok(stats)
     }
 
-    /// How the rule's auto-applied patches ended since `since`: finished (applied, failed,
-    /// or being, been or failing to be rolled back) and bad (all but applied). The filter
-    /// is spelled as the partial index `plugin_auto_healing_logs_rule_outcomes` is
-    /// (migration 0009), so both backends read only those rows.
+    /// How the rule's auto-applied patches ended since `since`, at the scope's installs:
+    /// finished (applied, failed, or being, been or failing to be rolled back), bad (all
+    /// but applied) and the merchants of the bad ones. The filter is spelled as the partial
+    /// index `plugin_auto_healing_logs_rule_outcomes` is (migration 0009), so both backends
+    /// read only those rows.
     pub async fn rule_outcomes(
         &self,
         rule_name: &str,
+        scope: BreakerScope,
         since: DateTime<Utc>,
     ) -> Result<RuleOutcomes, StoreError> {
         // A failure that says nothing of the patch (no snapshot, parameters it refused
@@ -1227,48 +1307,73 @@ impl Store {
         let not_the_patchs: Vec<String> = FailureKind::not_the_patchs()
             .map(|kind| format!("'{}'", kind.as_str()))
             .collect();
+        let merchant = match scope {
+            BreakerScope::Fleet => "",
+            BreakerScope::Merchant(_) => " AND merchant_id = $3",
+        };
         let sql = format!(
             "SELECT COUNT(*) AS finished, \
-                    COALESCE(SUM(CASE WHEN status <> 'applied' THEN 1 ELSE 0 END), 0) AS bad \
+                    COALESCE(SUM(CASE WHEN status <> 'applied' THEN 1 ELSE 0 END), 0) AS bad, \
+                    COUNT(DISTINCT CASE WHEN status <> 'applied' THEN merchant_id END) AS merchants \
              FROM plugin_auto_healing_logs \
              WHERE rule_name = $1 AND updated_at >= $2 \
                AND auto_applied = TRUE \
                AND status IN ('applied', 'failed', 'rolling_back', 'rolled_back', 'rollback_failed') \
-               AND (failure_kind IS NULL OR failure_kind NOT IN ({}))",
+               AND (failure_kind IS NULL OR failure_kind NOT IN ({})){merchant}",
             not_the_patchs.join(", ")
         );
-        Ok(
-            on_pool!(self, pool => sqlx::query_as::<_, RuleOutcomes>(&sql)
-        .bind(rule_name)
-        .bind(since)
-        .fetch_one(pool)
-        .await?),
-        )
+        Ok(on_pool!(self, pool => {
+            let query = sqlx::query_as::<_, RuleOutcomes>(&sql).bind(rule_name).bind(since);
+            match scope {
+                BreakerScope::Fleet => query,
+                BreakerScope::Merchant(id) => query.bind(id),
+            }
+            .fetch_one(pool)
+            .await?
+        }))
     }
 
     pub async fn rule_breakers(&self) -> Result<Vec<RuleBreaker>, StoreError> {
-        Ok(on_pool!(self, pool => sqlx::query_as::<_, RuleBreaker>(
-            "SELECT rule_name, suspended, reason, changed_by, changed_at FROM healing_rule_breakers ORDER BY rule_name",
-        )
-        .fetch_all(pool)
-        .await?))
-    }
-
-    /// The rules whose auto-apply is suspended now.
-    pub async fn suspended_rules(&self) -> Result<HashSet<String>, StoreError> {
-        let rules: Vec<String> = on_pool!(self, pool => sqlx::query_scalar(
-            "SELECT rule_name FROM healing_rule_breakers WHERE suspended",
+        let rows = on_pool!(self, pool => sqlx::query_as::<_, RuleBreakerRow>(
+            "SELECT rule_name, merchant_id, suspended, reason, changed_by, changed_at \
+             FROM healing_rule_breakers ORDER BY rule_name, merchant_id",
         )
         .fetch_all(pool)
         .await?);
-        Ok(rules.into_iter().collect())
+        Ok(rows.into_iter().map(RuleBreaker::from).collect())
     }
 
-    /// Opens or closes a rule's breaker. `audit` is None when the loop trips it itself.
-    /// Returns false when it was already in that state.
+    /// Whether a breaker of the rule was ever stored (in either scope).
+    pub async fn rule_breaker_exists(&self, rule_name: &str) -> Result<bool, StoreError> {
+        let found: Option<i64> = on_pool!(self, pool => sqlx::query_scalar(
+            "SELECT 1 FROM healing_rule_breakers WHERE rule_name = $1 LIMIT 1",
+        )
+        .bind(rule_name)
+        .fetch_optional(pool)
+        .await?);
+        Ok(found.is_some())
+    }
+
+    /// The rules whose auto-apply is suspended now, with the scope of each suspension.
+    pub async fn suspended_rules(&self) -> Result<HashSet<(String, BreakerScope)>, StoreError> {
+        let rules: Vec<(String, Uuid)> = on_pool!(self, pool => sqlx::query_as(
+            "SELECT rule_name, merchant_id FROM healing_rule_breakers WHERE suspended",
+        )
+        .fetch_all(pool)
+        .await?);
+        Ok(rules
+            .into_iter()
+            .map(|(rule, merchant_id)| (rule, BreakerScope::of_column(merchant_id)))
+            .collect())
+    }
+
+    /// Opens or closes a rule's breaker in a scope. `audit` is None when the loop trips it
+    /// itself. Returns false when it was already in that state; closing one that was never
+    /// opened stores nothing.
     pub async fn set_rule_breaker(
         &self,
         rule_name: &str,
+        scope: BreakerScope,
         suspended: bool,
         reason: &str,
         audit: Option<&AuditContext>,
@@ -1276,13 +1381,18 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let mut transaction = self.begin().await?;
         let tx = &mut transaction.tx();
-        let done = on_tx!(tx, c => execute sqlx::query(
-            "INSERT INTO healing_rule_breakers (rule_name, suspended, reason, changed_by, changed_at) \
-             VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (rule_name) DO UPDATE SET suspended = $2, reason = $3, changed_by = $4, changed_at = $5 \
-             WHERE healing_rule_breakers.suspended <> $2",
-        )
+        let sql = if suspended {
+            "INSERT INTO healing_rule_breakers (rule_name, merchant_id, suspended, reason, changed_by, changed_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (rule_name, merchant_id) DO UPDATE SET suspended = $3, reason = $4, changed_by = $5, changed_at = $6 \
+             WHERE healing_rule_breakers.suspended <> $3"
+        } else {
+            "UPDATE healing_rule_breakers SET suspended = $3, reason = $4, changed_by = $5, changed_at = $6 \
+             WHERE rule_name = $1 AND merchant_id = $2 AND suspended <> $3"
+        };
+        let done = on_tx!(tx, c => execute sqlx::query(sql)
         .bind(rule_name)
+        .bind(scope.column())
         .bind(suspended)
         .bind(reason)
         .bind(audit.and_then(|a| a.actor_id))
@@ -1304,13 +1414,49 @@ impl Store {
                 action,
                 "healing_rule",
                 Some(rule_name.to_owned()),
-                json!({"reason": reason, "changed": changed}),
+                json!({"reason": reason, "changed": changed, "scope": scope.as_str(),
+                       "merchant_id": scope.merchant_id()}),
                 now,
             )
             .await?;
         }
         transaction.commit().await?;
         Ok(changed)
+    }
+
+    /// Every patch bundle a registry accepted (migration 0016).
+    pub async fn accepted_bundles(&self) -> Result<Vec<AcceptedBundle>, StoreError> {
+        Ok(on_pool!(self, pool => sqlx::query_as::<_, AcceptedBundle>(
+            "SELECT name, version, bundle_sha256 FROM patch_bundles_accepted ORDER BY name, version",
+        )
+        .fetch_all(pool)
+        .await?))
+    }
+
+    /// Records bundles as accepted. A name and version already recorded (by this replica or
+    /// another) keeps the bytes recorded first.
+    pub async fn record_accepted_bundles(
+        &self,
+        bundles: &[AcceptedBundle],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        if bundles.is_empty() {
+            return Ok(());
+        }
+        let mut transaction = self.begin().await?;
+        let tx = &mut transaction.tx();
+        for bundle in bundles {
+            on_tx!(tx, c => execute sqlx::query(
+                "INSERT INTO patch_bundles_accepted (name, version, bundle_sha256, accepted_at) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (name, version) DO NOTHING",
+            )
+            .bind(&bundle.name)
+            .bind(&bundle.version)
+            .bind(&bundle.bundle_sha256)
+            .bind(now))?;
+        }
+        transaction.commit().await?;
+        Ok(())
     }
 
     /// Installs whose patch was applied between `applied_from` and `applied_to` and is still

@@ -32,18 +32,33 @@ pub fn read_rule_files(dir: &Path) -> std::io::Result<Vec<(String, String)>> {
     })
 }
 
-/// Every file under `dir`, as (relative path, text), sorted.
+/// Every file under `dir`, as (relative path, text), sorted. A symbolic link anywhere
+/// below `dir` is an error naming it: what is loaded is what lies in the folder, never a
+/// file elsewhere that a link points to (`dir` itself may be a link).
 pub fn read_tree(dir: &Path) -> std::io::Result<Vec<(String, String)>> {
     let mut paths = Vec::new();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(folder) = pending.pop() {
         for entry in std::fs::read_dir(&folder)? {
-            let path = entry?.path();
-            if path.is_dir() {
+            let entry = entry?;
+            let path = entry.path();
+            let relative = path
+                .strip_prefix(dir)
+                .unwrap_or(&path)
+                .to_string_lossy()
+                .into_owned();
+            // The entry's own type: a link is not followed.
+            let kind = entry.file_type()?;
+            if kind.is_symlink() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("{relative}: a symbolic link, refused: rule files must be regular files inside the folder"),
+                ));
+            }
+            if kind.is_dir() {
                 pending.push(path);
             } else {
-                let relative = path.strip_prefix(dir).unwrap_or(&path);
-                paths.push((relative.to_string_lossy().into_owned(), path));
+                paths.push((relative, path));
             }
         }
     }
