@@ -45,7 +45,9 @@ python3 benches/fleet_seed.py load postgres "$url" --installs "$installs" --even
 addresses=()
 for replica in 1 2; do
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  RUST_LOG=warn DATABASE_URL=$url $bin serve --listen 127.0.0.1:$port ${AUTOHEAL_BENCH_SERVE_ARGS:-} &
+  # One merchant holds the whole fleet: its install quota is raised above it (an env var,
+  # which binaries from before the quota ignore).
+  AUTOHEAL_MAX_INSTALLS_PER_MERCHANT=$(( installs * 2 )) RUST_LOG=warn DATABASE_URL=$url $bin serve --listen 127.0.0.1:$port ${AUTOHEAL_BENCH_SERVE_ARGS:-} &
   servers+=($!)
   addresses+=(127.0.0.1:$port)
   for _ in $(seq 1 300); do curl -sf http://127.0.0.1:$port/healthz >/dev/null && break; sleep 0.1; done

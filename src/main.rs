@@ -11,6 +11,7 @@ use api::healing::HealingConfig;
 use api::interop::InteropConfig;
 use api::ops::retention::RetentionConfig;
 use api::ops::{AlertChannels, JobsConfig};
+use api::quotas::QuotaConfig;
 use api::rules::Rules;
 use api::tasks::Tasks;
 use api::{AppState, Clock, ServerConfig};
@@ -372,6 +373,14 @@ struct ServeArgs {
     /// Largest request body accepted, in bytes (larger: 413).
     #[arg(long, env = "AUTOHEAL_MAX_BODY_BYTES", value_parser = clap::value_parser!(u64).range(1..), default_value_t = ServerConfig::default().max_body_bytes as u64)]
     max_body_bytes: u64,
+    /// Installations one merchant may have; a first heartbeat from a site beyond it is a
+    /// 429 `quota_exceeded`.
+    #[arg(long, env = "AUTOHEAL_MAX_INSTALLS_PER_MERCHANT", value_parser = clap::value_parser!(i64).range(1..), default_value_t = QuotaConfig::default().max_installs_per_merchant)]
+    max_installs_per_merchant: i64,
+    /// Telemetry and interop events one merchant's keys may post per second, per replica
+    /// (0: no limit); beyond it a 429 `quota_exceeded` with `Retry-After`.
+    #[arg(long, env = "AUTOHEAL_MERCHANT_EVENTS_PER_SECOND", default_value_t = QuotaConfig::default().merchant_events_per_second)]
+    merchant_events_per_second: u32,
     /// How long a verified credential is trusted without asking the store, in ms.
     #[arg(long, env = "AUTOHEAL_AUTH_CACHE_TTL_MS", default_value_t = ServerConfig::default().auth_cache_ttl.as_millis() as u64)]
     auth_cache_ttl_ms: u64,
@@ -806,6 +815,10 @@ fn server_config(args: &ServeArgs) -> ServerConfig {
             max_variables: args.script_max_variables as usize,
             max_functions: args.script_max_functions as usize,
             ..defaults.script_limits
+        },
+        quotas: QuotaConfig {
+            max_installs_per_merchant: args.max_installs_per_merchant,
+            merchant_events_per_second: args.merchant_events_per_second,
         },
         flags: FlagsConfig {
             refresh: Duration::from_millis(args.flags_refresh_ms),

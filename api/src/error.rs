@@ -31,6 +31,12 @@ pub enum ApiError {
     NotFound { what: &'static str },
     #[error("rate limit exceeded")]
     RateLimited { retry_after_secs: u64 },
+    /// A merchant's quota (installations, event rate) is spent.
+    #[error("{message}")]
+    QuotaExceeded {
+        message: String,
+        retry_after_secs: u64,
+    },
     #[error("{message}")]
     Conflict { message: String },
     /// A rule set with errors; the previous set stays in force.
@@ -97,6 +103,12 @@ impl ApiError {
                 self.to_string(),
                 None,
             ),
+            Self::QuotaExceeded { message, .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "quota_exceeded",
+                message.clone(),
+                None,
+            ),
             Self::Conflict { message } => (StatusCode::CONFLICT, "conflict", message.clone(), None),
             Self::RulesRefused { .. } => (
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -145,7 +157,11 @@ impl IntoResponse for ApiError {
             body["error"]["errors"] = json!(errors);
         }
         let mut response = (status, axum::Json(body)).into_response();
-        if let Self::RateLimited { retry_after_secs } = self {
+        if let Self::RateLimited { retry_after_secs }
+        | Self::QuotaExceeded {
+            retry_after_secs, ..
+        } = self
+        {
             response.headers_mut().insert(
                 header::RETRY_AFTER,
                 HeaderValue::from(retry_after_secs.max(1)),

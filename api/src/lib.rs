@@ -34,6 +34,7 @@ pub mod histogram;
 mod http;
 pub mod interop;
 pub mod ops;
+pub mod quotas;
 pub mod rules;
 pub mod schemas;
 pub mod snapshot;
@@ -78,6 +79,7 @@ pub struct ServerConfig {
     pub notifications: NotificationConfig,
     pub jobs: JobsConfig,
     pub alerts: AlertChannels,
+    pub quotas: quotas::QuotaConfig,
 }
 
 impl Default for ServerConfig {
@@ -94,6 +96,7 @@ impl Default for ServerConfig {
             notifications: NotificationConfig::default(),
             jobs: JobsConfig::default(),
             alerts: AlertChannels::default(),
+            quotas: quotas::QuotaConfig::default(),
         }
     }
 }
@@ -120,6 +123,8 @@ pub struct AppState {
     pub delivery: Arc<delivery::Service>,
     pub ops: Arc<ops::Service>,
     pub rules_admin: Arc<rules::Service>,
+    /// Each merchant's event rate (telemetry and interop events share it).
+    pub event_rate: Arc<quotas::EventRate>,
 }
 
 impl AppState {
@@ -210,6 +215,7 @@ impl AppBuilder {
             snapshot.clone(),
             notices.clone(),
             config.jobs.metrics_refresh,
+            config.quotas.max_installs_per_merchant,
         ));
         let healing = Arc::new(healing::Service::new(
             store.clone(),
@@ -262,6 +268,9 @@ impl AppBuilder {
                 rules.clone(),
                 store.clone(),
                 clock.clone(),
+            )),
+            event_rate: Arc::new(quotas::EventRate::new(
+                config.quotas.merchant_events_per_second,
             )),
             store,
             clock,

@@ -16,6 +16,7 @@ mod notifications;
 mod ops_cli;
 mod outbox;
 mod patch_registry;
+mod quotas;
 mod reported_errors;
 mod retention;
 mod rule_breakers;

@@ -13,6 +13,7 @@ use crate::auth::{Merchant, Ops, Permission};
 use crate::error::ApiError;
 use crate::extract::{uuid_param, JsonBody, QueryParams};
 use crate::http::{check_len, check_reason, page, parse_version, StatsQuery};
+use crate::quotas::EventRate;
 use crate::values::closed_set;
 use crate::{AppState, Clock};
 use axum::extract::{Path, State};
@@ -208,10 +209,12 @@ async fn heartbeat(
 
 async fn event(
     State(fleet): State<Arc<Service>>,
+    State(event_rate): State<Arc<EventRate>>,
     merchant: Merchant,
     JsonBody(request): JsonBody<EventRequest>,
 ) -> Result<Json<Value>, ApiError> {
     check_merchant(&merchant, request.merchant_id)?;
+    event_rate.take(merchant.merchant_id)?;
     check_optional_len("message", &request.message, 8 * 1024)?;
     check_optional_len("stack_trace", &request.stack_trace, 64 * 1024)?;
     let site_url = normalize_site_url(request.site_url)?;

@@ -42,7 +42,7 @@ pub struct HeartbeatAnswer {
     pub toggles: Map<String, Value>,
     /// In-app upgrade notices not acknowledged yet (each stays until it is).
     pub notices: Vec<Notification>,
-    /// The value of every flag for this install.
+    /// The value of every flag for plugins (`audience: plugins`) for this install.
     pub flags: Map<String, Value>,
 }
 
@@ -57,6 +57,8 @@ pub struct Service {
     heartbeat_latency: Histogram,
     /// The fleet's error-rate figures, refreshed off the request path.
     rates: Snapshot<FleetRates>,
+    /// Installations one merchant may have (see [`crate::quotas`]).
+    max_installs_per_merchant: i64,
 }
 
 impl Service {
@@ -66,6 +68,7 @@ impl Service {
         flags: Arc<Flags>,
         notices: Arc<PendingNotices>,
         rates_refresh: std::time::Duration,
+        max_installs_per_merchant: i64,
     ) -> Self {
         Self {
             store,
@@ -75,6 +78,7 @@ impl Service {
             notices,
             heartbeat_latency: Histogram::default(),
             rates: Snapshot::new(rates_refresh),
+            max_installs_per_merchant,
         }
     }
 
@@ -95,6 +99,9 @@ impl Service {
     async fn record_heartbeat(&self, record: HeartbeatRecord) -> Result<HeartbeatAnswer, ApiError> {
         let key = InstallKey::of(record.merchant_id, &record.cms, &record.site_url);
         self.rate_limited(&key)?;
+        if !self.rate_limiter.knows(&key) {
+            self.within_install_quota(&key).await?;
+        }
         let mut flag_context = crate::flags::install_context(
             record.merchant_id,
             &record.cms,
@@ -140,6 +147,26 @@ impl Service {
             &record.site_url,
         ))?;
         Ok(self.store.write(record, self.clock.now()).await?)
+    }
+
+    /// A heartbeat from an install this replica has not seen: refused when it would be a
+    /// new install beyond the merchant's quota. This replica remembers every install it
+    /// answered, so the existence check runs once per install and replica.
+    async fn within_install_quota(&self, key: &InstallKey) -> Result<(), ApiError> {
+        if self.store.installation_exists(key).await? {
+            return Ok(());
+        }
+        let installs = self.store.merchant_installations(key.merchant_id).await?;
+        if installs >= self.max_installs_per_merchant {
+            return Err(ApiError::QuotaExceeded {
+                message: format!(
+                    "this merchant has {installs} installations, its quota (--max-installs-per-merchant {}); a new site is refused",
+                    self.max_installs_per_merchant
+                ),
+                retry_after_secs: crate::quotas::INSTALL_QUOTA_RETRY_AFTER_SECS,
+            });
+        }
+        Ok(())
     }
 
     fn rate_limited(&self, key: &InstallKey) -> Result<(), ApiError> {

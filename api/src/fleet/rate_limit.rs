@@ -69,6 +69,14 @@ impl RateLimiter {
         }
     }
 
+    /// Whether a heartbeat of the install was answered here (its id is known).
+    pub fn knows(&self, key: &InstallKey) -> bool {
+        self.installations
+            .lock()
+            .expect("rate limiter")
+            .contains_key(key)
+    }
+
     /// Takes one request from the installation's bucket. `Err(seconds)` says
     /// when the next one is allowed.
     pub fn check(&self, key: &InstallKey) -> Result<(), u64> {

@@ -2,6 +2,7 @@
 //! the hourly rollups beside the events), Ops toggles, properties, the version registry.
 //! The list and overview reads are in `read_model.rs`.
 
+use super::rate_limit::InstallKey;
 use super::read_model::{outcome_of, rollup_hour, FleetRates};
 use crate::db::{
     insert_audit, on_pool, on_tx, AuditContext, Backend, BackendKind, Batched, Store, StoreError,
@@ -242,6 +243,29 @@ const TOGGLE_COLUMNS: &str = "id, installation_id AS plugin_id, toggle_key, togg
      expires_at, created_by, created_at";
 
 impl Store {
+    /// Whether the install a plugin names exists.
+    pub async fn installation_exists(&self, key: &InstallKey) -> Result<bool, StoreError> {
+        let found: i64 = on_pool!(self, pool => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM plugin_installations WHERE merchant_id = $1 AND cms = $2 AND site_url = $3",
+        )
+        .bind(key.merchant_id)
+        .bind(&key.cms)
+        .bind(&key.site_url)
+        .fetch_one(pool)
+        .await?);
+        Ok(found > 0)
+    }
+
+    /// How many installations the merchant has (its index range; at most the quota).
+    pub async fn merchant_installations(&self, merchant_id: Uuid) -> Result<i64, StoreError> {
+        Ok(on_pool!(self, pool => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM plugin_installations WHERE merchant_id = $1",
+        )
+        .bind(merchant_id)
+        .fetch_one(pool)
+        .await?))
+    }
+
     pub async fn installation(
         &self,
         id: Uuid,

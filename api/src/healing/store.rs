@@ -1345,13 +1345,13 @@ impl Store {
 
     /// Whether a breaker of the rule was ever stored (in either scope).
     pub async fn rule_breaker_exists(&self, rule_name: &str) -> Result<bool, StoreError> {
-        let found: Option<i64> = on_pool!(self, pool => sqlx::query_scalar(
-            "SELECT 1 FROM healing_rule_breakers WHERE rule_name = $1 LIMIT 1",
+        let found: i64 = on_pool!(self, pool => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM healing_rule_breakers WHERE rule_name = $1",
         )
         .bind(rule_name)
-        .fetch_optional(pool)
+        .fetch_one(pool)
         .await?);
-        Ok(found.is_some())
+        Ok(found > 0)
     }
 
     /// The rules whose auto-apply is suspended now, with the scope of each suspension.

@@ -9,6 +9,7 @@ use crate::clock::Clock;
 use crate::error::ApiError;
 use crate::extract::{JsonBody, QueryParams};
 use crate::http::{check_len, days_ago, page, StatsQuery};
+use crate::quotas::EventRate;
 use crate::values::closed_set;
 use crate::AppState;
 use axum::extract::State;
@@ -51,9 +52,11 @@ struct EventRequest {
 /// payload does not fit it (stored as failed with the reason, never dropped).
 async fn ingest(
     State(interop): State<Arc<Service>>,
+    State(event_rate): State<Arc<EventRate>>,
     merchant: Merchant,
     JsonBody(request): JsonBody<EventRequest>,
 ) -> Result<Response, ApiError> {
+    event_rate.take(merchant.merchant_id)?;
     if request.event_type.trim().is_empty() {
         return Err(ApiError::invalid("event_type", "must not be empty"));
     }

@@ -1,0 +1,87 @@
+//! Per-merchant quotas (issue 17): no tenant takes an unbounded share of the store or of the
+//! ingest path. A merchant may have at most `max_installs_per_merchant` installations (a
+//! first heartbeat beyond it is refused), and its keys together may post at most
+//! `merchant_events_per_second` telemetry and interop events (a token bucket per merchant,
+//! holding one second's worth). Both are answered 429 with `Retry-After`.
+//!
+//! The event rate is counted per replica, so N replicas admit up to N times the rate. The
+//! install quota is counted in the store when a site this replica has not answered before
+//! is not an install yet, so only first heartbeats of new sites in flight at the same moment
+//! can pass it, by their number.
+
+use crate::error::ApiError;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+use uuid::Uuid;
+
+#[derive(Clone, Debug)]
+pub struct QuotaConfig {
+    /// Installations one merchant may have.
+    pub max_installs_per_merchant: i64,
+    /// Telemetry and interop events one merchant's keys may post per second, per replica
+    /// (0: no limit).
+    pub merchant_events_per_second: u32,
+}
+
+impl Default for QuotaConfig {
+    fn default() -> Self {
+        Self {
+            max_installs_per_merchant: 10_000,
+            merchant_events_per_second: 1_000,
+        }
+    }
+}
+
+/// How long a merchant at its install quota is told to wait: the quota does not refill, so
+/// this is a polite interval for a plugin's retry, not a promise.
+pub const INSTALL_QUOTA_RETRY_AFTER_SECS: u64 = 3_600;
+
+struct Bucket {
+    tokens: f64,
+    refilled_at: Instant,
+}
+
+/// The event rate of each merchant, as a token bucket refilled at the configured rate.
+pub struct EventRate {
+    per_second: u32,
+    buckets: Mutex<HashMap<Uuid, Bucket>>,
+}
+
+impl EventRate {
+    pub fn new(per_second: u32) -> Self {
+        Self {
+            per_second,
+            buckets: Mutex::default(),
+        }
+    }
+
+    /// Takes one event from the merchant's bucket, or says when the next one is allowed.
+    pub fn take(&self, merchant_id: Uuid) -> Result<(), ApiError> {
+        if self.per_second == 0 {
+            return Ok(());
+        }
+        let rate = f64::from(self.per_second);
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().expect("event rate");
+        let bucket = buckets.entry(merchant_id).or_insert(Bucket {
+            tokens: rate,
+            refilled_at: now,
+        });
+        let elapsed = now.duration_since(bucket.refilled_at).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * rate).min(rate);
+        bucket.refilled_at = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            return Ok(());
+        }
+        let wait = ((1.0 - bucket.tokens) / rate).ceil() as u64;
+        Err(ApiError::QuotaExceeded {
+            message: format!(
+                "this merchant's keys may post {} events per second (--merchant-events-per-second)",
+                self.per_second
+            ),
+            retry_after_secs: wait.max(1),
+        })
+    }
+}
