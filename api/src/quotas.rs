@@ -5,9 +5,9 @@
 //! holding one second's worth). Both are answered 429 with `Retry-After`.
 //!
 //! The event rate is counted per replica, so N replicas admit up to N times the rate. The
-//! install quota is counted in the store when a site this replica has not answered before
-//! is not an install yet, so only first heartbeats of new sites in flight at the same moment
-//! can pass it, by their number.
+//! install quota is counted in the store: a replica reads a merchant's count at most once a
+//! second and counts the new sites it lets through meanwhile, so within one second the other
+//! replicas' new sites can pass the quota, by their number.
 
 use crate::error::ApiError;
 use std::collections::HashMap;

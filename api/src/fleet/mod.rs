@@ -59,7 +59,29 @@ pub struct Service {
     rates: Snapshot<FleetRates>,
     /// Installations one merchant may have (see [`crate::quotas`]).
     max_installs_per_merchant: i64,
+    /// Each merchant's installation count as last read, with the new sites let through
+    /// since: a merchant adding sites costs one count per second, not one per site.
+    install_counts: std::sync::Mutex<std::collections::HashMap<Uuid, InstallCount>>,
 }
+
+/// A merchant's installation count as this replica knows it.
+struct InstallCount {
+    read: i64,
+    read_at: std::time::Instant,
+    /// New sites let through since the read.
+    added_since: i64,
+}
+
+/// What the count as last read says of a new site.
+enum NewSite {
+    Admitted,
+    AtQuota(i64),
+    CountTooOld,
+}
+
+/// How long a merchant's installation count is trusted (with the sites this replica added
+/// since) before it is read again.
+const INSTALL_COUNT_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Service {
     pub fn new(
@@ -79,6 +101,7 @@ impl Service {
             heartbeat_latency: Histogram::default(),
             rates: Snapshot::new(rates_refresh),
             max_installs_per_merchant,
+            install_counts: std::sync::Mutex::default(),
         }
     }
 
@@ -151,22 +174,58 @@ impl Service {
 
     /// A heartbeat from an install this replica has not seen: refused when it would be a
     /// new install beyond the merchant's quota. This replica remembers every install it
-    /// answered, so the existence check runs once per install and replica.
+    /// answered, so the existence check runs once per install and replica, and the
+    /// merchant's count, for a new site, at most once a second (the sites added since are
+    /// counted here): neither a merchant adding thousands of sites nor one hammering at its
+    /// quota costs a count per request.
     async fn within_install_quota(&self, key: &InstallKey) -> Result<(), ApiError> {
         if self.store.installation_exists(key).await? {
             return Ok(());
         }
-        let installs = self.store.merchant_installations(key.merchant_id).await?;
+        let installs = match self.admit_new_site(key.merchant_id) {
+            NewSite::Admitted => return Ok(()),
+            NewSite::AtQuota(installs) => installs,
+            NewSite::CountTooOld => {
+                let read = self.store.merchant_installations(key.merchant_id).await?;
+                self.install_counts.lock().expect("install counts").insert(
+                    key.merchant_id,
+                    InstallCount {
+                        read,
+                        read_at: std::time::Instant::now(),
+                        added_since: 0,
+                    },
+                );
+                match self.admit_new_site(key.merchant_id) {
+                    NewSite::Admitted => return Ok(()),
+                    _ => read,
+                }
+            }
+        };
+        Err(ApiError::QuotaExceeded {
+            message: format!(
+                "this merchant has {installs} installations, its quota (--max-installs-per-merchant {}); a new site is refused",
+                self.max_installs_per_merchant
+            ),
+            retry_after_secs: crate::quotas::INSTALL_QUOTA_RETRY_AFTER_SECS,
+        })
+    }
+
+    /// Counts a new site against the merchant's count as last read, if that count is at
+    /// most a second old and the quota has room.
+    fn admit_new_site(&self, merchant_id: Uuid) -> NewSite {
+        let mut counts = self.install_counts.lock().expect("install counts");
+        let Some(count) = counts
+            .get_mut(&merchant_id)
+            .filter(|count| count.read_at.elapsed() < INSTALL_COUNT_MAX_AGE)
+        else {
+            return NewSite::CountTooOld;
+        };
+        let installs = count.read + count.added_since;
         if installs >= self.max_installs_per_merchant {
-            return Err(ApiError::QuotaExceeded {
-                message: format!(
-                    "this merchant has {installs} installations, its quota (--max-installs-per-merchant {}); a new site is refused",
-                    self.max_installs_per_merchant
-                ),
-                retry_after_secs: crate::quotas::INSTALL_QUOTA_RETRY_AFTER_SECS,
-            });
+            return NewSite::AtQuota(installs);
         }
-        Ok(())
+        count.added_since += 1;
+        NewSite::Admitted
     }
 
     fn rate_limited(&self, key: &InstallKey) -> Result<(), ApiError> {
