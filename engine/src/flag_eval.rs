@@ -1060,9 +1060,9 @@ impl FlagSnapshot {
         context: &EvalContext,
         now: DateTime<Utc>,
     ) -> Evaluation<'a> {
-        match self.flags.get(key) {
-            Some(flag) if flag.definition.audience == Audience::Plugins => {
-                flag.evaluate(context, now)
+        match self.definition(key) {
+            Some(definition) if definition.audience == Audience::Plugins => {
+                self.evaluate(key, context, now)
             }
             _ => Evaluation::error(ErrorCode::FlagNotFound),
         }

@@ -314,16 +314,18 @@ impl PatchRegistry {
                 Err(reason) => next.refused.push(RefusedBundle { file, reason }),
             }
         }
-        // A bundle replaced in place by other bytes under its version: the first stays.
+        // A bundle replaced in place by other bytes under its version: the first stays,
+        // unless the store recorded other bytes first (another replica won that race).
         for refused in &next.refused {
-            let replaced = match &refused.reason {
-                Refusal::Rebuilt { name, version, .. }
-                | Refusal::Verify(VerifyError::Replay { name, version }) => (name, version),
-                _ => continue,
+            let Refusal::Rebuilt { name, version, .. } = &refused.reason else {
+                continue;
             };
-            let key = (replaced.0.clone(), replaced.1.clone());
+            let key = (name.clone(), version.clone());
             if let Some(first) = previous.bundles.get(&key) {
-                if now < first.verified.manifest().expires_at {
+                let recorded = ledger.bytes.get(&key);
+                if recorded.is_none_or(|sha256| *sha256 == first.bundle_sha256)
+                    && now < first.verified.manifest().expires_at
+                {
                     next.bundles.entry(key).or_insert_with(|| first.clone());
                 }
             }
