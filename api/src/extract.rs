@@ -115,8 +115,8 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
-/// The path (`a.b[2].c`, as serde_path_to_error writes it) of the first string or key with a
-/// NUL character in it, when the JSON has one. JSON can only hold one as the escape
+/// The path (`a.b[2].c`; a NUL in a key written `\0`) of the first string or key with a NUL
+/// character in it, when the JSON has one. JSON can only hold one as the escape
 /// `\u0000`, so a body without that text is not parsed twice.
 fn nul_path(bytes: &[u8]) -> Option<String> {
     let escaped = bytes

@@ -4,7 +4,7 @@
 //! and wrong methods.
 
 use crate::error::ApiError;
-use crate::extract::BodyLimit;
+use crate::extract::{BodyLimit, NUL_REFUSED};
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, MatchedPath, State};
@@ -70,7 +70,7 @@ async fn check_path_params(request: Request<Body>, next: Next) -> Response {
             let name = name.trim_start_matches('*');
             let problem = match percent_encoding::percent_decode_str(raw).decode_utf8() {
                 Err(_) => Some("must be percent-encoded UTF-8"),
-                Ok(text) if text.contains('\0') => Some("must not contain the NUL character"),
+                Ok(text) if text.contains('\0') => Some(NUL_REFUSED),
                 Ok(_) => None,
             };
             if let Some(problem) = problem {
