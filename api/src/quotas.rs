@@ -37,15 +37,45 @@ impl Default for QuotaConfig {
 /// this is a polite interval for a plugin's retry, not a promise.
 pub const INSTALL_QUOTA_RETRY_AFTER_SECS: u64 = 3_600;
 
-struct Bucket {
+/// A token bucket holding up to `capacity` tokens, refilled at `per_second`: what both the
+/// `rate_limit` toggle and the merchants' event rate take from.
+pub(crate) struct TokenBucket {
     tokens: f64,
     refilled_at: Instant,
 }
 
-/// The event rate of each merchant, as a token bucket refilled at the configured rate.
+impl TokenBucket {
+    pub(crate) fn full(capacity: f64) -> Self {
+        Self {
+            tokens: capacity,
+            refilled_at: Instant::now(),
+        }
+    }
+
+    /// Takes one token, or says in how many seconds (rounded up) the next one is there.
+    pub(crate) fn take(&mut self, capacity: f64, per_second: f64) -> Result<(), u64> {
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.refilled_at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * per_second).min(capacity);
+        self.refilled_at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(((1.0 - self.tokens) / per_second).ceil() as u64)
+        }
+    }
+
+    /// Lowers the tokens held to a new, smaller capacity.
+    pub(crate) fn cap(&mut self, capacity: f64) {
+        self.tokens = self.tokens.min(capacity);
+    }
+}
+
+/// The event rate of each merchant, as a token bucket holding one second's worth.
 pub struct EventRate {
     per_second: u32,
-    buckets: Mutex<HashMap<Uuid, Bucket>>,
+    buckets: Mutex<HashMap<Uuid, TokenBucket>>,
 }
 
 impl EventRate {
@@ -62,26 +92,17 @@ impl EventRate {
             return Ok(());
         }
         let rate = f64::from(self.per_second);
-        let now = Instant::now();
         let mut buckets = self.buckets.lock().expect("event rate");
-        let bucket = buckets.entry(merchant_id).or_insert(Bucket {
-            tokens: rate,
-            refilled_at: now,
-        });
-        let elapsed = now.duration_since(bucket.refilled_at).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * rate).min(rate);
-        bucket.refilled_at = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            return Ok(());
-        }
-        let wait = ((1.0 - bucket.tokens) / rate).ceil() as u64;
-        Err(ApiError::QuotaExceeded {
-            message: format!(
-                "this merchant's keys may post {} events per second (--merchant-events-per-second)",
-                self.per_second
-            ),
-            retry_after_secs: wait.max(1),
-        })
+        buckets
+            .entry(merchant_id)
+            .or_insert_with(|| TokenBucket::full(rate))
+            .take(rate, rate)
+            .map_err(|wait| ApiError::QuotaExceeded {
+                message: format!(
+                    "this merchant's keys may post {} events per second (--merchant-events-per-second)",
+                    self.per_second
+                ),
+                retry_after_secs: wait.max(1),
+            })
     }
 }

@@ -4,9 +4,9 @@
 //! made here, so another replica's change applies here from the
 //! installation's next heartbeat on.
 
+use crate::quotas::TokenBucket;
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Instant;
 use uuid::Uuid;
 
 /// How a plugin names its installation before the server has told it the id.
@@ -29,8 +29,7 @@ impl InstallKey {
 
 struct Bucket {
     per_minute: u32,
-    tokens: f64,
-    refilled_at: Instant,
+    tokens: TokenBucket,
 }
 
 #[derive(Default)]
@@ -56,14 +55,13 @@ impl RateLimiter {
                 buckets.remove(&installation_id);
             }
             Some(per_minute) => {
-                let bucket = buckets.entry(installation_id).or_insert(Bucket {
+                let bucket = buckets.entry(installation_id).or_insert_with(|| Bucket {
                     per_minute,
-                    tokens: f64::from(per_minute),
-                    refilled_at: Instant::now(),
+                    tokens: TokenBucket::full(f64::from(per_minute)),
                 });
                 if bucket.per_minute != per_minute {
                     bucket.per_minute = per_minute;
-                    bucket.tokens = bucket.tokens.min(f64::from(per_minute));
+                    bucket.tokens.cap(f64::from(per_minute));
                 }
             }
         }
@@ -93,16 +91,7 @@ impl RateLimiter {
         let Some(bucket) = buckets.get_mut(&installation_id) else {
             return Ok(());
         };
-        let now = Instant::now();
-        let per_second = f64::from(bucket.per_minute) / 60.0;
-        let elapsed = now.duration_since(bucket.refilled_at).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * per_second).min(f64::from(bucket.per_minute));
-        bucket.refilled_at = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(((1.0 - bucket.tokens) / per_second).ceil() as u64)
-        }
+        let capacity = f64::from(bucket.per_minute);
+        bucket.tokens.take(capacity, capacity / 60.0)
     }
 }

@@ -8,9 +8,6 @@ use host::{
     AcceptedVersions, DryRun, Host, RunError, RunErrorKind, State, TrustedKeys, VerifiedBundle,
     VerifyError,
 };
-
-use super::store::AcceptedBundle;
-use crate::db::{Store, StoreError};
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -18,6 +15,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use super::store::AcceptedBundle;
+use crate::db::{Store, StoreError};
 use crate::rules::folder_fingerprint;
 use crate::tasks::Tasks;
 use crate::Clock;
@@ -39,6 +38,10 @@ impl LoadedPatch {
     }
     pub fn version(&self) -> &semver::Version {
         &self.verified.manifest().version
+    }
+    /// Whether the bundle is still valid at `now` (before its `expires_at`).
+    pub fn valid_at(&self, now: DateTime<Utc>) -> bool {
+        now < self.verified.manifest().expires_at
     }
 }
 
@@ -131,7 +134,7 @@ impl Catalog {
         self.bundles
             .range((name.to_owned(), semver::Version::new(0, 0, 0))..)
             .take_while(|((n, _), _)| n == name)
-            .filter(|(_, patch)| now < patch.verified.manifest().expires_at)
+            .filter(|(_, patch)| patch.valid_at(now))
             .last()
             .map(|(_, patch)| patch)
     }
@@ -317,15 +320,17 @@ impl PatchRegistry {
         // A bundle replaced in place by other bytes under its version: the first stays,
         // unless the store recorded other bytes first (another replica won that race).
         for refused in &next.refused {
-            let Refusal::Rebuilt { name, version, .. } = &refused.reason else {
+            let Refusal::Rebuilt {
+                name,
+                version,
+                accepted_sha256,
+            } = &refused.reason
+            else {
                 continue;
             };
             let key = (name.clone(), version.clone());
             if let Some(first) = previous.bundles.get(&key) {
-                let recorded = ledger.bytes.get(&key);
-                if recorded.is_none_or(|sha256| *sha256 == first.bundle_sha256)
-                    && now < first.verified.manifest().expires_at
-                {
+                if first.bundle_sha256 == *accepted_sha256 && first.valid_at(now) {
                     next.bundles.entry(key).or_insert_with(|| first.clone());
                 }
             }
@@ -380,7 +385,7 @@ impl PatchRegistry {
         self.catalog()
             .bundles
             .values()
-            .any(|patch| patch.verified.manifest().expires_at <= now)
+            .any(|patch| !patch.valid_at(now))
     }
 
     /// Reloads against the store's record of accepted bundles, then records what is loaded:
@@ -417,7 +422,7 @@ impl PatchRegistry {
         self.catalog()
             .bundles
             .get(&(name.to_owned(), version.clone()))
-            .filter(|patch| now < patch.verified.manifest().expires_at)
+            .filter(|patch| patch.valid_at(now))
             .cloned()
     }
 
@@ -479,7 +484,7 @@ impl PatchRegistry {
                     bundle_sha256: patch.bundle_sha256.clone(),
                     expires_at: manifest.expires_at,
                     current,
-                    status: if now < manifest.expires_at {
+                    status: if patch.valid_at(now) {
                         "loaded"
                     } else {
                         "expired"

@@ -792,10 +792,7 @@ pub enum BreakerScope {
 impl BreakerScope {
     /// The scope's `merchant_id` column: the nil UUID stands for the fleet (migration 0015).
     fn column(self) -> Uuid {
-        match self {
-            Self::Fleet => Uuid::nil(),
-            Self::Merchant(id) => id,
-        }
+        self.merchant_id().unwrap_or_else(Uuid::nil)
     }
 
     fn of_column(merchant_id: Uuid) -> Self {
