@@ -75,7 +75,12 @@ struct InstallCount {
 /// What the count as last read says of a new site.
 enum NewSite {
     Admitted,
-    AtQuota(i64),
+    /// At the quota: `installs` as last read, plus (when `estimated`) the first heartbeats
+    /// answered since, each counted as a new site.
+    AtQuota {
+        installs: i64,
+        estimated: bool,
+    },
     CountTooOld,
 }
 
@@ -158,7 +163,7 @@ impl Service {
             installation_id: outcome.installation_id,
             toggles,
             notices,
-            flags: self.flags.values_for(&flag_context, self.clock.now()),
+            flags: self.flags.values_for(flag_context, self.clock.now()).await,
         })
     }
 
@@ -173,33 +178,35 @@ impl Service {
     }
 
     /// A heartbeat from an install this replica has not seen: refused when it would be a
-    /// new install beyond the merchant's quota. This replica remembers every install it
-    /// answered, so the existence check runs once per install and replica, and the
-    /// merchant's count, for a new site, at most once a second (the sites added since are
-    /// counted here): neither a merchant adding thousands of sites nor one hammering at its
-    /// quota costs a count per request.
+    /// new install beyond the merchant's quota. The merchant's count is read at most once
+    /// a second, and every first heartbeat this replica answers since is counted on top, as
+    /// if it were a new site. Only when that estimate reaches the quota is the store asked
+    /// whether the site already exists (it may report), and, if the estimate counted sites
+    /// since the read, for the exact count: a merchant far from its quota, or onboarding
+    /// thousands of sites, costs no query per site; one at its quota costs one lookup per
+    /// refused site.
     async fn within_install_quota(&self, key: &InstallKey) -> Result<(), ApiError> {
+        let merchant_id = key.merchant_id;
+        let verdict = match self.admit_new_site(merchant_id) {
+            NewSite::CountTooOld => self.recount(merchant_id).await?,
+            verdict => verdict,
+        };
+        let NewSite::AtQuota {
+            installs,
+            estimated,
+        } = verdict
+        else {
+            return Ok(());
+        };
         if self.store.installation_exists(key).await? {
             return Ok(());
         }
-        let installs = match self.admit_new_site(key.merchant_id) {
-            NewSite::Admitted => return Ok(()),
-            NewSite::AtQuota(installs) => installs,
-            NewSite::CountTooOld => {
-                let read = self.store.merchant_installations(key.merchant_id).await?;
-                self.install_counts.lock().expect("install counts").insert(
-                    key.merchant_id,
-                    InstallCount {
-                        read,
-                        read_at: std::time::Instant::now(),
-                        added_since: 0,
-                    },
-                );
-                match self.admit_new_site(key.merchant_id) {
-                    NewSite::Admitted => return Ok(()),
-                    _ => read,
-                }
-            }
+        let installs = match estimated {
+            false => installs,
+            true => match self.recount(merchant_id).await? {
+                NewSite::AtQuota { installs, .. } => installs,
+                _ => return Ok(()),
+            },
         };
         Err(ApiError::QuotaExceeded {
             message: format!(
@@ -210,7 +217,21 @@ impl Service {
         })
     }
 
-    /// Counts a new site against the merchant's count as last read, if that count is at
+    /// Reads the merchant's installation count afresh, then asks [`Self::admit_new_site`].
+    async fn recount(&self, merchant_id: Uuid) -> Result<NewSite, ApiError> {
+        let read = self.store.merchant_installations(merchant_id).await?;
+        self.install_counts.lock().expect("install counts").insert(
+            merchant_id,
+            InstallCount {
+                read,
+                read_at: std::time::Instant::now(),
+                added_since: 0,
+            },
+        );
+        Ok(self.admit_new_site(merchant_id))
+    }
+
+    /// Counts a site as new against the merchant's count as last read, if that count is at
     /// most a second old and the quota has room.
     fn admit_new_site(&self, merchant_id: Uuid) -> NewSite {
         let mut counts = self.install_counts.lock().expect("install counts");
@@ -222,7 +243,10 @@ impl Service {
         };
         let installs = count.read + count.added_since;
         if installs >= self.max_installs_per_merchant {
-            return NewSite::AtQuota(installs);
+            return NewSite::AtQuota {
+                installs,
+                estimated: count.added_since > 0,
+            };
         }
         count.added_since += 1;
         NewSite::Admitted
