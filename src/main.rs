@@ -2,7 +2,7 @@
 //! other commands manage the store and credentials from a shell.
 
 use anyhow::{Context, Result};
-use api::auth::Role;
+use api::auth::{CredentialKind, Role};
 use api::db::{Store, StoreOptions};
 use api::delivery::{NotificationConfig, Outbox, OutboxConfig};
 use api::flags::FlagsConfig;
@@ -27,6 +27,7 @@ use logging::LogFormat;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod credentials_cmd;
 mod files;
 mod flags_cmd;
 mod logging;
@@ -78,6 +79,11 @@ enum Command {
     SiraToken {
         #[command(subcommand)]
         command: SiraTokenCommand,
+    },
+    /// List, revoke and rotate merchant keys, Ops tokens and Sira tokens.
+    Credentials {
+        #[command(subcommand)]
+        command: CredentialsCommand,
     },
     /// Check, explain and test Ops' rule files.
     Rules {
@@ -419,6 +425,11 @@ struct ServeArgs {
     /// How often the staged-rollout job runs, in ms.
     #[arg(long, env = "AUTOHEAL_ROLLOUT_TICK_MS", value_parser = clap::value_parser!(u64).range(1..), default_value_t = FlagsConfig::default().rollout_tick.as_millis() as u64)]
     rollout_tick_ms: u64,
+    /// How long the flag policies of one request (an evaluation, a batch, a heartbeat's
+    /// flags) may run together, in ms; a flag whose policy runs past it answers its default
+    /// with reason ERROR. They run on a blocking thread, never on the request workers.
+    #[arg(long, env = "AUTOHEAL_FLAG_POLICY_BUDGET_MS", value_parser = clap::value_parser!(u64).range(1..=1000), default_value_t = FlagsConfig::default().policy_budget.as_millis() as u64)]
+    flag_policy_budget_ms: u64,
     /// How long the store-held interop mappings are used before they are read again, in ms
     /// (a change through another replica shows within this time).
     #[arg(long, env = "AUTOHEAL_INTEROP_MAPPINGS_MAX_AGE_MS", value_parser = clap::value_parser!(u64).range(1..), default_value_t = InteropConfig::default().mappings_max_age.as_millis() as u64)]
@@ -472,6 +483,9 @@ enum MerchantCommand {
         /// The merchant's endpoint for webhook notices.
         #[arg(long)]
         webhook_url: Option<String>,
+        /// The key stops working after this long (e.g. 90d, 12h; at most 10 years).
+        #[arg(long)]
+        expires_in: Option<String>,
     },
 }
 
@@ -483,6 +497,9 @@ enum OpsAgentCommand {
         email: String,
         #[arg(long, value_enum)]
         role: RoleArg,
+        /// The token stops working after this long (e.g. 90d, 12h; at most 10 years).
+        #[arg(long)]
+        expires_in: Option<String>,
     },
 }
 
@@ -492,7 +509,55 @@ enum SiraTokenCommand {
     Create {
         #[arg(long)]
         name: String,
+        /// The token stops working after this long (e.g. 90d, 12h; at most 10 years).
+        #[arg(long)]
+        expires_in: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum CredentialsCommand {
+    /// Every credential, oldest first: id, kind, owner, created, last used, expires and
+    /// status (revoked: when and why). Never a secret.
+    List {
+        #[arg(long, value_enum)]
+        kind: Option<KindArg>,
+        /// A JSON array (as GET /api/v1/credentials answers) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a credential for good (every server refuses it within a second).
+    Revoke {
+        id: uuid::Uuid,
+        /// Why (it goes to the audit log).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Replace a credential with a new one for the same owner; prints the new secret once.
+    Rotate {
+        id: uuid::Uuid,
+        /// How long the old secret keeps working, so its users can switch (default: it
+        /// stops now; at most 30 days).
+        #[arg(long, default_value_t = 0)]
+        grace_secs: i64,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum KindArg {
+    Merchant,
+    Ops,
+    Sira,
+}
+
+impl From<KindArg> for CredentialKind {
+    fn from(kind: KindArg) -> Self {
+        match kind {
+            KindArg::Merchant => CredentialKind::Merchant,
+            KindArg::Ops => CredentialKind::Ops,
+            KindArg::Sira => CredentialKind::Sira,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -539,6 +604,7 @@ async fn main() -> Result<()> {
                     email,
                     phone,
                     webhook_url,
+                    expires_in,
                 },
         } => {
             if let Some(url) = &webhook_url {
@@ -547,34 +613,74 @@ async fn main() -> Result<()> {
                     "--webhook-url {url}: expected an http(s) URL"
                 );
             }
+            let expires_at = credentials_cmd::expiry(expires_in.as_deref(), now)?;
             let store = open_store(&cli.database_url, &StoreOptions::default()).await?;
-            let (merchant_id, key) = store.create_merchant(&name, &email, now).await?;
+            let (merchant_id, key) = store
+                .create_merchant_until(&name, &email, expires_at, now)
+                .await?;
             if phone.is_some() || webhook_url.is_some() {
                 store
                     .set_merchant_contacts(merchant_id, phone.as_deref(), webhook_url.as_deref())
                     .await?;
             }
+            credentials_cmd::audit_created(&store, key.credential_id, "merchant", &name, now)
+                .await?;
             store.close().await;
             println!(
                 "{}",
-                json!({"merchant_id": merchant_id, "api_key": key.secret})
+                json!({"merchant_id": merchant_id, "credential_id": key.credential_id, "api_key": key.secret, "expires_at": expires_at})
             );
         }
         Command::OpsAgent {
-            command: OpsAgentCommand::Create { email, role },
+            command:
+                OpsAgentCommand::Create {
+                    email,
+                    role,
+                    expires_in,
+                },
         } => {
+            let expires_at = credentials_cmd::expiry(expires_in.as_deref(), now)?;
             let store = open_store(&cli.database_url, &StoreOptions::default()).await?;
-            let (agent_id, token) = store.create_ops_agent(&email, role.into(), now).await?;
+            let (agent_id, token) = store
+                .create_ops_agent_until(&email, role.into(), expires_at, now)
+                .await?;
+            credentials_cmd::audit_created(&store, token.credential_id, "ops", &email, now).await?;
             store.close().await;
-            println!("{}", json!({"agent_id": agent_id, "token": token.secret}));
+            println!(
+                "{}",
+                json!({"agent_id": agent_id, "credential_id": token.credential_id, "token": token.secret, "expires_at": expires_at})
+            );
         }
         Command::SiraToken {
-            command: SiraTokenCommand::Create { name },
+            command: SiraTokenCommand::Create { name, expires_in },
         } => {
+            let expires_at = credentials_cmd::expiry(expires_in.as_deref(), now)?;
             let store = open_store(&cli.database_url, &StoreOptions::default()).await?;
-            let token = store.create_sira_token(&name, now).await?;
+            let token = store
+                .create_sira_token_until(&name, expires_at, now)
+                .await?;
+            credentials_cmd::audit_created(&store, token.credential_id, "sira", &name, now).await?;
             store.close().await;
-            println!("{}", json!({"token": token.secret}));
+            println!(
+                "{}",
+                json!({"credential_id": token.credential_id, "token": token.secret, "expires_at": expires_at})
+            );
+        }
+        Command::Credentials { command } => {
+            let store = open_store(&cli.database_url, &StoreOptions::default()).await?;
+            let done = match command {
+                CredentialsCommand::List { kind, json } => {
+                    credentials_cmd::list(&store, kind.map(Into::into), json, now).await
+                }
+                CredentialsCommand::Revoke { id, reason } => {
+                    credentials_cmd::revoke(&store, id, &reason, now).await
+                }
+                CredentialsCommand::Rotate { id, grace_secs } => {
+                    credentials_cmd::rotate(&store, id, grace_secs, now).await
+                }
+            };
+            store.close().await;
+            done?;
         }
         Command::Rules { command } => match command {
             RulesCommand::Check {
@@ -774,6 +880,7 @@ async fn serve(database_url: &str, args: ServeArgs) -> Result<()> {
             Duration::from_millis(args.rules_poll_ms),
         );
     }
+    state.auth.start(&mut watchers);
     spawn_sighup_reload(&mut watchers, &state);
 
     let router = api::app(state);
@@ -823,6 +930,7 @@ fn server_config(args: &ServeArgs) -> ServerConfig {
         flags: FlagsConfig {
             refresh: Duration::from_millis(args.flags_refresh_ms),
             rollout_tick: Duration::from_millis(args.rollout_tick_ms),
+            policy_budget: Duration::from_millis(args.flag_policy_budget_ms),
         },
         healing: HealingConfig {
             global_threshold: args.auto_apply_threshold,

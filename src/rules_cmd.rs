@@ -3,7 +3,7 @@
 //! pure `engine`.
 
 use anyhow::{bail, Context, Result};
-use engine::{DecisionConfig, Detection, InteropEvent, RuleSet};
+use engine::{DecisionConfig, Detection, InteropEvent, RuleSet, ScriptErrorKind};
 use host::bundle::Manifest;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -16,6 +16,10 @@ pub fn check(dir: &Path, patches: Option<&BTreeMap<String, Manifest>>) -> Result
         Some(patches) => check_params(dir, &set, patches)?,
         None => Vec::new(),
     };
+    let warnings = policy_warnings(&set);
+    for warning in &warnings {
+        eprintln!("warning: {warning}");
+    }
     let files: Vec<_> = set
         .files()
         .iter()
@@ -31,10 +35,54 @@ pub fn check(dir: &Path, patches: Option<&BTreeMap<String, Manifest>>) -> Result
             "feature_flags": flags.len(),
             "patches_checked": patches.map(BTreeMap::len),
             "needs": needs,
+            "warnings": warnings,
             "files": files,
         })
     );
     Ok(())
+}
+
+/// Each flag policy that, on a sample install's context, runs into its operation limit,
+/// call depth or the server's per-request budget: on the server every evaluation of it
+/// would answer the flag's default with reason `ERROR`.
+fn policy_warnings(set: &RuleSet) -> Vec<String> {
+    let sample = api::flags::install_context(
+        uuid::Uuid::nil(),
+        "woocommerce",
+        "https://shop.example",
+        "1.3.5",
+        "production",
+    )
+    .to_policy_value();
+    let budget = api::flags::FlagsConfig::default().policy_budget;
+    set.flag_policies()
+        .filter_map(|policy| {
+            let deadline = std::time::Instant::now() + budget;
+            match policy.evaluate(&sample, Some(deadline)) {
+                Err(error)
+                    if matches!(
+                        error.kind,
+                        ScriptErrorKind::TooManyOperations { .. }
+                            | ScriptErrorKind::CallDepth { .. }
+                            | ScriptErrorKind::Deadline
+                    ) =>
+                {
+                    Some(format!(
+                        "{}: policy {} {} on a sample install's context ({} ms budget per request): \
+                         every evaluation of its flag would answer the default with reason ERROR",
+                        policy.file,
+                        policy.name,
+                        match error.kind {
+                            ScriptErrorKind::Deadline => "ran past the budget".to_owned(),
+                            kind => format!("stopped: {kind}"),
+                        },
+                        budget.as_millis()
+                    ))
+                }
+                _ => None,
+            }
+        })
+        .collect()
 }
 
 pub fn explain(dir: &Path, detection: &Path, global_threshold: f64) -> Result<()> {

@@ -34,6 +34,7 @@ pub fn app(state: AppState) -> Router {
         .merge(crate::ops::routes())
         .merge(crate::rules::routes())
         .merge(crate::schemas::routes())
+        .merge(crate::auth::routes())
         .route_layer(middleware::from_fn(check_path_params))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

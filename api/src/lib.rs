@@ -109,7 +109,8 @@ pub struct AppState {
     pub store: Store,
     pub clock: Clock,
     pub config: Arc<ServerConfig>,
-    pub(crate) auth: Arc<AuthCache>,
+    /// Verified credentials, and the uses not yet written.
+    pub auth: Arc<AuthCache>,
     /// The rule set in force (and reloadable).
     pub rules: Arc<Rules>,
     /// The verified patch bundles and the host that dry-runs them.
@@ -205,7 +206,7 @@ impl AppBuilder {
             outbox,
         } = self;
         let bus = InvalidationBus::default();
-        let snapshot = Arc::new(Flags::default());
+        let snapshot = Arc::new(Flags::new(config.flags.policy_budget));
         let notices = Arc::new(PendingNotices::new(
             config.notifications.pending_notices_max_age,
         ));
@@ -239,7 +240,7 @@ impl AppBuilder {
             clock.clone(),
             config.flags.clone(),
             rules.clone(),
-            bus,
+            bus.clone(),
             snapshot,
         ));
         let delivery = Arc::new(delivery::Service::new(
@@ -261,6 +262,8 @@ impl AppBuilder {
         AppState {
             auth: Arc::new(AuthCache::new(
                 store.clone(),
+                clock.clone(),
+                &bus,
                 config.auth_cache_ttl,
                 config.auth_cache_entries,
             )),

@@ -25,6 +25,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -885,7 +886,12 @@ impl CompiledFlag {
         self.default(Reason::Default)
     }
 
-    fn evaluate<'a>(&'a self, context: &EvalContext, now: DateTime<Utc>) -> Evaluation<'a> {
+    fn evaluate<'a>(
+        &'a self,
+        context: &EvalContext,
+        now: DateTime<Utc>,
+        policy_deadline: Option<Instant>,
+    ) -> Evaluation<'a> {
         let definition = &self.definition;
         // 1. Off or archived.
         if !definition.enabled || definition.archived {
@@ -912,18 +918,19 @@ impl CompiledFlag {
         match &self.policy {
             PolicyLink::None => {}
             PolicyLink::Missing => return Evaluation::error(ErrorCode::General),
-            PolicyLink::Resolved(policy) => match policy.evaluate(&context.to_policy_value(), None)
-            {
-                Ok(PolicyValue::Bool(false)) => return self.default(Reason::TargetingMatch),
-                Ok(PolicyValue::Bool(true)) => {}
-                Ok(PolicyValue::Variant(name)) => {
-                    return match definition.variants.iter().position(|v| v.name == name) {
-                        Some(index) => self.variant(index, Reason::TargetingMatch),
-                        None => Evaluation::error(ErrorCode::General),
+            PolicyLink::Resolved(policy) => {
+                match policy.evaluate(&context.to_policy_value(), policy_deadline) {
+                    Ok(PolicyValue::Bool(false)) => return self.default(Reason::TargetingMatch),
+                    Ok(PolicyValue::Bool(true)) => {}
+                    Ok(PolicyValue::Variant(name)) => {
+                        return match definition.variants.iter().position(|v| v.name == name) {
+                            Some(index) => self.variant(index, Reason::TargetingMatch),
+                            None => Evaluation::error(ErrorCode::General),
+                        }
                     }
+                    Err(_) => return Evaluation::error(ErrorCode::General),
                 }
-                Err(_) => return Evaluation::error(ErrorCode::General),
-            },
+            }
         }
         // 5. Disabled tenants, 6. enabled tenants, 7. enabled users.
         if let Some(tenant) = &context.tenant_id {
@@ -1046,10 +1053,31 @@ impl FlagSnapshot {
         context: &EvalContext,
         now: DateTime<Utc>,
     ) -> Evaluation<'a> {
+        self.evaluate_within(key, context, now, None)
+    }
+
+    /// As [`FlagSnapshot::evaluate`], with the flag's policy (if any) stopped at
+    /// `policy_deadline`: past it, the flag answers its default with reason `ERROR`, as for
+    /// a policy that fails. A caller evaluating many flags for one request passes the same
+    /// deadline to each, so the request's policies together take no longer than that.
+    pub fn evaluate_within<'a>(
+        &'a self,
+        key: &str,
+        context: &EvalContext,
+        now: DateTime<Utc>,
+        policy_deadline: Option<Instant>,
+    ) -> Evaluation<'a> {
         match self.flags.get(key) {
-            Some(flag) => flag.evaluate(context, now),
+            Some(flag) => flag.evaluate(context, now, policy_deadline),
             None => Evaluation::error(ErrorCode::FlagNotFound),
         }
+    }
+
+    /// Whether evaluating `key` may run a Rhai policy (work to keep off an async runtime).
+    pub fn runs_policy(&self, key: &str) -> bool {
+        self.flags
+            .get(key)
+            .is_some_and(|flag| matches!(flag.policy, PolicyLink::Resolved(_)))
     }
 
     /// Evaluates `key` as a merchant's plugin may: a flag that is not for the plugins'
@@ -1059,10 +1087,11 @@ impl FlagSnapshot {
         key: &str,
         context: &EvalContext,
         now: DateTime<Utc>,
+        policy_deadline: Option<Instant>,
     ) -> Evaluation<'a> {
         match self.definition(key) {
             Some(definition) if definition.audience == Audience::Plugins => {
-                self.evaluate(key, context, now)
+                self.evaluate_within(key, context, now, policy_deadline)
             }
             _ => Evaluation::error(ErrorCode::FlagNotFound),
         }

@@ -74,15 +74,27 @@ async fn credentials_are_printed_once_and_stored_hashed() {
         .unwrap();
     let merchant_id = merchant["merchant_id"].as_str().unwrap().parse().unwrap();
     assert_eq!(
-        store.authenticate(&api_key).await.unwrap(),
+        store
+            .authenticate(&api_key, chrono::Utc::now())
+            .await
+            .unwrap()
+            .map(|found| found.principal),
         Some(Principal::Merchant { merchant_id })
     );
     assert!(matches!(
-        store.authenticate(&token).await.unwrap(),
+        store
+            .authenticate(&token, chrono::Utc::now())
+            .await
+            .unwrap()
+            .map(|found| found.principal),
         Some(Principal::Ops { .. })
     ));
     assert!(matches!(
-        store.authenticate(&sira_token).await.unwrap(),
+        store
+            .authenticate(&sira_token, chrono::Utc::now())
+            .await
+            .unwrap()
+            .map(|found| found.principal),
         Some(Principal::Sira { .. })
     ));
     store.close().await;
@@ -558,5 +570,137 @@ async fn the_outbox_survives_kill_9_and_restart() {
     let cloud: Value = serde_json::from_slice(&receiver.requests()[0].body).unwrap();
     assert_eq!(cloud["type"], "payment.succeeded");
     assert_eq!(cloud["data"]["amount"], 1999);
+    server.stop();
+}
+
+/// `autoheal credentials` from a shell beside a running server on SQLite: the list shows
+/// every credential and no secret; a key revoked by the CLI (another process) is refused
+/// by the server within a second; a rotation prints the new secret once, and the old one
+/// lasts its grace period; `--expires-in` is bounded; each change is in the audit log.
+#[tokio::test]
+async fn credentials_are_listed_revoked_and_rotated_from_the_shell() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("credentials.db").display());
+    let merchant = json_stdout(&autoheal(
+        &url,
+        &[
+            "merchant",
+            "create",
+            "--name",
+            "Shop",
+            "--email",
+            "s@example.com",
+            "--expires-in",
+            "90d",
+        ],
+    ));
+    let key = merchant["api_key"].as_str().unwrap().to_owned();
+    let key_id = merchant["credential_id"].as_str().unwrap().to_owned();
+    assert!(merchant["expires_at"].is_string(), "{merchant}");
+    let admin = secret(&create_ops_agent(&url, "a@example.com", "admin"), "token");
+    let sira = json_stdout(&autoheal(&url, &["sira-token", "create", "--name", "sira"]));
+    let sira_id = sira["credential_id"].as_str().unwrap().to_owned();
+
+    let too_long = autoheal(
+        &url,
+        &[
+            "sira-token",
+            "create",
+            "--name",
+            "x",
+            "--expires-in",
+            "100000000d",
+        ],
+    );
+    assert!(!too_long.status.success());
+    assert!(
+        String::from_utf8_lossy(&too_long.stderr).contains("--expires-in"),
+        "{too_long:?}"
+    );
+
+    let table = autoheal(&url, &["credentials", "list"]);
+    assert!(table.status.success(), "{table:?}");
+    let table = String::from_utf8(table.stdout).unwrap();
+    let header = table.lines().next().unwrap();
+    for column in [
+        "ID",
+        "KIND",
+        "OWNER",
+        "CREATED",
+        "LAST USED",
+        "EXPIRES",
+        "STATUS",
+    ] {
+        assert!(header.contains(column), "{header}");
+    }
+    assert!(
+        table.contains(&key_id) && table.contains("a@example.com"),
+        "{table}"
+    );
+    assert!(
+        !table.contains(&key) && !table.contains(&admin),
+        "no secret: {table}"
+    );
+    let merchants = json_stdout(&autoheal(
+        &url,
+        &["credentials", "list", "--kind", "merchant", "--json"],
+    ));
+    assert_eq!(merchants.as_array().unwrap().len(), 1);
+    assert_eq!(merchants[0]["owner"], "Shop");
+
+    let server = Server::start(&url);
+    let heartbeat = r#"{"cms": "woocommerce", "plugin_version": "1.3.5"}"#;
+    server.heartbeat(&key, heartbeat);
+    let revoked = autoheal(
+        &url,
+        &["credentials", "revoke", &key_id, "--reason", "leaked"],
+    );
+    assert!(revoked.status.success(), "{revoked:?}");
+    let since = Instant::now();
+    while server.post("/api/v1/plugins/heartbeat", &key, heartbeat).0 != 401 {
+        assert!(
+            since.elapsed() < Duration::from_millis(1_500),
+            "the server still accepts the key"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let again = autoheal(
+        &url,
+        &["credentials", "revoke", &key_id, "--reason", "leaked"],
+    );
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already revoked"),
+        "{again:?}"
+    );
+    let unknown = autoheal(
+        &url,
+        &["credentials", "rotate", &uuid::Uuid::now_v7().to_string()],
+    );
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("no credential"),
+        "{unknown:?}"
+    );
+
+    let rotated = json_stdout(&autoheal(
+        &url,
+        &["credentials", "rotate", &sira_id, "--grace-secs", "60"],
+    ));
+    let new_sira = rotated["secret"].as_str().unwrap();
+    assert!(new_sira.starts_with("ahs_"));
+    let detection = r#"{"plugin_id": "00000000-0000-0000-0000-000000000000"}"#;
+    for token in [sira["token"].as_str().unwrap(), new_sira] {
+        let (status, body) = server.post("/api/v1/plugins/autoheal", token, detection);
+        assert_ne!(status, 401, "{body}");
+    }
+    let (status, audit) = server.get("/api/v1/audit", &admin);
+    assert_eq!(status, 200);
+    for action in [
+        "credential.create",
+        "credential.revoke",
+        "credential.rotate",
+    ] {
+        assert!(audit.contains(action), "{action} in {audit}");
+    }
+    assert!(audit.contains(r#""actor_kind":"cli""#), "{audit}");
     server.stop();
 }

@@ -79,16 +79,31 @@ async fn credentials_authenticate_by_hash_only() {
             .unwrap();
         assert!(key.secret.starts_with("ahm_") && key.secret.len() == 68);
         assert_eq!(
-            store.authenticate(&key.secret).await.unwrap(),
+            store
+                .authenticate(&key.secret, now)
+                .await
+                .unwrap()
+                .map(|found| found.principal),
             Some(Principal::Merchant { merchant_id })
         );
-        assert_eq!(store.authenticate("ahm_unknown").await.unwrap(), None);
+        assert_eq!(
+            store
+                .authenticate("ahm_unknown", now)
+                .await
+                .unwrap()
+                .map(|found| found.principal),
+            None
+        );
         let (agent_id, token) = store
             .create_ops_agent("ops@example.com", Role::Operator, now)
             .await
             .unwrap();
         assert_eq!(
-            store.authenticate(&token.secret).await.unwrap(),
+            store
+                .authenticate(&token.secret, now)
+                .await
+                .unwrap()
+                .map(|found| found.principal),
             Some(Principal::Ops {
                 agent_id,
                 role: Role::Operator
@@ -103,7 +118,11 @@ async fn credentials_authenticate_by_hash_only() {
         );
         let sira = store.create_sira_token("sira", now).await.unwrap();
         assert!(matches!(
-            store.authenticate(&sira.secret).await.unwrap(),
+            store
+                .authenticate(&sira.secret, now)
+                .await
+                .unwrap()
+                .map(|found| found.principal),
             Some(Principal::Sira { .. })
         ));
         test

@@ -777,3 +777,128 @@ async fn started_replica(
     let tasks = second.listening().await;
     (second, tasks)
 }
+
+/// A policy that never ends holds neither its request nor the server (issue 17): the
+/// policies of one request share a CPU budget, past which each flag answers its default
+/// with reason ERROR (a batch of 1,000 keys costs one budget, not 1,000), and they run off
+/// the async workers, so `/healthz` answers while one runs. A heartbeat's flags are held to
+/// the same budget (the runaway flag is left out of its reply).
+#[tokio::test]
+async fn a_runaway_policy_costs_one_budget_per_request_and_stalls_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("flags")).unwrap();
+    std::fs::write(
+        dir.path().join("flags/spin.rhai"),
+        "let flag = #{ name: \"spin\" };\nfn evaluate(ctx) { loop { } }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("flags/spin.json"),
+        r#"{"flags": [{"key": "spin", "type": "boolean", "policy": "spin", "audience": "plugins"},
+                      {"key": "plain", "type": "boolean", "audience": "plugins"}]}"#,
+    )
+    .unwrap();
+    // Only the budget can stop this policy: its operation limit is out of reach.
+    let limits = engine::Limits {
+        max_operations: u64::MAX,
+        ..engine::Limits::default()
+    };
+    let rules = api::rules::Rules::load(dir.path(), &limits, start_time()).expect("rules load");
+    let config = api::ServerConfig {
+        script_limits: limits,
+        flags: api::flags::FlagsConfig {
+            policy_budget: std::time::Duration::from_millis(1_500),
+            ..api::flags::FlagsConfig::default()
+        },
+        ..api::ServerConfig::default()
+    };
+    let app = TestApp::with_config(TestStore::sqlite().await, config)
+        .await
+        .rebuilt(|parts| parts.rules(rules))
+        .await;
+
+    let keys = vec!["spin"; 1_000];
+    let request = axum::http::Request::post(format!("{FLAGS}/evaluate"))
+        .header("authorization", format!("Bearer {}", app.viewer))
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(
+            json!({"keys": keys, "default_value": false}).to_string(),
+        ))
+        .unwrap();
+    let router = app.router.clone();
+    let batch = tokio::spawn(async move {
+        use tower::ServiceExt;
+        router.oneshot(request).await.unwrap()
+    });
+    // This test runs on one thread: had the batch's policies run on it, this sleep would
+    // end only after them.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let health = app.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!(health.status, StatusCode::OK);
+    assert!(
+        !batch.is_finished(),
+        "/healthz answered while the policy ran"
+    );
+
+    let response = batch.await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let bytes = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let body: Value = serde_json::from_slice(&bytes).unwrap();
+    let results = body["results"].as_array().unwrap();
+    assert_eq!(results.len(), 1_000);
+    for result in results {
+        assert_eq!(
+            (&result["value"], &result["reason"], &result["error_code"]),
+            (&json!(false), &json!("ERROR"), &json!("GENERAL")),
+            "{result}"
+        );
+    }
+
+    let reply = app
+        .post(
+            "/api/v1/plugins/heartbeat",
+            &app.merchant_key,
+            &json!({"cms": "woocommerce", "plugin_version": "1.3.5"}),
+        )
+        .await;
+    let flags = reply.ok()["flags"].as_object().unwrap();
+    assert_eq!(flags.get("plain"), Some(&json!(true)));
+    assert!(!flags.contains_key("spin"), "{flags:?}");
+    app.store.finish().await;
+}
+
+/// `autoheal rules check` warns of a flag policy that runs into its operation limit on a
+/// sample install's context, and still passes the set (the policy is valid Rhai).
+#[test]
+fn rules_check_warns_of_a_policy_that_exhausts_its_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("flags")).unwrap();
+    std::fs::write(
+        dir.path().join("flags/spin.rhai"),
+        "let flag = #{ name: \"spin\" };\nfn evaluate(ctx) { loop { } }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("flags/fine.rhai"),
+        "let flag = #{ name: \"fine\" };\nfn evaluate(ctx) { ctx.cms == \"woocommerce\" }\n",
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_autoheal"))
+        .args(["rules", "check"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let report = json_stdout(&output);
+    let warnings = report["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    let warning = warnings[0].as_str().unwrap();
+    assert!(
+        warning.starts_with("flags/spin.rhai") && warning.contains("operations limit"),
+        "{warning}"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&format!("warning: {warning}")), "{stderr}");
+}

@@ -3,6 +3,7 @@
 
 mod cli;
 mod conformance;
+mod credentials;
 mod flags;
 mod fleet;
 mod fleet_read_model;

@@ -403,8 +403,8 @@ impl TestApp {
     }
 
     /// Starts what keeps this replica's caches fresh (the invalidation listener on
-    /// PostgreSQL, the flag notices and refresh; the rollout job is left off) and returns
-    /// those tasks.
+    /// PostgreSQL, the flag notices and refresh, the poll of credential changes and the
+    /// writer of their uses; the rollout job is left off) and returns those tasks.
     pub async fn listening(&self) -> api::tasks::Tasks {
         let mut watchers = api::tasks::Tasks::default();
         let mut jobs = api::tasks::Tasks::default();
@@ -413,6 +413,7 @@ impl TestApp {
             .start(&mut jobs, &mut watchers)
             .await
             .expect("flags start");
+        self.state.auth.start(&mut watchers);
         jobs.stop().await;
         watchers
     }

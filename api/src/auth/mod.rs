@@ -2,19 +2,24 @@
 //! and looked up; results are cached briefly so the hot path (heartbeats)
 //! does not pay a query per request.
 
+mod cache;
+mod http;
 mod store;
 
-pub use store::{hash_secret, NewSecret, Principal, Role};
+pub use cache::{AuthCache, CREDENTIAL_CHANGES_POLL, LAST_USED_FLUSH};
+pub(crate) use http::routes;
+pub use http::{rotation_grace, MAX_ROTATION_GRACE_SECS};
+pub use store::{
+    hash_secret, Authenticated, Credential, CredentialKind, CredentialStatus, NewSecret, Principal,
+    Role, CREDENTIALS_TOPIC,
+};
 
-use crate::db::{AuditContext, Store};
+use crate::db::AuditContext;
 use crate::error::ApiError;
 use crate::AppState;
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 /// What an Ops agent may do. Roles grant fixed sets (see [`Role::grants`]).
@@ -37,6 +42,8 @@ pub enum Permission {
     AlertsManage,
     FlagsRead,
     FlagsWrite,
+    /// List, revoke and rotate every credential (admins only).
+    CredentialsManage,
 }
 
 impl Permission {
@@ -54,6 +61,7 @@ impl Permission {
             Self::AlertsManage => "alerts:manage",
             Self::FlagsRead => "flags:read",
             Self::FlagsWrite => "flags:write",
+            Self::CredentialsManage => "credentials:manage",
         }
     }
 }
@@ -61,7 +69,7 @@ impl Permission {
 impl Role {
     /// viewer reads (installations, flags); operator also acts on
     /// installations and changes flags; admin also manages the version
-    /// registry and reads the audit log.
+    /// registry and the credentials, and reads the audit log.
     pub fn grants(self, permission: Permission) -> bool {
         match self {
             Role::Admin => true,
@@ -83,48 +91,6 @@ impl Role {
     }
 }
 
-/// Recently seen secrets (by hash) and who they belong to. Unknown secrets
-/// are not cached, so a newly created credential works at once; a revoked
-/// one stops working within `ttl`.
-pub struct AuthCache {
-    store: Store,
-    ttl: Duration,
-    /// Entries kept before the cache starts over.
-    max_entries: usize,
-    entries: Mutex<HashMap<String, (Principal, Instant)>>,
-}
-
-impl AuthCache {
-    pub fn new(store: Store, ttl: Duration, max_entries: usize) -> Self {
-        Self {
-            store,
-            ttl,
-            max_entries,
-            entries: Mutex::new(HashMap::new()),
-        }
-    }
-
-    async fn principal(&self, secret: &str) -> Result<Principal, ApiError> {
-        let hash = hash_secret(secret);
-        if let Some((principal, seen)) = self.entries.lock().expect("auth cache").get(&hash) {
-            if seen.elapsed() < self.ttl {
-                return Ok(principal.clone());
-            }
-        }
-        let principal = self
-            .store
-            .authenticate(secret)
-            .await?
-            .ok_or(ApiError::Unauthorized)?;
-        let mut entries = self.entries.lock().expect("auth cache");
-        if entries.len() > self.max_entries {
-            entries.clear();
-        }
-        entries.insert(hash, (principal.clone(), Instant::now()));
-        Ok(principal)
-    }
-}
-
 async fn principal(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
     let secret = parts
         .headers
@@ -136,7 +102,7 @@ async fn principal(parts: &Parts, state: &AppState) -> Result<Principal, ApiErro
         })
         .filter(|token| !token.is_empty())
         .ok_or(ApiError::Unauthorized)?;
-    state.auth.principal(secret).await
+    Ok(state.auth.principal(secret).await?.principal)
 }
 
 fn request_id(parts: &Parts) -> Option<String> {

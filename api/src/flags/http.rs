@@ -315,36 +315,65 @@ async fn evaluate(
                 ApiError::invalid("default_value", "must be a boolean or a string")
             })?),
         };
+    let keys = match (request.key.take(), request.keys.take()) {
+        (Some(key), None) => Requested::One(key),
+        (None, Some(keys)) if keys.len() > MAX_BATCH_FLAGS => {
+            return Err(ApiError::invalid(
+                "keys",
+                format!("at most {MAX_BATCH_FLAGS} flags per request"),
+            ))
+        }
+        (None, Some(keys)) => Requested::Batch(keys),
+        _ => return Err(ApiError::invalid("key", "give either key or keys")),
+    };
     let loaded = flags.current();
     let now = clock.now();
-    let resolve = |key: &str| {
-        // A merchant's key sees only the flags meant for plugins.
-        let evaluation = if for_plugins {
-            loaded
-                .snapshot
-                .evaluate_for_plugins(key, &request.context, now)
-        } else {
-            loaded.snapshot.evaluate(key, &request.context, now)
-        };
-        let evaluation = match expected {
-            Some(expected) => evaluation.expecting(expected),
-            None => evaluation,
-        };
-        evaluation_json(key, evaluation, request.default_value.as_ref())
-    };
-    match (&request.key, &request.keys) {
-        (Some(key), None) => Ok(Json(resolve(key))),
-        (None, Some(keys)) => {
-            if keys.len() > MAX_BATCH_FLAGS {
-                return Err(ApiError::invalid(
-                    "keys",
-                    format!("at most {MAX_BATCH_FLAGS} flags per request"),
-                ));
+    let runs_policy = keys.all().any(|key| loaded.snapshot.runs_policy(key));
+    let answer = flags
+        .in_force()
+        .within_policy_budget(runs_policy, move |deadline| {
+            let resolve = |key: &str| {
+                // A merchant's key sees only the flags meant for plugins.
+                let evaluation = if for_plugins {
+                    loaded
+                        .snapshot
+                        .evaluate_for_plugins(key, &request.context, now, deadline)
+                } else {
+                    loaded
+                        .snapshot
+                        .evaluate_within(key, &request.context, now, deadline)
+                };
+                let evaluation = match expected {
+                    Some(expected) => evaluation.expecting(expected),
+                    None => evaluation,
+                };
+                evaluation_json(key, evaluation, request.default_value.as_ref())
+            };
+            match &keys {
+                Requested::One(key) => resolve(key),
+                Requested::Batch(keys) => {
+                    let results: Vec<Value> = keys.iter().map(|key| resolve(key)).collect();
+                    serde_json::json!({ "results": results })
+                }
             }
-            let results: Vec<Value> = keys.iter().map(|key| resolve(key)).collect();
-            Ok(Json(serde_json::json!({ "results": results })))
+        })
+        .await;
+    Ok(Json(answer))
+}
+
+/// The flags one evaluation request names.
+enum Requested {
+    One(String),
+    Batch(Vec<String>),
+}
+
+impl Requested {
+    fn all(&self) -> impl Iterator<Item = &str> {
+        match self {
+            Self::One(key) => std::slice::from_ref(key).iter(),
+            Self::Batch(keys) => keys.iter(),
         }
-        _ => Err(ApiError::invalid("key", "give either key or keys")),
+        .map(String::as_str)
     }
 }
 

@@ -35,7 +35,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Settings of the flags; each has a `serve` flag.
 #[derive(Clone, Debug)]
@@ -45,6 +45,10 @@ pub struct FlagsConfig {
     pub refresh: Duration,
     /// How often the staged-rollout job looks at the active plans.
     pub rollout_tick: Duration,
+    /// How long the flag policies of one request (an evaluation, a batch of up to 1,000
+    /// keys, a heartbeat's flags) may run together; a flag whose policy runs past it
+    /// answers its default with reason `ERROR`.
+    pub policy_budget: Duration,
 }
 
 impl Default for FlagsConfig {
@@ -52,6 +56,7 @@ impl Default for FlagsConfig {
         Self {
             refresh: Duration::from_secs(5),
             rollout_tick: Duration::from_secs(10),
+            policy_budget: Duration::from_millis(10),
         }
     }
 }
@@ -120,10 +125,20 @@ impl Loaded {
 /// The flags in force, shared by every request of one replica: what evaluations read.
 pub struct Flags {
     current: RwLock<Arc<Loaded>>,
+    /// How long the flag policies one request runs may take together (see
+    /// [`FlagsConfig::policy_budget`]).
+    policy_budget: Duration,
 }
 
 impl Default for Flags {
     fn default() -> Self {
+        Self::new(FlagsConfig::default().policy_budget)
+    }
+}
+
+impl Flags {
+    /// No flags yet, each request's policies bounded by `policy_budget`.
+    pub fn new(policy_budget: Duration) -> Self {
         let (snapshot, _) = FlagSnapshot::build(vec![], vec![], |_| None);
         Self {
             current: RwLock::new(Arc::new(Loaded {
@@ -131,11 +146,28 @@ impl Default for Flags {
                 origins: HashMap::new(),
                 files: vec![],
             })),
+            policy_budget,
         }
     }
-}
 
-impl Flags {
+    /// Runs one request's evaluations, given the deadline its flag policies share. When
+    /// they may run a policy (`runs_policy`), on a blocking thread: a policy that loops to
+    /// its operation limit holds no async worker, so other requests (`/healthz`) go on.
+    /// Evaluations without a policy take microseconds and run inline.
+    pub async fn within_policy_budget<T: Send + 'static>(
+        &self,
+        runs_policy: bool,
+        evaluate: impl FnOnce(Option<Instant>) -> T + Send + 'static,
+    ) -> T {
+        let budget = self.policy_budget;
+        if !runs_policy {
+            return evaluate(None);
+        }
+        tokio::task::spawn_blocking(move || evaluate(Some(Instant::now() + budget)))
+            .await
+            .expect("a flag evaluation panicked")
+    }
+
     /// The flags in force: a lock held only to clone an `Arc`.
     pub fn current(&self) -> Arc<Loaded> {
         self.current.read().expect("flags lock").clone()
@@ -144,24 +176,35 @@ impl Flags {
     /// The value of every flag for plugins (`audience: plugins`, not archived) for
     /// `context`, by key: what a heartbeat reply carries. A flag that fails to evaluate is
     /// left out.
-    pub fn values_for(
+    pub async fn values_for(
         &self,
-        context: &engine::EvalContext,
+        context: engine::EvalContext,
         now: DateTime<Utc>,
     ) -> serde_json::Map<String, serde_json::Value> {
         let loaded = self.current();
-        loaded
+        let for_plugins = |definition: &&FlagDefinition| {
+            !definition.archived && definition.audience == Audience::Plugins
+        };
+        let runs_policy = loaded
             .snapshot
             .definitions()
-            .filter(|definition| !definition.archived && definition.audience == Audience::Plugins)
-            .filter_map(|definition| {
-                let value = loaded
-                    .snapshot
-                    .evaluate(&definition.key, context, now)
-                    .value?;
-                Some((definition.key.clone(), value.to_json()))
-            })
-            .collect()
+            .filter(for_plugins)
+            .any(|definition| loaded.snapshot.runs_policy(&definition.key));
+        self.within_policy_budget(runs_policy, move |deadline| {
+            loaded
+                .snapshot
+                .definitions()
+                .filter(for_plugins)
+                .filter_map(|definition| {
+                    let value = loaded
+                        .snapshot
+                        .evaluate_within(&definition.key, &context, now, deadline)
+                        .value?;
+                    Some((definition.key.clone(), value.to_json()))
+                })
+                .collect()
+        })
+        .await
     }
 }
 
@@ -251,6 +294,11 @@ impl Service {
     /// The flags in force.
     pub fn current(&self) -> Arc<Loaded> {
         self.flags.current()
+    }
+
+    /// The flags in force as evaluations read them (with their policy budget).
+    pub fn in_force(&self) -> &Flags {
+        &self.flags
     }
 
     /// Rebuilds from the files, the store and the rule set in force. A flag

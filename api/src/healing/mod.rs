@@ -336,11 +336,13 @@ impl Service {
             deadline: Some(std::time::Instant::now() + self.script_deadline),
         };
         let mut decision = self.rules.current().decide(&input, &config);
-        let auto_apply_flag = decision.rule.is_some().then(|| {
-            let (allowed, value, detail) = self.auto_apply_flag(&target);
+        let auto_apply_flag = if decision.rule.is_some() {
+            let (allowed, value, detail) = self.auto_apply_flag(&target).await;
             decision.check(CheckKind::Flag, allowed, detail);
-            value
-        });
+            Some(value)
+        } else {
+            None
+        };
         let suspended = match (&decision.outcome, &decision.rule) {
             (Outcome::AutoApply, Some(rule)) => {
                 self.breakers.contains(rule, target.merchant_id).await?
@@ -426,7 +428,7 @@ impl Service {
     /// merchant, what the plugin reports, the properties Ops set): whether it allows
     /// auto-apply, its evaluation as the log keeps it, and the trace's words. A flag that is
     /// not defined holds nothing; one that cannot be evaluated holds the patch for Ops.
-    fn auto_apply_flag(&self, target: &HealingTarget) -> (bool, Value, String) {
+    async fn auto_apply_flag(&self, target: &HealingTarget) -> (bool, Value, String) {
         let mut context = crate::flags::install_context(
             target.merchant_id,
             &target.cms,
@@ -436,10 +438,22 @@ impl Service {
         );
         context.properties.extend(target.properties.0.clone());
         let loaded = self.flags.current();
-        let evaluation = loaded
-            .snapshot
-            .evaluate(AUTO_APPLY_FLAG, &context, self.clock.now())
-            .expecting(ValueType::Boolean);
+        let now = self.clock.now();
+        let runs_policy = loaded.snapshot.runs_policy(AUTO_APPLY_FLAG);
+        self.flags
+            .within_policy_budget(runs_policy, move |deadline| {
+                let evaluation = loaded
+                    .snapshot
+                    .evaluate_within(AUTO_APPLY_FLAG, &context, now, deadline)
+                    .expecting(ValueType::Boolean);
+                Self::auto_apply_verdict(evaluation)
+            })
+            .await
+    }
+
+    /// What the evaluation of [`AUTO_APPLY_FLAG`] means for a patch: whether it may be
+    /// auto-applied, the evaluation as the log keeps it, and the trace's words.
+    fn auto_apply_verdict(evaluation: engine::Evaluation<'_>) -> (bool, Value, String) {
         let recorded = json!({
             "key": AUTO_APPLY_FLAG,
             "value": evaluation.value.map(FlagValue::to_json),
