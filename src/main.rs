@@ -895,7 +895,7 @@ async fn serve(database_url: &str, args: ServeArgs) -> Result<()> {
         patches = %args.patches.display(),
         "autoheal is serving"
     );
-    axum::serve(listener, router)
+    axum::serve(api::wire::EnvelopedListener(listener), router)
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("server failed")?;

@@ -136,6 +136,11 @@ impl ApiError {
     }
 }
 
+/// The JSON error envelope every 4xx and 5xx carries.
+pub(crate) fn envelope(code: &str, message: &str, field: Option<&str>) -> serde_json::Value {
+    json!({"error": {"code": code, "message": message, "field": field}})
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, message, field) = self.parts();
@@ -152,7 +157,7 @@ impl IntoResponse for ApiError {
             // gets the generic message above.
             tracing::error!(event = "store_error", error = %error, "request failed in the store");
         }
-        let mut body = json!({"error": {"code": code, "message": message, "field": field}});
+        let mut body = envelope(code, &message, field);
         if let Self::RulesRefused { errors } = &self {
             body["error"]["errors"] = json!(errors);
         }

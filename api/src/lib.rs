@@ -41,6 +41,7 @@ pub mod snapshot;
 pub mod tasks;
 mod values;
 pub mod version;
+pub mod wire;
 
 pub use clock::Clock;
 pub use http::app;

@@ -704,3 +704,49 @@ async fn credentials_are_listed_revoked_and_rotated_from_the_shell() {
     assert!(audit.contains(r#""actor_kind":"cli""#), "{audit}");
     server.stop();
 }
+
+/// The heads hyper refuses before any handler runs — a control byte in a header, headers
+/// of 1 MB, a URI past the buffer — are answered with the JSON error envelope, like every
+/// other 4xx; a good request on the same server is answered as before.
+#[tokio::test]
+async fn a_request_head_hyper_refuses_is_answered_with_the_json_envelope() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("wire.db").display());
+    let server = Server::start(&url);
+    let raw = |head: Vec<u8>| {
+        let mut stream = TcpStream::connect(&server.address).unwrap();
+        // The server may answer and close before it has read all of a large head.
+        let mut writer = stream.try_clone().unwrap();
+        let writing = std::thread::spawn(move || writer.write_all(&head).is_ok());
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        writing.join().unwrap();
+        let answer = String::from_utf8(answer).unwrap();
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+        let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+        let length: usize = head
+            .lines()
+            .find_map(|line| line.strip_prefix("content-length: "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(length, body.len(), "{answer}");
+        assert!(head.contains("content-type: application/json"), "{answer}");
+        let body: Value = serde_json::from_str(body).unwrap();
+        (status, body["error"]["code"].as_str().unwrap().to_owned())
+    };
+    let control = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Bad: a\x01b\r\n\r\n".to_vec();
+    assert_eq!(raw(control), (400, "bad_request".to_owned()));
+    let mut huge = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
+    huge.extend(std::iter::repeat_n(b'a', 1 << 20));
+    huge.extend(b"\r\n\r\n");
+    assert_eq!(raw(huge), (431, "headers_too_large".to_owned()));
+    let garbage = b"NOT HTTP AT ALL\r\n\r\n".to_vec();
+    assert_eq!(raw(garbage).0, 400);
+
+    let (status, body) = server.request("GET", "/healthz", None, None).unwrap();
+    assert_eq!((status, body.contains("ok")), (200, true), "{body}");
+    let (status, body) = server.get("/api/v1/plugins/list", "wrong");
+    assert_eq!(status, 401, "{body}");
+    server.stop();
+}
