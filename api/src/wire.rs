@@ -139,6 +139,26 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for EnvelopedIo<T> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
+    /// hyper queues a head and a body as separate slices to a vectored connection; its
+    /// automatic answer is a head alone, the first slice.
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match bufs.iter().find(|buf| !buf.is_empty()) {
+            Some(first) if first.starts_with(b"HTTP/1.1 4") => self.poll_write(cx, first),
+            _ => {
+                ready!(self.poll_replacement(cx))?;
+                Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+            }
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         ready!(self.poll_replacement(cx))?;
         Pin::new(&mut self.inner).poll_flush(cx)
