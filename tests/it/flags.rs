@@ -778,13 +778,8 @@ async fn started_replica(
     (second, tasks)
 }
 
-/// A policy that never ends holds neither its request nor the server (issue 17): the
-/// policies of one request share a CPU budget, past which each flag answers its default
-/// with reason ERROR (a batch of 1,000 keys costs one budget, not 1,000), and they run off
-/// the async workers, so `/healthz` answers while one runs. A heartbeat's flags are held to
-/// the same budget (the runaway flag is left out of its reply).
-#[tokio::test]
-async fn a_runaway_policy_costs_one_budget_per_request_and_stalls_nothing() {
+/// A rules folder holding `flags/spin.rhai`, a policy that never ends.
+fn spinning_policy() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("flags")).unwrap();
     std::fs::write(
@@ -792,6 +787,17 @@ async fn a_runaway_policy_costs_one_budget_per_request_and_stalls_nothing() {
         "let flag = #{ name: \"spin\" };\nfn evaluate(ctx) { loop { } }\n",
     )
     .unwrap();
+    dir
+}
+
+/// A policy that never ends holds neither its request nor the server (issue 17): the
+/// policies of one request share a CPU budget, past which each flag answers its default
+/// with reason ERROR (a batch of 1,000 keys costs one budget, not 1,000), and they run off
+/// the async workers, so `/healthz` answers while one runs. A heartbeat's flags are held to
+/// the same budget (the runaway flag is left out of its reply).
+#[tokio::test]
+async fn a_runaway_policy_costs_one_budget_per_request_and_stalls_nothing() {
+    let dir = spinning_policy();
     std::fs::write(
         dir.path().join("flags/spin.json"),
         r#"{"flags": [{"key": "spin", "type": "boolean", "policy": "spin", "audience": "plugins"},
@@ -874,13 +880,7 @@ async fn a_runaway_policy_costs_one_budget_per_request_and_stalls_nothing() {
 /// sample install's context, and still passes the set (the policy is valid Rhai).
 #[test]
 fn rules_check_warns_of_a_policy_that_exhausts_its_limit() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("flags")).unwrap();
-    std::fs::write(
-        dir.path().join("flags/spin.rhai"),
-        "let flag = #{ name: \"spin\" };\nfn evaluate(ctx) { loop { } }\n",
-    )
-    .unwrap();
+    let dir = spinning_policy();
     std::fs::write(
         dir.path().join("flags/fine.rhai"),
         "let flag = #{ name: \"fine\" };\nfn evaluate(ctx) { ctx.cms == \"woocommerce\" }\n",
