@@ -427,7 +427,7 @@ struct ServeArgs {
     rollout_tick_ms: u64,
     /// How long the flag policies of one request (an evaluation, a batch, a heartbeat's
     /// flags) may run together, in ms; a flag whose policy runs past it answers its default
-    /// with reason ERROR. They run on a blocking thread, never on the request workers.
+    /// with reason ERROR. Past 100 µs they are moved off the request workers to a blocking thread.
     #[arg(long, env = "AUTOHEAL_FLAG_POLICY_BUDGET_MS", value_parser = clap::value_parser!(u64).range(1..=1000), default_value_t = FlagsConfig::default().policy_budget.as_millis() as u64)]
     flag_policy_budget_ms: u64,
     /// How long the store-held interop mappings are used before they are read again, in ms
