@@ -1,11 +1,13 @@
 //! The closed sets of values the API accepts are enums made with [`closed_set!`]. serde
 //! names the allowed values in its error ("unknown variant `x`, expected one of …"), which
-//! the 422 passes on with the field. (The platform is the engine's own `Platform`.)
+//! the 422 passes on with the field, and the OpenAPI document lists them as the schema's
+//! `enum`. (The platform is the engine's own `Platform`; `openapi::PlatformName` is its
+//! schema.)
 
 macro_rules! closed_set {
     ($(#[$meta:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
         pub enum $name {
             $(#[serde(rename = $text)] $variant),+
         }
