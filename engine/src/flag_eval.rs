@@ -209,7 +209,7 @@ pub struct FlagDefinition {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub percentage: Option<u32>,
     #[serde(default, skip_serializing_if = "is_default_stickiness")]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub stickiness: Stickiness,
     /// Hash group of the rollout; the key when absent. Flags sharing a group
     /// roll out to the same callers first.

@@ -215,6 +215,7 @@ async fn kill(
     responses(
         (status = 200, description = "Removed", body = FlagRemoved),
         (status = 404, description = "No such flag", body = ErrorEnvelope),
+        (status = 409, description = "The flag is defined in a file only: remove it there, or archive it", body = ErrorEnvelope),
     )
 )]
 async fn remove(
