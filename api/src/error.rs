@@ -6,7 +6,8 @@
 use crate::db::StoreError;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -39,6 +40,8 @@ pub enum ApiError {
     },
     #[error("{message}")]
     Conflict { message: String },
+    #[error("method not allowed on this route")]
+    MethodNotAllowed,
     /// A rule set with errors; the previous set stays in force.
     #[error("the rule set was refused ({} error(s)); the previous set stays in force", errors.len())]
     RulesRefused { errors: Vec<String> },
@@ -110,6 +113,12 @@ impl ApiError {
                 None,
             ),
             Self::Conflict { message } => (StatusCode::CONFLICT, "conflict", message.clone(), None),
+            Self::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                self.to_string(),
+                None,
+            ),
             Self::RulesRefused { .. } => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "rules_refused",
@@ -136,11 +145,6 @@ impl ApiError {
     }
 }
 
-/// The JSON error envelope every 4xx and 5xx carries.
-pub(crate) fn envelope(code: &str, message: &str, field: Option<&str>) -> serde_json::Value {
-    json!({"error": {"code": code, "message": message, "field": field}})
-}
-
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, message, field) = self.parts();
@@ -157,10 +161,18 @@ impl IntoResponse for ApiError {
             // gets the generic message above.
             tracing::error!(event = "store_error", error = %error, "request failed in the store");
         }
-        let mut body = envelope(code, &message, field);
-        if let Self::RulesRefused { errors } = &self {
-            body["error"]["errors"] = json!(errors);
-        }
+        let errors = match &self {
+            Self::RulesRefused { errors } => Some(errors.clone()),
+            _ => None,
+        };
+        let body = ErrorEnvelope {
+            error: ErrorDetail {
+                code,
+                message,
+                field: field.map(str::to_owned),
+                errors,
+            },
+        };
         let mut response = (status, axum::Json(body)).into_response();
         if let Self::RateLimited { retry_after_secs }
         | Self::QuotaExceeded {
@@ -174,4 +186,27 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// The body of every error answer: `{"error": {"code", "message", "field"}}`.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorEnvelope {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// What went wrong, for a program: `bad_json`, `invalid_field`, `unsupported_media_type`,
+    /// `payload_too_large`, `unauthorized`, `forbidden`, `not_found`, `method_not_allowed`,
+    /// `rate_limited`, `quota_exceeded`, `conflict`, `rules_refused`, `unavailable`,
+    /// `internal`; and, for a request head the HTTP server refuses before any handler,
+    /// `bad_request`, `uri_too_long`, `headers_too_large`.
+    pub code: &'static str,
+    /// What went wrong, for a person.
+    pub message: String,
+    /// The body field (`server_info.os[1]`), query parameter or path parameter at fault.
+    pub field: Option<String>,
+    /// `rules_refused` only: every `file:line:col: message`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<String>>,
 }

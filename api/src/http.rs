@@ -3,38 +3,36 @@
 //! tracing span, a body limit, and a JSON answer for panics, unknown routes
 //! and wrong methods.
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorDetail, ErrorEnvelope};
 use crate::extract::{BodyLimit, NUL_REFUSED};
+use crate::openapi::{ApiDoc, Document};
 use crate::AppState;
 use axum::body::Body;
+use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, MatchedPath, State};
 use axum::http::{Request, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::{Extension, Json, Router};
-use serde_json::json;
+use serde::Serialize;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use utoipa::{OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// The one router `autoheal serve` and the tests use: every feature's routes, behind the
-/// middleware every request passes.
+/// middleware every request passes, and the OpenAPI document of exactly those routes.
 pub fn app(state: AppState) -> Router {
     let max_body_bytes = state.config.max_body_bytes;
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .merge(crate::fleet::routes())
-        .merge(crate::healing::routes())
-        .merge(crate::interop::routes())
-        .merge(crate::flags::routes())
-        .merge(crate::delivery::routes())
-        .merge(crate::ops::routes())
-        .merge(crate::rules::routes())
-        .merge(crate::schemas::routes())
-        .merge(crate::auth::routes())
+    let (router, mut document) = routes().split_for_parts();
+    crate::openapi::add_common_errors(&mut document);
+    let document = Document(Bytes::from(
+        document.to_json().expect("the OpenAPI document serializes"),
+    ));
+    router
         .route_layer(middleware::from_fn(check_path_params))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -53,8 +51,27 @@ pub fn app(state: AppState) -> Router {
                 .layer(PropagateRequestIdLayer::x_request_id())
                 .layer(CatchPanicLayer::custom(panic_response))
                 .layer(DefaultBodyLimit::max(max_body_bytes))
-                .layer(Extension(BodyLimit(max_body_bytes))),
+                .layer(Extension(BodyLimit(max_body_bytes)))
+                .layer(Extension(document)),
         )
+}
+
+/// Every route with its operation: a feature's `routes()` registers each handler with
+/// `routes!`, which is what puts it in the document.
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(crate::openapi::openapi_json))
+        .merge(crate::fleet::routes())
+        .merge(crate::healing::routes())
+        .merge(crate::interop::routes())
+        .merge(crate::flags::routes())
+        .merge(crate::delivery::routes())
+        .merge(crate::ops::routes())
+        .merge(crate::rules::routes())
+        .merge(crate::schemas::routes())
+        .merge(crate::auth::routes())
 }
 
 /// Refuses a request whose path parameter is not text a store can hold, naming the
@@ -82,18 +99,39 @@ async fn check_path_params(request: Request<Body>, next: Next) -> Response {
     next.run(request).await
 }
 
-async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({"status": "ok"}))
+/// What the liveness and readiness probes answer.
+#[derive(Serialize, ToSchema)]
+struct Probe {
+    /// `ok` (alive), `ready` or `unavailable` (the store does not answer).
+    status: &'static str,
 }
 
+/// Answers while the process is up.
+#[utoipa::path(get, path = "/healthz", tag = "meta", responses((status = 200, body = Probe)))]
+async fn healthz() -> Json<Probe> {
+    Json(Probe { status: "ok" })
+}
+
+/// Answers 200 when the store answers too.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "meta",
+    responses(
+        (status = 200, description = "The store answers", body = Probe),
+        (status = 503, description = "The store does not answer", body = Probe),
+    )
+)]
 async fn readyz(State(state): State<AppState>) -> Response {
     match state.store.ping().await {
-        Ok(()) => Json(json!({"status": "ready"})).into_response(),
+        Ok(()) => Json(Probe { status: "ready" }).into_response(),
         Err(error) => {
             tracing::warn!(event = "not_ready", error = %error, "store unreachable");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"status": "unavailable"})),
+                Json(Probe {
+                    status: "unavailable",
+                }),
             )
                 .into_response()
         }
@@ -104,14 +142,20 @@ async fn not_found() -> ApiError {
     ApiError::NotFound { what: "route" }
 }
 
-async fn method_not_allowed() -> Response {
-    let body = json!({"error": {"code": "method_not_allowed", "message": "method not allowed on this route", "field": null}});
-    (StatusCode::METHOD_NOT_ALLOWED, Json(body)).into_response()
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
 }
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!(event = "handler_panic", "a request handler panicked");
-    let body = json!({"error": {"code": "internal", "message": "internal error", "field": null}});
+    let body = ErrorEnvelope {
+        error: ErrorDetail {
+            code: "internal",
+            message: "internal error".to_owned(),
+            field: None,
+            errors: None,
+        },
+    };
     (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response()
 }
 
@@ -135,9 +179,12 @@ pub(crate) fn page(limit: Option<i64>, offset: Option<i64>) -> Result<(i64, i64)
 }
 
 /// `?days=N` of the stats endpoints (default 30).
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct StatsQuery {
+    /// How many days back the figures go: 1–3650 (default 30).
+    #[param(minimum = 1, maximum = 3650)]
     days: Option<i64>,
 }
 

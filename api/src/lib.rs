@@ -33,6 +33,7 @@ pub mod healing;
 pub mod histogram;
 mod http;
 pub mod interop;
+mod openapi;
 pub mod ops;
 pub mod quotas;
 pub mod rules;

@@ -3,13 +3,13 @@
 //! plugin sends (`heartbeat`, its `state`, `ack`) and receives (`command`). Each `$id` is
 //! its path here, so `heartbeat.json`'s `$ref: state.json` resolves against the server.
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorEnvelope};
 use crate::AppState;
 use axum::extract::Path;
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::Router;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Every schema by name, as committed.
 pub const SCHEMAS: [(&str, &str); 4] = [
@@ -22,11 +22,21 @@ pub const SCHEMAS: [(&str, &str); 4] = [
     ("ack", include_str!("../../sdk/schemas/ack.json")),
 ];
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new().route("/api/v1/schemas/{file}", get(schema))
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(schema))
 }
 
-/// `GET /api/v1/schemas/{name}.json`.
+/// `GET /api/v1/schemas/{name}.json`: a JSON Schema (draft 2020-12) of the plugin protocol.
+#[utoipa::path(
+    get,
+    path = "/api/v1/schemas/{file}",
+    tag = "meta",
+    params(("file" = String, Path, description = "`heartbeat.json`, `state.json`, `command.json` or `ack.json`")),
+    responses(
+        (status = 200, description = "The schema, as committed in `sdk/schemas/`", content_type = "application/schema+json", body = Object),
+        (status = 404, description = "No such schema", body = ErrorEnvelope),
+    )
+)]
 async fn schema(Path(file): Path<String>) -> Result<impl IntoResponse, ApiError> {
     let text = file
         .strip_suffix(".json")

@@ -1,6 +1,8 @@
 //! The closed sets of values the API accepts are enums made with [`closed_set!`]. serde
 //! names the allowed values in its error ("unknown variant `x`, expected one of …"), which
-//! the 422 passes on with the field. (The platform is the engine's own `Platform`.)
+//! the 422 passes on with the field, and the OpenAPI document lists them as the schema's
+//! `enum`. (The platform is the engine's own `Platform`; `openapi::PlatformName` is its
+//! schema.)
 
 macro_rules! closed_set {
     ($(#[$meta:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
@@ -17,6 +19,19 @@ macro_rules! closed_set {
                 }
             }
         }
+
+        // By hand: utoipa's derive does not read a `rename` whose text a macro passes in,
+        // and would list the variants' Rust names.
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::Type::String)
+                    .enum_values(Some([$($text),+]))
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
     };
 }
 pub(crate) use closed_set;

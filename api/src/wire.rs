@@ -6,7 +6,7 @@
 //! of the router also carries at least `content-type` and `x-request-id`) and write it with
 //! a body instead. hyper closes the connection after it, so nothing follows on the wire.
 
-use crate::error::envelope;
+use crate::error::{ErrorDetail, ErrorEnvelope};
 use axum::serve::Listener;
 use std::io;
 use std::pin::Pin;
@@ -94,7 +94,15 @@ fn enveloped(head: &[u8]) -> Option<Vec<u8>> {
             _ => return None,
         }
     }
-    let body = envelope(code, message, None).to_string();
+    let body = serde_json::to_string(&ErrorEnvelope {
+        error: ErrorDetail {
+            code,
+            message: message.to_owned(),
+            field: None,
+            errors: None,
+        },
+    })
+    .ok()?;
     let mut answer = format!(
         "{status_line}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
         body.len()

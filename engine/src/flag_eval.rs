@@ -48,6 +48,7 @@ pub const MAX_VARIANTS: usize = 100;
 
 /// The six flag types of the seed. The type fixes the value type (string for
 /// `variant`, boolean otherwise) and which fields are required.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FlagType {
@@ -145,6 +146,7 @@ impl<'de> Deserialize<'de> for Stickiness {
 }
 
 /// A time window `[start, end)`; either end may be open.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Schedule {
@@ -160,6 +162,7 @@ impl Schedule {
     }
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Variant {
@@ -173,6 +176,7 @@ pub struct Variant {
 /// Who a flag is for. A `platform` flag (the default) is the platform's own business: it is
 /// evaluated for Ops, Sira and the platform's services. A `plugins` flag also reaches the
 /// merchants' plugins: in every heartbeat reply, and through a merchant key's evaluations.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Audience {
@@ -182,6 +186,7 @@ pub enum Audience {
 }
 
 /// A flag as files, the API and the store hold it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FlagDefinition {
@@ -205,6 +210,7 @@ pub struct FlagDefinition {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub percentage: Option<u32>,
     #[serde(default, skip_serializing_if = "is_default_stickiness")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub stickiness: Stickiness,
     /// Hash group of the rollout; the key when absent. Flags sharing a group
     /// roll out to the same callers first.
@@ -222,6 +228,7 @@ pub struct FlagDefinition {
     pub variants: Vec<Variant>,
     /// Stickiness of the variant split; the rollout's when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub variant_stickiness: Option<Stickiness>,
     /// Hash group of the variant split; the key when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -470,6 +477,7 @@ fn type_word(value_type: ValueType) -> &'static str {
 }
 
 /// Whom an override applies to.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OverrideScope {
@@ -498,6 +506,7 @@ pub struct FlagOverride {
 
 /// Who is asking: the tenant (a merchant), the user, the session, and any
 /// other properties (plugin version, cms …) policies and custom stickiness read.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EvalContext {
@@ -530,6 +539,7 @@ impl EvalContext {
 }
 
 /// OpenFeature's resolution reasons.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Reason {
@@ -542,6 +552,7 @@ pub enum Reason {
 }
 
 /// OpenFeature's error codes.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorCode {
@@ -552,6 +563,7 @@ pub enum ErrorCode {
 }
 
 /// A flag's value as evaluated; borrows from the snapshot.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum FlagValue<'a> {
@@ -577,6 +589,7 @@ impl FlagValue<'_> {
 
 /// One evaluation, OpenFeature-shaped. `value` is None only with an error
 /// (the caller's own default then applies).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct Evaluation<'a> {
     pub value: Option<FlagValue<'a>>,

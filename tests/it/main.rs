@@ -14,6 +14,7 @@ mod hostile_input;
 mod interop;
 mod monitoring;
 mod notifications;
+mod openapi;
 mod ops_cli;
 mod outbox;
 mod patch_registry;

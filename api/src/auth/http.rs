@@ -5,36 +5,49 @@
 
 use super::store::{Credential, CredentialKind};
 use super::{Ops, Permission};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorEnvelope};
 use crate::extract::{uuid_param, JsonBody, QueryParams};
 use crate::http::{check_reason, page};
 use crate::AppState;
 use axum::extract::{Path, State};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// The longest grace period a rotation may give the old secret: long enough to roll a
 /// fleet's configuration, short enough that a leaked secret does not live on.
 pub const MAX_ROTATION_GRACE_SECS: i64 = 30 * 24 * 3600;
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/credentials", get(list))
-        .route("/api/v1/credentials/{id}/revoke", post(revoke))
-        .route("/api/v1/credentials/{id}/rotate", post(rotate))
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(revoke))
+        .routes(routes!(rotate))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Only credentials of this kind.
+    #[param(inline)]
     kind: Option<CredentialKind>,
+    /// 1–500 (default 50).
     limit: Option<i64>,
     offset: Option<i64>,
 }
 
 /// `GET /api/v1/credentials[?kind=merchant|ops|sira]`: oldest first, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/api/v1/credentials",
+    tag = "credentials",
+    security(("ops_token" = [])),
+    params(ListQuery),
+    responses((status = 200, description = "Oldest first; never a secret", body = Vec<Credential>))
+)]
 async fn list(
     State(state): State<AppState>,
     ops: Ops,
@@ -50,13 +63,27 @@ async fn list(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RevokeRequest {
+    /// Why (it goes to the audit log); 1–1,000 characters.
     reason: String,
 }
 
 /// `POST /api/v1/credentials/{id}/revoke` with `{"reason"}`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/credentials/{id}/revoke",
+    tag = "credentials",
+    security(("ops_token" = [])),
+    params(("id" = Uuid, Path, description = "The credential")),
+    request_body = RevokeRequest,
+    responses(
+        (status = 200, description = "Revoked: the credential as it now stands", body = Credential),
+        (status = 404, description = "No such credential", body = ErrorEnvelope),
+        (status = 409, description = "Already revoked", body = ErrorEnvelope),
+    )
+)]
 async fn revoke(
     State(state): State<AppState>,
     ops: Ops,
@@ -75,20 +102,42 @@ async fn revoke(
     Ok(Json(revoked))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RotateRequest {
+    /// How long the old secret keeps working, 0–2,592,000 s (default 0: it stops now).
     grace_secs: Option<i64>,
+}
+
+/// A rotation's answer: the only time the new secret exists outside its owner.
+#[derive(Serialize, ToSchema)]
+struct Rotated {
+    credential: Credential,
+    /// The new bearer secret, shown this once.
+    secret: String,
 }
 
 /// `POST /api/v1/credentials/{id}/rotate`, optionally with `{"grace_secs": N}`: the new
 /// credential and its secret (shown this once).
+#[utoipa::path(
+    post,
+    path = "/api/v1/credentials/{id}/rotate",
+    tag = "credentials",
+    security(("ops_token" = [])),
+    params(("id" = Uuid, Path, description = "The credential to replace")),
+    request_body(content = Option<RotateRequest>, description = "Optional"),
+    responses(
+        (status = 200, description = "The new credential and its secret", body = Rotated),
+        (status = 404, description = "No such credential", body = ErrorEnvelope),
+        (status = 409, description = "Revoked or expired: create a new one", body = ErrorEnvelope),
+    )
+)]
 async fn rotate(
     State(state): State<AppState>,
     ops: Ops,
     Path(id): Path<String>,
     body: Option<JsonBody<RotateRequest>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Rotated>, ApiError> {
     ops.require(Permission::CredentialsManage)?;
     let id = uuid_param("id", &id)?;
     let grace_secs = body.and_then(|JsonBody(body)| body.grace_secs).unwrap_or(0);
@@ -100,9 +149,10 @@ async fn rotate(
         .await?
         .ok_or(ApiError::NotFound { what: "credential" })?;
     state.auth.forget_all();
-    Ok(Json(
-        json!({"credential": credential, "secret": secret.secret}),
-    ))
+    Ok(Json(Rotated {
+        credential,
+        secret: secret.secret,
+    }))
 }
 
 /// A rotation's grace period for the old secret, from seconds: 0 up to

@@ -86,7 +86,9 @@ fn mint(prefix: &str) -> String {
 }
 
 /// The kinds of credential, as `--kind` and the API name them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum CredentialKind {
     Merchant,
@@ -135,7 +137,7 @@ impl CredentialKind {
 crate::db::text_column!(CredentialKind);
 
 /// Where a credential stands at a given time.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum CredentialStatus {
     #[default]
@@ -145,7 +147,7 @@ pub enum CredentialStatus {
 }
 
 /// A credential as listed: who it belongs to and its lifecycle, never its secret.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Credential {
     pub id: Uuid,
     pub kind: CredentialKind,
@@ -166,6 +168,7 @@ pub struct Credential {
     pub rotated_from: Option<Uuid>,
     /// The name it was created with (a rotation gives it to the new credential).
     #[serde(skip)]
+    #[schema(ignore)]
     name: String,
 }
 

@@ -27,7 +27,7 @@ impl AuditContext {
     }
 }
 
-#[derive(Clone, Debug, serde::Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct AuditEntry {
     pub id: Uuid,
     pub actor_kind: String,
@@ -35,6 +35,7 @@ pub struct AuditEntry {
     pub action: String,
     pub target_type: String,
     pub target_id: Option<String>,
+    #[schema(value_type = serde_json::Value)]
     pub details: Json<Value>,
     pub request_id: Option<String>,
     pub at: DateTime<Utc>,

@@ -70,7 +70,7 @@ impl Default for OutboxConfig {
 const PROBE_VERDICT_WAIT: Duration = Duration::seconds(1);
 
 /// The breaker states, as `GET /api/platform/outbox` shows them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BreakerState {
     Closed,
@@ -78,7 +78,7 @@ pub enum BreakerState {
     HalfOpen,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Breaker {
     pub destination: String,
     pub state: BreakerState,

@@ -26,11 +26,12 @@ pub struct NewOutboxMessage {
     pub source_id: Option<String>,
 }
 
-#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct OutboxMessage {
     pub id: Uuid,
     pub channel: String,
     pub destination: String,
+    #[schema(value_type = serde_json::Value)]
     pub payload: Json<Value>,
     pub source_type: String,
     pub source_id: Option<String>,
@@ -87,7 +88,7 @@ pub enum AttemptOutcome {
     },
 }
 
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct OutboxCounts {
     pub pending: i64,
     pub delivered: i64,
@@ -301,7 +302,7 @@ pub struct NewNotification {
     pub delivery: Option<NewOutboxMessage>,
 }
 
-#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Notification {
     pub id: Uuid,
     pub plugin_id: Uuid,

@@ -3,55 +3,43 @@
 //! change audited); any authenticated caller evaluates.
 
 use super::{
-    check_steps, step_ends_at, FlagAuditEntry, FlagView, NewRollout, RolloutPlan, RolloutStep,
-    Service, StoredOverride,
+    check_steps, step_ends_at, FlagAuditEntry, FlagView, NewRollout, RolloutCancelled, RolloutPlan,
+    RolloutStep, Service, StoredOverride,
 };
 use crate::auth::{Caller, Ops, Permission, Principal};
 use crate::clock::Clock;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorEnvelope};
 use crate::extract::{uuid_param, JsonBody, QueryParams};
 use crate::http::{check_len, check_reason};
 use crate::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get, post};
-use axum::{Json, Router};
+use axum::Json;
 use engine::{
-    EvalContext, Evaluation, FieldError, FlagDefinition, FlagOverride, OverrideScope, ValueType,
+    ErrorCode, EvalContext, Evaluation, FieldError, FlagDefinition, FlagOverride, OverrideScope,
+    Reason, ValueType,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::sync::Arc;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Most flags one evaluate request may ask for.
 pub const MAX_BATCH_FLAGS: usize = 1_000;
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/platform/flags", get(list).post(create))
-        .route("/api/platform/flags/evaluate", post(evaluate))
-        .route(
-            "/api/platform/flags/{key}",
-            get(show).patch(update).delete(remove),
-        )
-        .route(
-            "/api/platform/flags/{key}/overrides",
-            get(list_overrides).post(set_override),
-        )
-        .route(
-            "/api/platform/flags/{key}/overrides/{scope}/{target}",
-            delete(delete_override),
-        )
-        .route("/api/platform/flags/{key}/kill", post(kill))
-        .route("/api/platform/flags/{key}/audit", get(audit))
-        .route(
-            "/api/platform/flags/{key}/rollouts",
-            get(list_rollouts).post(create_rollout),
-        )
-        .route(
-            "/api/platform/flags/{key}/rollouts/{id}/cancel",
-            post(cancel_rollout),
-        )
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(evaluate))
+        .routes(routes!(show, update, remove))
+        .routes(routes!(list_overrides, set_override))
+        .routes(routes!(delete_override))
+        .routes(routes!(kill))
+        .routes(routes!(audit))
+        .routes(routes!(list_rollouts, create_rollout))
+        .routes(routes!(cancel_rollout))
 }
 
 fn invalid(error: FieldError) -> ApiError {
@@ -62,6 +50,16 @@ fn flag_key(key: &str) -> Result<(), ApiError> {
     engine::check_key("key", key).map_err(invalid)
 }
 
+/// Every flag in force, with where it comes from.
+#[utoipa::path(
+    get,
+    path = "/api/platform/flags",
+    tag = "flags",
+    security(("ops_token" = [])),
+    responses(
+        (status = 200, description = "Every flag", body = Vec<FlagView>),
+    )
+)]
 async fn list(
     State(flags): State<Arc<Service>>,
     ops: Ops,
@@ -70,6 +68,18 @@ async fn list(
     Ok(Json(flags.list()))
 }
 
+/// One flag in force, with where it comes from.
+#[utoipa::path(
+    get,
+    path = "/api/platform/flags/{key}",
+    tag = "flags",
+    security(("ops_token" = [])),
+    params(("key" = String, Path, description = "The flag")),
+    responses(
+        (status = 200, description = "The flag", body = FlagView),
+        (status = 404, description = "No such flag", body = ErrorEnvelope),
+    )
+)]
 async fn show(
     State(flags): State<Arc<Service>>,
     ops: Ops,
@@ -80,6 +90,18 @@ async fn show(
     Ok(Json(flags.show(&key)?))
 }
 
+/// Creates a flag in the store; audited.
+#[utoipa::path(
+    post,
+    path = "/api/platform/flags",
+    tag = "flags",
+    security(("ops_token" = [])),
+    request_body = FlagDefinition,
+    responses(
+        (status = 201, description = "Created", body = FlagView),
+        (status = 409, description = "A flag with that key exists", body = ErrorEnvelope),
+    )
+)]
 async fn create(
     State(flags): State<Arc<Service>>,
     ops: Ops,
@@ -91,7 +113,20 @@ async fn create(
 }
 
 /// `PATCH /{key}`: a JSON merge patch of the definition (`null` removes an
-/// optional field); the key cannot change.
+/// optional field); the key cannot change; audited.
+#[utoipa::path(
+    patch,
+    path = "/api/platform/flags/{key}",
+    tag = "flags",
+    security(("ops_token" = [])),
+    params(("key" = String, Path, description = "The flag")),
+    request_body = Object,
+    responses(
+        (status = 200, description = "The flag as changed", body = FlagView),
+        (status = 404, description = "No such flag", body = ErrorEnvelope),
+        (status = 409, description = "The flag changed meanwhile; read it again", body = ErrorEnvelope),
+    )
+)]
 async fn update(
     State(flags): State<Arc<Service>>,
     ops: Ops,
@@ -126,14 +161,28 @@ async fn update(
     Ok(Json(updated))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ReasonRequest {
+    /// Why (it goes to the audit log): 1–1,000 characters.
     reason: String,
 }
 
 /// The kill switch: the flag is off for every caller at once (each gets the
 /// default value), on every replica within a second; audited.
+#[utoipa::path(
+    post,
+    path = "/api/platform/flags/{key}/kill",
+    tag = "flags",
+    security(("ops_token" = [])),
+    params(("key" = String, Path, description = "The flag")),
+    request_body = ReasonRequest,
+    responses(
+        (status = 200, description = "The flag, off", body = FlagView),
+        (status = 404, description = "No such flag", body = ErrorEnvelope),
+        (status = 409, description = "The flag changed meanwhile; read it again", body = ErrorEnvelope),
+    )
+)]
 async fn kill(
     State(flags): State<Arc<Service>>,
     ops: Ops,
@@ -156,22 +205,54 @@ async fn kill(
 }
 
 /// `DELETE /{key}`: removes the store's copy (and its overrides). A flag
-/// defined only in a file is removed from the file, or archived.
+/// defined only in a file is removed from the file, or archived; audited.
+#[utoipa::path(
+    delete,
+    path = "/api/platform/flags/{key}",
+    tag = "flags",
+    security(("ops_token" = [])),
+    params(("key" = String, Path, description = "The flag")),
+    responses(
+        (status = 200, description = "Removed", body = FlagRemoved),
+        (status = 404, description = "No such flag", body = ErrorEnvelope),
+        (status = 409, description = "The flag is defined in a file only: remove it there, or archive it", body = ErrorEnvelope),
+    )
+)]
 async fn remove(
     State(flags): State<Arc<Service>>,
     ops: Ops,
     Path(key): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<FlagRemoved>, ApiError> {
     ops.require(Permission::FlagsWrite)?;
     flag_key(&key)?;
     let (deleted, file) = flags.remove(&key, &ops.audit()).await?;
-    Ok(Json(serde_json::json!({
-        "deleted": deleted,
-        // The file's copy is in force again.
-        "now_in_force_from_file": file,
-    })))
+    Ok(Json(FlagRemoved {
+        deleted,
+        now_in_force_from_file: file,
+    }))
 }
 
+/// What removing a flag did.
+#[derive(Serialize, ToSchema)]
+struct FlagRemoved {
+    /// The store's copy, deleted.
+    deleted: FlagDefinition,
+    /// The file's copy is in force again (its file).
+    now_in_force_from_file: Option<String>,
+}
+
+/// The flag's overrides.
+#[utoipa::path(
+    get,
+    path = "/api/platform/flags/{key}/overrides",
+    tag = "flags",
+    security(("ops_token" = [])),
+    params(("key" = String, Path, description = "The flag")),
+    responses(
+        (status = 200, description = "Its overrides", body = Vec<StoredOverride>),
+        (status = 404, description = "No such flag", body = ErrorEnvelope),
+    )
+)]
 async fn list_overrides(
     State(flags): State<Arc<Service>>,
     ops: Ops,
@@ -182,7 +263,7 @@ async fn list_overrides(
     Ok(Json(flags.overrides(&key).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct OverrideRequest {
     scope: OverrideScope,
@@ -191,6 +272,19 @@ struct OverrideRequest {
     reason: String,
 }
 
+/// Sets the flag's value for one tenant or user; audited.
+#[utoipa::path(
+    post,
+    path = "/api/platform/flags/{key}/overrides",
+    tag = "flags",
+    security(("ops_token" = [])),
+    params(("key" = String, Path, description = "The flag")),
+    request_body = OverrideRequest,
+    responses(
+        (status = 201, description = "In force", body = StoredOverride),
+        (status = 404, description = "No such flag", body = ErrorEnvelope),
+    )
+)]
 async fn set_override(
     State(flags): State<Arc<Service>>,
     ops: Ops,
@@ -214,6 +308,18 @@ async fn set_override(
     Ok((StatusCode::CREATED, Json(stored)))
 }
 
+/// Removes an override; audited.
+#[utoipa::path(
+    delete,
+    path = "/api/platform/flags/{key}/overrides/{scope}/{target}",
+    tag = "flags",
+    security(("ops_token" = [])),
+    params(("key" = String, Path, description = "The flag"), ("scope" = OverrideScope, Path, description = "`tenant` or `user`"), ("target" = String, Path, description = "The tenant or user")),
+    responses(
+        (status = 200, description = "The override removed", body = StoredOverride),
+        (status = 404, description = "No such flag or override", body = ErrorEnvelope),
+    )
+)]
 async fn delete_override(
     State(flags): State<Arc<Service>>,
     ops: Ops,
@@ -233,12 +339,27 @@ async fn delete_override(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct AuditQuery {
+    /// 1–1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
 }
 
+/// The flag's changes, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/platform/flags/{key}/audit",
+    tag = "flags",
+    security(("ops_token" = [])),
+    params(("key" = String, Path, description = "The flag"), AuditQuery),
+    responses(
+        (status = 200, description = "Newest first", body = Vec<FlagAuditEntry>),
+        (status = 404, description = "No such flag", body = ErrorEnvelope),
+    )
+)]
 async fn audit(
     State(flags): State<Arc<Service>>,
     ops: Ops,
@@ -255,7 +376,7 @@ async fn audit(
 }
 
 /// One flag to evaluate, with the caller's default (OpenFeature's).
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct EvaluateRequest {
     /// One flag…
@@ -269,29 +390,64 @@ struct EvaluateRequest {
     default_value: Option<Value>,
 }
 
-#[derive(Serialize)]
-struct EvaluationView<'a> {
-    key: &'a str,
-    #[serde(flatten)]
-    evaluation: Evaluation<'a>,
+/// One evaluation, OpenFeature-shaped.
+#[derive(Serialize, ToSchema)]
+struct EvaluationView {
+    key: String,
+    /// The flag's value (a boolean or a string); on an error, the caller's `default_value`
+    /// (or null).
+    value: Value,
+    variant: Option<String>,
+    reason: Reason,
+    error_code: Option<ErrorCode>,
+    /// The chosen variant's payload, if it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload: Option<Value>,
 }
 
-fn evaluation_json(key: &str, evaluation: Evaluation<'_>, default_value: Option<&Value>) -> Value {
-    let mut out = serde_json::to_value(EvaluationView { key, evaluation }).expect("JSON");
-    if evaluation.value.is_none() {
-        out["value"] = default_value.cloned().unwrap_or(Value::Null);
+impl EvaluationView {
+    fn new(key: &str, evaluation: Evaluation<'_>, default_value: Option<&Value>) -> Self {
+        let value = match evaluation.value {
+            Some(value) => value.to_json(),
+            None => default_value.cloned().unwrap_or(Value::Null),
+        };
+        EvaluationView {
+            key: key.to_owned(),
+            value,
+            variant: evaluation.variant.map(str::to_owned),
+            reason: evaluation.reason,
+            error_code: evaluation.error_code,
+            payload: evaluation.payload.cloned(),
+        }
     }
-    out
+}
+
+/// The evaluation of `key`, or `{"results": […]}` of `keys`.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+enum EvaluateResponse {
+    One(EvaluationView),
+    Batch { results: Vec<EvaluationView> },
 }
 
 /// `POST /evaluate`: `{key | keys, context, default_value?}`. A merchant key
 /// evaluates as its own tenant only.
+#[utoipa::path(
+    post,
+    path = "/api/platform/flags/evaluate",
+    tag = "flags",
+    security(("ops_token" = []), ("merchant_key" = []), ("sira_token" = [])),
+    request_body = EvaluateRequest,
+    responses(
+        (status = 200, description = "The evaluation of `key`, or `results` of `keys`", body = EvaluateResponse),
+    )
+)]
 async fn evaluate(
     State(flags): State<Arc<Service>>,
     State(clock): State<Clock>,
     Caller(principal): Caller,
     JsonBody(mut request): JsonBody<EvaluateRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<EvaluateResponse>, ApiError> {
     let for_plugins = matches!(principal, Principal::Merchant { .. });
     if let Principal::Merchant { merchant_id } = principal {
         let own = merchant_id.to_string();
@@ -347,14 +503,13 @@ async fn evaluate(
                     Some(expected) => evaluation.expecting(expected),
                     None => evaluation,
                 };
-                evaluation_json(key, evaluation, request.default_value.as_ref())
+                EvaluationView::new(key, evaluation, request.default_value.as_ref())
             };
             match &keys {
-                Requested::One(key) => resolve(key),
-                Requested::Batch(keys) => {
-                    let results: Vec<Value> = keys.iter().map(|key| resolve(key)).collect();
-                    serde_json::json!({ "results": results })
-                }
+                Requested::One(key) => EvaluateResponse::One(resolve(key)),
+                Requested::Batch(keys) => EvaluateResponse::Batch {
+                    results: keys.iter().map(|key| resolve(key)).collect(),
+                },
             }
         })
         .await;
@@ -377,7 +532,7 @@ impl Requested {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RolloutRequest {
     steps: Vec<RolloutStep>,
@@ -387,7 +542,7 @@ struct RolloutRequest {
     min_outcomes: Option<i64>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct RolloutView {
     #[serde(flatten)]
     plan: RolloutPlan,
@@ -401,6 +556,18 @@ fn rollout_view(plan: RolloutPlan) -> RolloutView {
     }
 }
 
+/// The flag's rollout plans.
+#[utoipa::path(
+    get,
+    path = "/api/platform/flags/{key}/rollouts",
+    tag = "flags",
+    security(("ops_token" = [])),
+    params(("key" = String, Path, description = "The flag")),
+    responses(
+        (status = 200, description = "Its plans", body = Vec<RolloutView>),
+        (status = 404, description = "No such flag", body = ErrorEnvelope),
+    )
+)]
 async fn list_rollouts(
     State(flags): State<Arc<Service>>,
     ops: Ops,
@@ -413,7 +580,20 @@ async fn list_rollouts(
 }
 
 /// Starts a plan: the flag goes to the first step's percentage now; the
-/// rollout job moves it on after each hold.
+/// rollout job moves it on after each hold; audited.
+#[utoipa::path(
+    post,
+    path = "/api/platform/flags/{key}/rollouts",
+    tag = "flags",
+    security(("ops_token" = [])),
+    params(("key" = String, Path, description = "The flag")),
+    request_body = RolloutRequest,
+    responses(
+        (status = 201, description = "Started", body = RolloutView),
+        (status = 404, description = "No such flag", body = ErrorEnvelope),
+        (status = 409, description = "The flag has an active plan", body = ErrorEnvelope),
+    )
+)]
 async fn create_rollout(
     State(flags): State<Arc<Service>>,
     ops: Ops,
@@ -448,12 +628,26 @@ async fn create_rollout(
     Ok((StatusCode::CREATED, Json(rollout_view(created))))
 }
 
+/// Cancels the flag's active plan; audited.
+#[utoipa::path(
+    post,
+    path = "/api/platform/flags/{key}/rollouts/{id}/cancel",
+    tag = "flags",
+    security(("ops_token" = [])),
+    params(("key" = String, Path, description = "The flag"), ("id" = uuid::Uuid, Path, description = "The plan")),
+    request_body = ReasonRequest,
+    responses(
+        (status = 200, description = "Cancelled", body = RolloutCancelled),
+        (status = 404, description = "No such flag or active plan", body = ErrorEnvelope),
+        (status = 409, description = "The plan moved meanwhile; read it again", body = ErrorEnvelope),
+    )
+)]
 async fn cancel_rollout(
     State(flags): State<Arc<Service>>,
     ops: Ops,
     Path((key, id)): Path<(String, String)>,
     JsonBody(request): JsonBody<ReasonRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RolloutCancelled>, ApiError> {
     ops.require(Permission::FlagsWrite)?;
     flag_key(&key)?;
     let id = uuid_param("id", &id)?;

@@ -32,7 +32,7 @@ use crate::Clock;
 use chrono::{DateTime, Utc};
 use engine::{Audience, FlagDefinition, FlagOverride, FlagSnapshot, OverrideScope};
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -62,7 +62,7 @@ impl Default for FlagsConfig {
 }
 
 /// Where the flag in force under a key comes from.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct FlagOrigin {
     /// `file` or `store`.
     pub source: &'static str,
@@ -86,6 +86,35 @@ pub struct FlagView {
     pub definition: FlagDefinition,
     #[serde(flatten)]
     pub origin: FlagOrigin,
+}
+
+/// The definition's fields and the origin's. (Derived, the definition's schema would keep
+/// `additionalProperties: false`, which is right for a definition sent and wrong beside the
+/// origin's fields.)
+impl utoipa::PartialSchema for FlagView {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AllOfBuilder, Schema};
+        use utoipa::openapi::RefOr;
+        let mut definition = FlagDefinition::schema();
+        if let RefOr::T(Schema::Object(object)) = &mut definition {
+            object.additional_properties = None;
+        }
+        AllOfBuilder::new()
+            .item(definition)
+            .item(FlagOrigin::schema())
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for FlagView {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        <FlagDefinition as utoipa::ToSchema>::schemas(schemas);
+    }
 }
 
 /// One compiled state of every flag.
@@ -649,7 +678,7 @@ impl Service {
         id: uuid::Uuid,
         reason: String,
         audit: &AuditContext,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<RolloutCancelled, ApiError> {
         let plan = self
             .store
             .rollouts(key)
@@ -669,6 +698,17 @@ impl Service {
                 message: "the plan moved meanwhile; read it again".to_owned(),
             });
         }
-        Ok(json!({"id": id, "status": "cancelled"}))
+        Ok(RolloutCancelled {
+            id,
+            status: "cancelled",
+        })
     }
+}
+
+/// A plan cancelled by Ops.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RolloutCancelled {
+    pub id: uuid::Uuid,
+    /// `cancelled`.
+    pub status: &'static str,
 }

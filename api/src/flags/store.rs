@@ -154,19 +154,20 @@ pub struct FlagWrite {
     pub expected_version: Option<i64>,
 }
 
-#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct StoredOverride {
     pub id: Uuid,
     pub flag_key: String,
     pub scope: String,
     pub target: String,
+    #[schema(value_type = serde_json::Value)]
     pub value: Json<Value>,
     pub reason: String,
     pub created_at: DateTime<Utc>,
     pub created_by: Option<Uuid>,
 }
 
-#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct FlagAuditEntry {
     pub id: Uuid,
     pub flag_key: String,
@@ -174,23 +175,26 @@ pub struct FlagAuditEntry {
     pub actor_kind: String,
     pub actor_id: Option<Uuid>,
     pub request_id: Option<String>,
+    #[schema(value_type = Option<serde_json::Value>)]
     pub before: Option<Json<Value>>,
+    #[schema(value_type = Option<serde_json::Value>)]
     pub after: Option<Json<Value>>,
     pub at: DateTime<Utc>,
 }
 
 /// One step of a rollout plan: raise the flag to `percentage`, then hold.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RolloutStep {
     pub percentage: u32,
     pub hold_minutes: u32,
 }
 
-#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct RolloutPlan {
     pub id: Uuid,
     pub flag_key: String,
+    #[schema(value_type = Vec<RolloutStep>)]
     pub steps: Json<Vec<RolloutStep>>,
     /// Index of the step in force.
     pub current_step: i64,

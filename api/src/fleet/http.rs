@@ -10,41 +10,40 @@ use super::{
     ToggleKey, VersionEntry,
 };
 use crate::auth::{Merchant, Ops, Permission};
+use crate::delivery::Notification;
 use crate::error::ApiError;
+use crate::error::ErrorEnvelope;
 use crate::extract::{uuid_param, JsonBody, QueryParams};
 use crate::http::{check_len, check_reason, page, parse_version, StatsQuery};
+use crate::openapi::PlatformName;
 use crate::quotas::EventRate;
 use crate::values::closed_set;
 use crate::{AppState, Clock};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::routing::{get, patch, post};
-use axum::{Json, Router};
+use axum::Json;
 use chrono::{DateTime, Utc};
 use engine::Platform;
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use std::sync::Arc;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/plugins/heartbeat", post(heartbeat))
-        .route("/api/v1/plugins/event", post(event))
-        .route("/api/v1/plugins/list", get(list))
-        .route("/api/v1/plugins/stats/overview", get(overview))
-        .route("/api/v1/plugins/stats/trends", get(trends))
-        .route("/api/v1/plugins/{id}/metrics", get(install_metrics))
-        .route(
-            "/api/v1/plugins/versions",
-            get(list_versions).post(register_version),
-        )
-        .route("/api/v1/plugins/{id}", get(detail))
-        .route(
-            "/api/v1/plugins/{id}/toggle",
-            post(set_toggle).delete(lift_toggle),
-        )
-        .route("/api/v1/plugins/{id}/properties", patch(change_properties))
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(heartbeat))
+        .routes(routes!(event))
+        .routes(routes!(list))
+        .routes(routes!(overview))
+        .routes(routes!(trends))
+        .routes(routes!(install_metrics))
+        .routes(routes!(list_versions, register_version))
+        .routes(routes!(detail))
+        .routes(routes!(set_toggle, lift_toggle))
+        .routes(routes!(change_properties))
 }
 
 closed_set!(Environment {
@@ -83,9 +82,11 @@ impl EventType {
 
 /// Plugins of any release may send fields this server does not know yet, so
 /// unknown fields are ignored here (unlike Ops requests).
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct HeartbeatRequest {
+    /// The key's own merchant, if given.
     merchant_id: Option<Uuid>,
+    #[schema(value_type = PlatformName)]
     cms: Platform,
     site_url: Option<String>,
     plugin_version: String,
@@ -96,13 +97,54 @@ struct HeartbeatRequest {
     wordpress_version: Option<String>,
     server_info: Option<Map<String, Value>>,
     /// Config and schema as the plugin reports them; the healing loop
-    /// snapshots this before any patch.
+    /// snapshots this before any patch (`GET /api/v1/schemas/state.json`).
     state: Option<Map<String, Value>>,
 }
 
-#[derive(Deserialize)]
+/// What a heartbeat is answered with.
+#[derive(Serialize, ToSchema)]
+struct HeartbeatResponse {
+    /// `ok`.
+    status: &'static str,
+    installation_id: Uuid,
+    /// Every toggle key with its active, unexpired value (`false` or `null` when unset).
+    toggles: Map<String, Value>,
+    /// In-app upgrade notices not acknowledged yet.
+    notices: Vec<NoticeView>,
+    /// The value of every `plugins` feature flag for this install.
+    flags: Map<String, Value>,
+}
+
+/// An in-app upgrade notice, as the heartbeat carries it.
+#[derive(Serialize, ToSchema)]
+struct NoticeView {
+    id: Uuid,
+    priority: String,
+    subject: String,
+    current_version: String,
+    target_version: String,
+    security: bool,
+    created_at: DateTime<Utc>,
+}
+
+impl From<Notification> for NoticeView {
+    fn from(n: Notification) -> Self {
+        NoticeView {
+            id: n.id,
+            priority: n.priority,
+            subject: n.subject,
+            current_version: n.current_version,
+            target_version: n.target_version,
+            security: n.security,
+            created_at: n.created_at,
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
 struct EventRequest {
     merchant_id: Option<Uuid>,
+    #[schema(value_type = PlatformName)]
     cms: Platform,
     site_url: Option<String>,
     event_type: EventType,
@@ -111,6 +153,18 @@ struct EventRequest {
     message: Option<String>,
     stack_trace: Option<String>,
     occurred_at: Option<DateTime<Utc>>,
+}
+
+/// What a telemetry event is answered with.
+#[derive(Serialize, ToSchema)]
+struct EventResponse {
+    /// `ok`.
+    status: &'static str,
+    event_id: Uuid,
+    /// Null before the install's first heartbeat (the event is still kept).
+    installation_id: Option<Uuid>,
+    /// The install is blocked (the event is stored all the same).
+    blocked: bool,
 }
 
 /// The body's merchant_id, if any, must be the key's own.
@@ -148,11 +202,23 @@ fn check_optional_len(
         .map_or(Ok(()), |value| check_len(field, value, max_chars))
 }
 
+/// A plugin's heartbeat: an idempotent upsert of the install (merchant, `cms`, `site_url`).
+#[utoipa::path(
+    post,
+    path = "/api/v1/plugins/heartbeat",
+    tag = "fleet",
+    security(("merchant_key" = [])),
+    request_body = HeartbeatRequest,
+    responses(
+        (status = 200, description = "Recorded", body = HeartbeatResponse),
+        (status = 429, description = "The install's `rate_limit` toggle, or the merchant's install quota", body = ErrorEnvelope),
+    )
+)]
 async fn heartbeat(
     State(fleet): State<Arc<Service>>,
     merchant: Merchant,
     JsonBody(request): JsonBody<HeartbeatRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<HeartbeatResponse>, ApiError> {
     check_merchant(&merchant, request.merchant_id)?;
     let version = parse_version("plugin_version", &request.plugin_version)?;
     let errors_last_hour = request.errors_last_hour.unwrap_or(0.0);
@@ -187,32 +253,33 @@ async fn heartbeat(
         errors_last_hour,
     };
     let answer = fleet.heartbeat(record).await?;
-    let notices: Vec<Value> = answer
-        .notices
-        .into_iter()
-        .map(|n| {
-            json!({
-                "id": n.id, "priority": n.priority, "subject": n.subject,
-                "current_version": n.current_version, "target_version": n.target_version,
-                "security": n.security, "created_at": n.created_at,
-            })
-        })
-        .collect();
-    Ok(Json(json!({
-        "status": "ok",
-        "installation_id": answer.installation_id,
-        "toggles": answer.toggles,
-        "notices": notices,
-        "flags": answer.flags,
-    })))
+    Ok(Json(HeartbeatResponse {
+        status: "ok",
+        installation_id: answer.installation_id,
+        toggles: answer.toggles,
+        notices: answer.notices.into_iter().map(NoticeView::from).collect(),
+        flags: answer.flags,
+    }))
 }
 
+/// A plugin's telemetry event, redacted before it is stored.
+#[utoipa::path(
+    post,
+    path = "/api/v1/plugins/event",
+    tag = "fleet",
+    security(("merchant_key" = [])),
+    request_body = EventRequest,
+    responses(
+        (status = 200, description = "Recorded", body = EventResponse),
+        (status = 429, description = "The install's `rate_limit` toggle, or the merchant's event rate", body = ErrorEnvelope),
+    )
+)]
 async fn event(
     State(fleet): State<Arc<Service>>,
     State(event_rate): State<Arc<EventRate>>,
     merchant: Merchant,
     JsonBody(request): JsonBody<EventRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<EventResponse>, ApiError> {
     check_merchant(&merchant, request.merchant_id)?;
     event_rate.take(merchant.merchant_id)?;
     check_optional_len("message", &request.message, 8 * 1024)?;
@@ -236,24 +303,32 @@ async fn event(
         occurred_at: request.occurred_at.map(crate::clock::truncate_to_micros),
     };
     let outcome = fleet.event(record).await?;
-    Ok(Json(json!({
-        "status": "ok",
-        "event_id": outcome.event_id,
-        "installation_id": outcome.installation_id,
-        "blocked": outcome.install_blocked,
-    })))
+    Ok(Json(EventResponse {
+        status: "ok",
+        event_id: outcome.event_id,
+        installation_id: outcome.installation_id,
+        blocked: outcome.install_blocked,
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    #[param(inline)]
     status: Option<InstallStatus>,
+    #[param(value_type = Option<PlatformName>)]
     cms: Option<Platform>,
     plugin_version: Option<String>,
     merchant_id: Option<Uuid>,
+    #[param(inline)]
     environment: Option<Environment>,
+    /// The cursor of a `Link` header's next page (not with `offset`).
     after: Option<String>,
+    /// Rows per page: 1–500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
+    #[param(minimum = 0)]
     offset: Option<i64>,
 }
 
@@ -261,6 +336,22 @@ struct ListQuery {
 /// first. `X-Total-Count` is the number matching the filter (at most `COUNT_CAP` for a
 /// filter beyond status and cms, flagged `X-Total-Count-Capped: true`); `Link: <…>;
 /// rel="next"` the next page, by cursor (`?after=`), while there is one.
+#[utoipa::path(
+    get,
+    path = "/api/v1/plugins/list",
+    tag = "fleet",
+    security(("ops_token" = [])),
+    params(ListQuery),
+    responses((
+        status = 200,
+        description = "A page, newest heartbeat first",
+        body = Vec<InstallationSummary>,
+        headers(
+            ("x-total-count" = i64, description = "Rows matching the filter (capped at 10,000 beyond status and cms)"),
+            ("link" = String, description = "`<…>; rel=\"next\"` while more rows follow"),
+        ),
+    ))
+)]
 async fn list(
     State(fleet): State<Arc<Service>>,
     ops: Ops,
@@ -330,6 +421,19 @@ fn next_link(filter: &InstallationFilter, next: Cursor) -> HeaderValue {
     .expect("a URL-encoded query is a valid header value")
 }
 
+/// An installation: the list's fields, its reported facts and state, properties, recent
+/// events and active toggles.
+#[utoipa::path(
+    get,
+    path = "/api/v1/plugins/{id}",
+    tag = "fleet",
+    security(("ops_token" = [])),
+    params(("id" = Uuid, Path, description = "The installation")),
+    responses(
+        (status = 200, description = "The installation", body = InstallationDetail),
+        (status = 404, description = "No such installation", body = ErrorEnvelope),
+    )
+)]
 async fn detail(
     State(fleet): State<Arc<Service>>,
     ops: Ops,
@@ -339,10 +443,11 @@ async fn detail(
     Ok(Json(fleet.detail(uuid_param("id", &id)?).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ToggleRequest {
     toggle_key: ToggleKey,
+    /// A boolean; for `rate_limit`, requests per minute (1–1,000,000).
     toggle_value: Value,
     reason: String,
     expires_at: Option<DateTime<Utc>>,
@@ -373,6 +478,19 @@ fn toggle_value(key: ToggleKey, value: &Value) -> Result<Option<u32>, ApiError> 
     }
 }
 
+/// Sets a toggle on an installation, replacing the key's previous one; audited.
+#[utoipa::path(
+    post,
+    path = "/api/v1/plugins/{id}/toggle",
+    tag = "fleet",
+    security(("ops_token" = [])),
+    params(("id" = Uuid, Path, description = "The installation")),
+    request_body = ToggleRequest,
+    responses(
+        (status = 200, description = "The toggle in force", body = Toggle),
+        (status = 404, description = "No such installation", body = ErrorEnvelope),
+    )
+)]
 async fn set_toggle(
     State(fleet): State<Arc<Service>>,
     ops: Ops,
@@ -404,14 +522,28 @@ async fn set_toggle(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct LiftQuery {
+    #[param(inline)]
     toggle_key: ToggleKey,
     reason: Option<String>,
 }
 
-/// `DELETE /api/v1/plugins/{id}/toggle?toggle_key=…&reason=…`
+/// `DELETE /api/v1/plugins/{id}/toggle?toggle_key=…&reason=…`: lifts the active toggle;
+/// audited.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/plugins/{id}/toggle",
+    tag = "fleet",
+    security(("ops_token" = [])),
+    params(("id" = Uuid, Path, description = "The installation"), LiftQuery),
+    responses(
+        (status = 200, description = "The toggle lifted", body = Toggle),
+        (status = 404, description = "No such installation or no such active toggle", body = ErrorEnvelope),
+    )
+)]
 async fn lift_toggle(
     State(fleet): State<Arc<Service>>,
     ops: Ops,
@@ -434,21 +566,41 @@ async fn lift_toggle(
     Ok(Json(lifted))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PropertiesRequest {
+    /// Identifier → boolean, number or string (≤ 256 characters); `null` removes it.
     properties: Map<String, Value>,
     reason: String,
 }
 
+/// An install's properties as they are after a change.
+#[derive(Serialize, ToSchema)]
+struct PropertiesResponse {
+    id: Uuid,
+    properties: Map<String, Value>,
+}
+
 /// `PATCH /api/v1/plugins/{id}/properties`: sets the named properties, removes those given
-/// as null, and answers the install's properties as they now are.
+/// as null, and answers the install's properties as they now are; audited.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/plugins/{id}/properties",
+    tag = "fleet",
+    security(("ops_token" = [])),
+    params(("id" = Uuid, Path, description = "The installation")),
+    request_body = PropertiesRequest,
+    responses(
+        (status = 200, description = "The install's properties", body = PropertiesResponse),
+        (status = 404, description = "No such installation", body = ErrorEnvelope),
+    )
+)]
 async fn change_properties(
     State(fleet): State<Arc<Service>>,
     ops: Ops,
     Path(id): Path<String>,
     JsonBody(request): JsonBody<PropertiesRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PropertiesResponse>, ApiError> {
     ops.require(Permission::PluginsToggle)?;
     let installation_id = uuid_param("id", &id)?;
     super::properties::check_changes(&request.properties)?;
@@ -456,14 +608,16 @@ async fn change_properties(
     let properties = fleet
         .change_properties(installation_id, &request.properties, &reason, &ops.audit())
         .await?;
-    Ok(Json(
-        json!({"id": installation_id, "properties": properties}),
-    ))
+    Ok(Json(PropertiesResponse {
+        id: installation_id,
+        properties,
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct VersionRequest {
+    #[schema(value_type = PlatformName)]
     cms: Platform,
     version: String,
     #[serde(default)]
@@ -474,6 +628,18 @@ struct VersionRequest {
     release_notes: Option<String>,
 }
 
+/// Registers a plugin version (marking one latest unmarks the previous); audited.
+#[utoipa::path(
+    post,
+    path = "/api/v1/plugins/versions",
+    tag = "fleet",
+    security(("ops_token" = [])),
+    request_body = VersionRequest,
+    responses(
+        (status = 201, description = "A new version", body = VersionEntry),
+        (status = 200, description = "A known version, updated", body = VersionEntry),
+    )
+)]
 async fn register_version(
     State(fleet): State<Arc<Service>>,
     ops: Ops,
@@ -509,12 +675,23 @@ async fn register_version(
     Ok((status, Json(entry)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct VersionsQuery {
+    #[param(value_type = Option<PlatformName>)]
     cms: Option<Platform>,
 }
 
+/// The version registry, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/plugins/versions",
+    tag = "fleet",
+    security(("ops_token" = [])),
+    params(VersionsQuery),
+    responses((status = 200, description = "Newest first", body = Vec<VersionEntry>))
+)]
 async fn list_versions(
     State(fleet): State<Arc<Service>>,
     ops: Ops,
@@ -526,6 +703,18 @@ async fn list_versions(
 
 /// `GET /api/v1/plugins/stats/overview`: the seed's fields, exact at the request but for
 /// the two error-rate figures, whose time is in `X-Error-Rates-As-Of`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/plugins/stats/overview",
+    tag = "fleet",
+    security(("ops_token" = [])),
+    responses((
+        status = 200,
+        description = "The overview",
+        body = Overview,
+        headers(("x-error-rates-as-of" = String, description = "When the two error-rate figures were computed (RFC 3339)")),
+    ))
+)]
 async fn overview(
     State(fleet): State<Arc<Service>>,
     ops: Ops,
@@ -543,6 +732,14 @@ async fn overview(
 
 /// `GET /api/v1/plugins/stats/trends?days=30`: the fleet's figures per recorded day, oldest
 /// first (what the console's charts draw).
+#[utoipa::path(
+    get,
+    path = "/api/v1/plugins/stats/trends",
+    tag = "fleet",
+    security(("ops_token" = [])),
+    params(StatsQuery),
+    responses((status = 200, description = "Oldest first", body = Vec<FleetDay>))
+)]
 async fn trends(
     State(fleet): State<Arc<Service>>,
     State(clock): State<Clock>,
@@ -556,6 +753,17 @@ async fn trends(
 
 /// `GET /api/v1/plugins/{id}/metrics?days=30`: the install's figures per recorded day,
 /// oldest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/plugins/{id}/metrics",
+    tag = "fleet",
+    security(("ops_token" = [])),
+    params(("id" = Uuid, Path, description = "The installation"), StatsQuery),
+    responses(
+        (status = 200, description = "Oldest first", body = Vec<InstallDay>),
+        (status = 404, description = "No such installation", body = ErrorEnvelope),
+    )
+)]
 async fn install_metrics(
     State(fleet): State<Arc<Service>>,
     State(clock): State<Clock>,

@@ -582,7 +582,7 @@ impl Store {
 }
 
 /// An install's figures for one day (`plugin_health_metrics`, written by the daily job).
-#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct InstallDay {
     pub day: chrono::NaiveDate,
     pub plugin_version: String,
@@ -597,7 +597,7 @@ pub struct InstallDay {
 /// statuses as that day's run counted them (`active` as the overview's `active_count`),
 /// the day's events, failed outcomes and error rate (failed ÷ outcomes, fleet-wide), interop
 /// events, and the patches applied and failed or rolled back that day.
-#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct FleetDay {
     pub day: chrono::NaiveDate,
     pub installs: i64,

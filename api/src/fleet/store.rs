@@ -28,7 +28,7 @@ pub fn reported_error_rate(reported: f64) -> f64 {
 pub const RECENT_EVENTS: i64 = 20;
 
 /// The Ops switches an installation can have.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ToggleKey {
     BlockPlugin,
@@ -113,7 +113,7 @@ pub struct EventOutcome {
 }
 
 /// A row of the Ops plugin list (seed 000's fields, plus `site_url`).
-#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct InstallationSummary {
     pub id: Uuid,
     pub merchant_id: Uuid,
@@ -133,14 +133,17 @@ pub struct InstallationSummary {
     pub environment: String,
 }
 
-#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct InstallationFacts {
     pub sdk_language: Option<String>,
     pub php_version: Option<String>,
     pub wordpress_version: Option<String>,
+    #[schema(value_type = Option<serde_json::Value>)]
     pub server_info: Option<Json<Value>>,
+    #[schema(value_type = Option<serde_json::Value>)]
     pub reported_state: Option<Json<Value>>,
     /// What Ops set on the install (`PATCH …/properties`), such as `sensitive`.
+    #[schema(value_type = Object)]
     pub properties: Json<Map<String, Value>>,
     /// `errors_last_hour` as the plugin last reported it.
     pub reported_error_rate: f64,
@@ -148,7 +151,7 @@ pub struct InstallationFacts {
     pub first_seen_at: DateTime<Utc>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct InstallationDetail {
     #[serde(flatten)]
     pub summary: InstallationSummary,
@@ -158,11 +161,12 @@ pub struct InstallationDetail {
     pub active_toggles: Vec<Toggle>,
 }
 
-#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct StoredEvent {
     pub id: Uuid,
     pub event_type: String,
     pub severity: String,
+    #[schema(value_type = serde_json::Value)]
     pub event_data: Json<Value>,
     pub message: Option<String>,
     pub stack_trace: Option<String>,
@@ -171,11 +175,12 @@ pub struct StoredEvent {
     pub received_at: DateTime<Utc>,
 }
 
-#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Toggle {
     pub id: Uuid,
     pub plugin_id: Uuid,
     pub toggle_key: String,
+    #[schema(value_type = serde_json::Value)]
     pub toggle_value: Json<Value>,
     pub reason: String,
     pub expires_at: Option<DateTime<Utc>>,
@@ -203,7 +208,7 @@ pub struct NewVersion {
     pub release_notes: String,
 }
 
-#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct VersionEntry {
     pub id: Uuid,
     pub cms: String,
@@ -216,7 +221,7 @@ pub struct VersionEntry {
 }
 
 /// The Ops dashboard's overview, exactly seed 000's fields.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Overview {
     pub active_count: i64,
     pub outdated_count: i64,
@@ -233,7 +238,7 @@ pub struct Overview {
     pub error_rates_as_of: DateTime<Utc>,
 }
 
-#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct CmsCount {
     pub cms: String,
     pub count: i64,

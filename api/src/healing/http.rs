@@ -10,48 +10,43 @@ use super::{
 use crate::auth::{Merchant, Ops, Permission, Sira};
 use crate::clock::Clock;
 use crate::error::ApiError;
+use crate::error::ErrorEnvelope;
 use crate::extract::{uuid_param, JsonBody, QueryParams};
 use crate::http::{check_len, check_reason, days_ago, page, StatsQuery};
+use crate::openapi::PlatformName;
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use engine::Platform;
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use std::sync::Arc;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/plugins/autoheal", post(detect))
-        .route("/api/v1/plugins/autoheal/logs", get(logs))
-        .route("/api/v1/plugins/autoheal/stats", get(stats))
-        .route("/api/v1/plugins/autoheal/patches", get(patches))
-        .route("/api/v1/plugins/autoheal/rules", get(breakers))
-        .route(
-            "/api/v1/plugins/autoheal/rules/{name}/resume",
-            post(resume_rule),
-        )
-        .route(
-            "/api/v1/plugins/autoheal/commands/{plugin_id}",
-            get(poll_commands),
-        )
-        .route(
-            "/api/v1/plugins/autoheal/commands/{command_id}/ack",
-            post(ack),
-        )
-        .route(BUNDLE_ROUTE, get(bundle))
-        .route("/api/v1/plugins/autoheal/{id}", get(log_detail))
-        .route("/api/v1/plugins/autoheal/{id}/apply", post(apply))
-        .route("/api/v1/plugins/autoheal/{id}/reject", post(reject))
-        .route("/api/v1/plugins/autoheal/{id}/rollback", post(rollback))
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(detect))
+        .routes(routes!(logs))
+        .routes(routes!(stats))
+        .routes(routes!(patches))
+        .routes(routes!(breakers))
+        .routes(routes!(resume_rule))
+        .routes(routes!(poll_commands))
+        .routes(routes!(ack))
+        .routes(routes!(bundle))
+        .routes(routes!(log_detail))
+        .routes(routes!(apply))
+        .routes(routes!(reject))
+        .routes(routes!(rollback))
 }
 
-/// Where plugins download a signed bundle.
+/// Where plugins download a signed bundle (the route of [`bundle`]).
 const BUNDLE_ROUTE: &str = "/api/v1/plugins/autoheal/bundles/{name}/{version}";
 
 /// The download address of bundle `name` `version`, as a command names it.
@@ -62,15 +57,31 @@ pub(super) fn bundle_url(name: &str, version: &str) -> String {
 }
 
 /// Sira's detection. Unknown fields are ignored: Sira may send more than this server reads.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct DetectionRequest {
     plugin_id: Uuid,
     detected_issue: String,
     issue_severity: Option<IssueSeverity>,
     patch_type: Option<PatchType>,
     proposed_patch: Option<Map<String, Value>>,
+    /// 0–100.
     sira_confidence: f64,
+    /// Or the `Idempotency-Key` header (they must agree).
     idempotency_key: Option<String>,
+}
+
+/// What a detection is answered with: what became of it, and its log.
+#[derive(Serialize, ToSchema)]
+struct DetectionResponse {
+    /// `applied`, `pending_review`, `rejected`, `failed` or `not_needed` (the first answer's).
+    status: &'static str,
+    /// A retry with the same key only: the log's status now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    current_status: Option<&'static str>,
+    log: HealingLog,
+    /// A retry with the same key only: `true`, nothing was recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replayed: Option<bool>,
 }
 
 /// The idempotency key from the body or the `Idempotency-Key` header (they must agree).
@@ -105,6 +116,20 @@ fn idempotency_key(headers: &HeaderMap, body: Option<String>) -> Result<Option<S
 /// `POST /api/v1/plugins/autoheal`: decide, and for an auto-applied patch dry-run it
 /// against the install's snapshot and queue the command. 201 with the log; a retry with
 /// the same idempotency key answers 200 with the same log and records nothing.
+#[utoipa::path(
+    post,
+    path = "/api/v1/plugins/autoheal",
+    tag = "healing",
+    security(("sira_token" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "The detection's idempotency key (or `idempotency_key` in the body)")),
+    request_body = DetectionRequest,
+    responses(
+        (status = 201, description = "Decided and recorded", body = DetectionResponse),
+        (status = 200, description = "A retry with the same key: the first log, nothing recorded", body = DetectionResponse),
+        (status = 404, description = "No such installation", body = ErrorEnvelope),
+        (status = 409, description = "The key was used for a different detection", body = ErrorEnvelope),
+    )
+)]
 async fn detect(
     State(healing): State<Arc<Service>>,
     _sira: Sira,
@@ -135,16 +160,38 @@ async fn detect(
         .await?;
     let status = detected.status();
     let response = if detected.replayed {
-        let body = json!({"status": status, "current_status": detected.current_status(),
-                          "log": detected.log, "replayed": true});
+        let body = DetectionResponse {
+            status,
+            current_status: Some(detected.current_status()),
+            log: detected.log,
+            replayed: Some(true),
+        };
         (StatusCode::OK, Json(body))
     } else {
-        let body = json!({"status": status, "log": detected.log});
+        let body = DetectionResponse {
+            status,
+            current_status: None,
+            log: detected.log,
+            replayed: None,
+        };
         (StatusCode::CREATED, Json(body))
     };
     Ok(response.into_response())
 }
 
+/// One healing log: the decision, the patch, snapshot, operations, failure, review and
+/// rollback.
+#[utoipa::path(
+    get,
+    path = "/api/v1/plugins/autoheal/{id}",
+    tag = "healing",
+    security(("ops_token" = [])),
+    params(("id" = Uuid, Path, description = "The healing log")),
+    responses(
+        (status = 200, description = "The log", body = HealingLog),
+        (status = 404, description = "No such log", body = ErrorEnvelope),
+    )
+)]
 async fn log_detail(
     State(healing): State<Arc<Service>>,
     ops: Ops,
@@ -154,20 +201,44 @@ async fn log_detail(
     Ok(Json(healing.log(uuid_param("id", &id)?).await?))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ApplyRequest {
+    /// An edited patch: `{"name", "params"}`, or the seed's `{"type", "target", "value"}` /
+    /// `{"action", …params}`.
     patch: Option<Map<String, Value>>,
 }
 
+/// What an Ops action on a log is answered with.
+#[derive(Serialize, ToSchema)]
+struct ReviewResponse {
+    /// `ok`, or `failed` when an approval's dry run failed.
+    status: &'static str,
+    message: String,
+    log: HealingLog,
+}
+
 /// `POST /api/v1/plugins/autoheal/{id}/apply`: Ops approve a pending patch, optionally
-/// edited (re-validated against the patch's parameter schema by a new dry run).
+/// edited (re-validated against the patch's parameter schema by a new dry run); audited.
+#[utoipa::path(
+    post,
+    path = "/api/v1/plugins/autoheal/{id}/apply",
+    tag = "healing",
+    security(("ops_token" = [])),
+    params(("id" = Uuid, Path, description = "The healing log")),
+    request_body(content = Option<ApplyRequest>, description = "Optional: an empty body approves the patch as it is"),
+    responses(
+        (status = 200, description = "Approved and queued, or `failed` when the new dry run failed", body = ReviewResponse),
+        (status = 404, description = "No such log", body = ErrorEnvelope),
+        (status = 409, description = "The log is not pending review", body = ErrorEnvelope),
+    )
+)]
 async fn apply(
     State(healing): State<Arc<Service>>,
     ops: Ops,
     Path(id): Path<String>,
     body: Option<JsonBody<ApplyRequest>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ReviewResponse>, ApiError> {
     ops.require(Permission::AutohealApprove)?;
     let id = uuid_param("id", &id)?;
     let request = body.map(|JsonBody(b)| b).unwrap_or_default();
@@ -187,75 +258,143 @@ async fn apply(
             ),
         ),
     };
-    Ok(Json(
-        json!({"status": status, "message": message, "log": log}),
-    ))
+    Ok(Json(ReviewResponse {
+        status,
+        message,
+        log,
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ReasonRequest {
+    /// Why (it goes to the audit log): 1–1,000 characters.
     reason: String,
 }
 
-/// `POST /api/v1/plugins/autoheal/{id}/reject`.
+/// `POST /api/v1/plugins/autoheal/{id}/reject`: Ops reject a pending patch; audited.
+#[utoipa::path(
+    post,
+    path = "/api/v1/plugins/autoheal/{id}/reject",
+    tag = "healing",
+    security(("ops_token" = [])),
+    params(("id" = Uuid, Path, description = "The healing log")),
+    request_body = ReasonRequest,
+    responses(
+        (status = 200, description = "Rejected", body = ReviewResponse),
+        (status = 404, description = "No such log", body = ErrorEnvelope),
+        (status = 409, description = "The log is not pending review", body = ErrorEnvelope),
+    )
+)]
 async fn reject(
     State(healing): State<Arc<Service>>,
     ops: Ops,
     Path(id): Path<String>,
     JsonBody(request): JsonBody<ReasonRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ReviewResponse>, ApiError> {
     ops.require(Permission::AutohealApprove)?;
     let reason = check_reason(&request.reason)?;
     let log = healing
         .reject(uuid_param("id", &id)?, &reason, &ops.audit())
         .await?;
-    Ok(Json(
-        json!({"status": "ok", "message": "Patch rejected", "log": log}),
-    ))
+    Ok(Json(ReviewResponse {
+        status: "ok",
+        message: "Patch rejected".to_owned(),
+        log,
+    }))
+}
+
+/// What a rollback request is answered with.
+#[derive(Serialize, ToSchema)]
+struct RollbackResponse {
+    /// `ok`.
+    status: &'static str,
+    message: &'static str,
+    result: RollbackQueued,
+    log: HealingLog,
+}
+
+#[derive(Serialize, ToSchema)]
+struct RollbackQueued {
+    success: bool,
+    plugin_id: Uuid,
+    /// The plugin version of the snapshot the rollback restores.
+    restored_version: Value,
+    command_id: Uuid,
 }
 
 /// `POST /api/v1/plugins/autoheal/{id}/rollback`: queues a rollback command with the
-/// restore operations and the snapshot; the log is `rolling_back` until the plugin acks.
+/// restore operations and the snapshot; the log is `rolling_back` until the plugin acks;
+/// audited.
+#[utoipa::path(
+    post,
+    path = "/api/v1/plugins/autoheal/{id}/rollback",
+    tag = "healing",
+    security(("ops_token" = [])),
+    params(("id" = Uuid, Path, description = "The healing log")),
+    request_body = ReasonRequest,
+    responses(
+        (status = 200, description = "Rollback queued", body = RollbackResponse),
+        (status = 404, description = "No such log", body = ErrorEnvelope),
+        (status = 409, description = "The log has nothing in effect to roll back", body = ErrorEnvelope),
+    )
+)]
 async fn rollback(
     State(healing): State<Arc<Service>>,
     ops: Ops,
     Path(id): Path<String>,
     JsonBody(request): JsonBody<ReasonRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RollbackResponse>, ApiError> {
     ops.require(Permission::AutohealApprove)?;
     let reason = check_reason(&request.reason)?;
     let (log, command) = healing
         .rollback(uuid_param("id", &id)?, &reason, &ops.audit())
         .await?;
     let restored_version = command.command_payload.0["snapshot"]["plugin_version"].clone();
-    Ok(Json(json!({
-        "status": "ok",
-        "message": "Rollback queued: the log is rolling_back until the plugin acks the rollback command",
-        "result": {
-            "success": true,
-            "plugin_id": log.plugin_id,
-            "restored_version": restored_version,
-            "command_id": command.id,
+    Ok(Json(RollbackResponse {
+        status: "ok",
+        message:
+            "Rollback queued: the log is rolling_back until the plugin acks the rollback command",
+        result: RollbackQueued {
+            success: true,
+            plugin_id: log.plugin_id,
+            restored_version,
+            command_id: command.id,
         },
-        "log": log,
-    })))
+        log,
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct LogsQuery {
+    /// A log status (`pending` is read as `pending_review`).
     status: Option<String>,
+    #[param(inline)]
     issue_severity: Option<IssueSeverity>,
+    #[param(value_type = Option<PlatformName>)]
     cms: Option<Platform>,
     plugin_id: Option<Uuid>,
     rule: Option<String>,
+    /// 1–3650 days back.
+    #[param(minimum = 1, maximum = 3650)]
     days: Option<i64>,
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
+    #[param(minimum = 0)]
     offset: Option<i64>,
 }
 
 /// `GET /api/v1/plugins/autoheal/logs`: newest first, filtered, paginated.
+#[utoipa::path(
+    get,
+    path = "/api/v1/plugins/autoheal/logs",
+    tag = "healing",
+    security(("ops_token" = [])),
+    params(LogsQuery),
+    responses((status = 200, description = "Newest first", body = Vec<HealingLog>))
+)]
 async fn logs(
     State(healing): State<Arc<Service>>,
     State(clock): State<Clock>,
@@ -286,7 +425,16 @@ async fn logs(
     Ok(Json(healing.logs(&filter).await?))
 }
 
-/// `GET /api/v1/plugins/autoheal/stats?days=30`: exactly the seed's fields.
+/// `GET /api/v1/plugins/autoheal/stats?days=30`: the seed's fields and the states it did
+/// not know.
+#[utoipa::path(
+    get,
+    path = "/api/v1/plugins/autoheal/stats",
+    tag = "healing",
+    security(("ops_token" = [])),
+    params(StatsQuery),
+    responses((status = 200, description = "The stats", body = HealingStats))
+)]
 async fn stats(
     State(healing): State<Arc<Service>>,
     State(clock): State<Clock>,
@@ -299,6 +447,17 @@ async fn stats(
 
 /// `GET /api/v1/plugins/autoheal/commands/{plugin_id}`: the install's pending commands by
 /// priority, leased to this poll.
+#[utoipa::path(
+    get,
+    path = "/api/v1/plugins/autoheal/commands/{plugin_id}",
+    tag = "healing",
+    security(("merchant_key" = [])),
+    params(("plugin_id" = Uuid, Path, description = "The installation (the merchant's own)")),
+    responses(
+        (status = 200, description = "Leased commands, by priority", body = Vec<Command>),
+        (status = 404, description = "No such installation", body = ErrorEnvelope),
+    )
+)]
 async fn poll_commands(
     State(healing): State<Arc<Service>>,
     merchant: Merchant,
@@ -308,22 +467,47 @@ async fn poll_commands(
     Ok(Json(healing.poll(merchant.merchant_id, plugin_id).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct AckRequest {
     success: bool,
+    /// What the plugin did (`applied_operations`, `error`, …; `GET /api/v1/schemas/ack.json`),
+    /// at most 16 KiB of JSON.
     #[serde(default)]
     result: Option<Map<String, Value>>,
+}
+
+/// What an ack is answered with.
+#[derive(Serialize, ToSchema)]
+struct AckResponse {
+    /// `ok`.
+    status: &'static str,
+    command: Command,
+    /// The same ack again: nothing changed.
+    repeated: bool,
 }
 
 /// `POST /api/v1/plugins/autoheal/commands/{command_id}/ack`: idempotent. An apply's
 /// ack says what it left in effect (`result.applied_operations`); a failed apply with some
 /// in effect queues the rollback of those at once.
+#[utoipa::path(
+    post,
+    path = "/api/v1/plugins/autoheal/commands/{command_id}/ack",
+    tag = "healing",
+    security(("merchant_key" = [])),
+    params(("command_id" = Uuid, Path, description = "The command")),
+    request_body = AckRequest,
+    responses(
+        (status = 200, description = "Recorded (or repeated)", body = AckResponse),
+        (status = 404, description = "No such command", body = ErrorEnvelope),
+        (status = 409, description = "A different ack was recorded before", body = ErrorEnvelope),
+    )
+)]
 async fn ack(
     State(healing): State<Arc<Service>>,
     merchant: Merchant,
     Path(command_id): Path<String>,
     JsonBody(request): JsonBody<AckRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AckResponse>, ApiError> {
     let command_id = uuid_param("command_id", &command_id)?;
     let result = Value::Object(request.result.unwrap_or_default());
     if result.to_string().len() > 16 * 1024 {
@@ -335,13 +519,32 @@ async fn ack(
     let (command, repeated) = healing
         .ack(merchant.merchant_id, command_id, request.success, &result)
         .await?;
-    Ok(Json(
-        json!({"status": "ok", "command": command, "repeated": repeated}),
-    ))
+    Ok(Json(AckResponse {
+        status: "ok",
+        command,
+        repeated,
+    }))
 }
 
 /// `GET /api/v1/plugins/autoheal/bundles/{name}/{version}`: the signed bundle bytes,
 /// unchanged, so the plugin verifies exactly what was signed. Immutable per version.
+#[utoipa::path(
+    get,
+    path = "/api/v1/plugins/autoheal/bundles/{name}/{version}",
+    tag = "healing",
+    security(("merchant_key" = [])),
+    params(
+        ("name" = String, Path, description = "The patch"),
+        ("version" = String, Path, description = "Its semantic version"),
+        ("If-None-Match" = Option<String>, Header, description = "A bundle's ETag"),
+    ),
+    responses(
+        (status = 200, description = "The signed bundle's bytes (`patches/README.md`)", content_type = "application/json", body = Object,
+            headers(("etag" = String), ("x-bundle-sha256" = String, description = "SHA-256 of the bytes"))),
+        (status = 304, description = "The ETag matches"),
+        (status = 404, description = "No such verified, unexpired bundle", body = ErrorEnvelope),
+    )
+)]
 async fn bundle(
     State(healing): State<Arc<Service>>,
     _merchant: Merchant,
@@ -383,6 +586,13 @@ async fn bundle(
 
 /// `GET /api/v1/plugins/autoheal/patches`: the registry — loaded and refused bundles, with
 /// per-patch run counts, failures by kind and latency.
+#[utoipa::path(
+    get,
+    path = "/api/v1/plugins/autoheal/patches",
+    tag = "healing",
+    security(("ops_token" = [])),
+    responses((status = 200, description = "The registry", body = RegistryStatus))
+)]
 async fn patches(
     State(healing): State<Arc<Service>>,
     ops: Ops,
@@ -392,6 +602,13 @@ async fn patches(
 }
 
 /// `GET /api/v1/plugins/autoheal/rules`: the rules' breakers.
+#[utoipa::path(
+    get,
+    path = "/api/v1/plugins/autoheal/rules",
+    tag = "healing",
+    security(("ops_token" = [])),
+    responses((status = 200, description = "Every breaker", body = Vec<RuleBreaker>))
+)]
 async fn breakers(
     State(healing): State<Arc<Service>>,
     ops: Ops,
@@ -402,12 +619,24 @@ async fn breakers(
 
 /// `POST /api/v1/plugins/autoheal/rules/{name}/resume`: Ops re-enable a suspended rule's
 /// auto-apply; audited.
+#[utoipa::path(
+    post,
+    path = "/api/v1/plugins/autoheal/rules/{name}/resume",
+    tag = "healing",
+    security(("ops_token" = [])),
+    params(("name" = String, Path, description = "The rule")),
+    request_body = ResumeRequest,
+    responses(
+        (status = 200, description = "Resumed, or `resumed: false` when it was not suspended", body = ResumeResponse),
+        (status = 404, description = "A rule neither loaded nor ever suspended", body = ErrorEnvelope),
+    )
+)]
 async fn resume_rule(
     State(healing): State<Arc<Service>>,
     ops: Ops,
     Path(name): Path<String>,
     JsonBody(request): JsonBody<ResumeRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ResumeResponse>, ApiError> {
     ops.require(Permission::AutohealApprove)?;
     let reason = check_reason(&request.reason)?;
     check_len("name", &name, 200)?;
@@ -417,14 +646,30 @@ async fn resume_rule(
     let changed = healing
         .resume_rule(&name, scope, &reason, &ops.audit())
         .await?;
-    Ok(Json(
-        json!({"status": "ok", "rule": name, "scope": scope.as_str(),
-        "merchant_id": scope.merchant_id(), "resumed": changed}),
-    ))
+    Ok(Json(ResumeResponse {
+        status: "ok",
+        rule: name,
+        scope: scope.as_str(),
+        merchant_id: scope.merchant_id(),
+        resumed: changed,
+    }))
+}
+
+/// What resuming a rule is answered with.
+#[derive(Serialize, ToSchema)]
+struct ResumeResponse {
+    /// `ok`.
+    status: &'static str,
+    rule: String,
+    /// `fleet` or `merchant`.
+    scope: &'static str,
+    merchant_id: Option<Uuid>,
+    /// Whether a suspended breaker was closed.
+    resumed: bool,
 }
 
 /// Without `merchant_id`, the fleet-wide breaker; with it, that merchant's.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ResumeRequest {
     reason: String,

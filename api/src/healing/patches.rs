@@ -46,10 +46,11 @@ impl LoadedPatch {
 }
 
 /// A bundle file that was not loaded, and why.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct RefusedBundle {
     pub file: String,
     #[serde(serialize_with = "as_text")]
+    #[schema(value_type = String)]
     pub reason: Refusal,
 }
 
@@ -85,7 +86,7 @@ fn as_text<S: Serializer>(refusal: &Refusal, serializer: S) -> Result<S::Ok, S::
 }
 
 /// Run figures of one patch since the server started.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct PatchRunStats {
     pub runs: u64,
     pub failures: u64,
@@ -95,7 +96,7 @@ pub struct PatchRunStats {
 }
 
 /// What `GET /api/v1/plugins/autoheal/patches` lists per bundle.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PatchListing {
     pub name: String,
     pub version: String,
@@ -112,7 +113,7 @@ pub struct PatchListing {
     pub runs: PatchRunStats,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RegistryStatus {
     pub dir: Option<String>,
     pub trusted_key_ids: Vec<String>,

@@ -329,7 +329,7 @@ async fn record_rollback_ack(
 pub const ROLLBACK_PRIORITY: i32 = 10;
 
 /// The statuses of a healing log, and the only moves between them (the README's table).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum HealingStatus {
     PendingReview,
@@ -403,7 +403,7 @@ impl HealingStatus {
 }
 
 /// A healing log as the API shows it.
-#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct HealingLog {
     pub id: Uuid,
     pub plugin_id: Uuid,
@@ -413,19 +413,27 @@ pub struct HealingLog {
     pub detected_issue: String,
     pub issue_severity: String,
     pub patch_type: Option<String>,
+    #[schema(value_type = Option<serde_json::Value>)]
     pub proposed_patch: Option<Json<Value>>,
     pub sira_confidence: f64,
     pub status: HealingStatus,
     pub auto_applied: bool,
     pub rule_name: Option<String>,
+    #[schema(value_type = serde_json::Value)]
     pub decision: Json<Value>,
     pub patch_name: Option<String>,
     pub patch_version: Option<String>,
     pub bundle_sha256: Option<String>,
+    #[schema(value_type = Option<serde_json::Value>)]
     pub patch_params: Option<Json<Value>>,
     pub snapshot_id: Option<Uuid>,
+    #[schema(value_type = Option<serde_json::Value>)]
     pub operations: Option<Json<Value>>,
+    #[schema(value_type = Option<serde_json::Value>)]
     pub restore_operations: Option<Json<Value>>,
+    /// Why the patch did not apply: the server's reason (`no_snapshot`, `unknown_patch`,
+    /// `not_applicable`, `bad_snapshot`, `internal`, `plugin_failed`) or the sandbox's.
+    #[schema(value_type = Option<String>)]
     pub failure_kind: Option<FailureKind>,
     pub failure_reason: Option<String>,
     pub reviewed_by: Option<Uuid>,
@@ -689,12 +697,13 @@ pub struct ReadyPatch {
 }
 
 /// A command as the plugin receives it (seed 001's shape).
-#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Command {
     pub id: Uuid,
     pub plugin_id: Uuid,
     pub healing_log_id: Uuid,
     pub command_type: String,
+    #[schema(value_type = serde_json::Value)]
     pub command_payload: Json<Value>,
     pub priority: i32,
     pub status: String,
@@ -702,6 +711,7 @@ pub struct Command {
     pub leased_until: Option<DateTime<Utc>>,
     pub deliveries: i32,
     pub acked_at: Option<DateTime<Utc>>,
+    #[schema(value_type = Option<serde_json::Value>)]
     pub ack_result: Option<Json<Value>>,
     #[serde(skip)]
     pub merchant_id: Uuid,
@@ -738,7 +748,7 @@ pub struct HealingLogFilter {
 /// refused it or the plugin failed to apply it, whatever became of the partial rollback),
 /// `rolled_back` (applied, then undone), `rolling_back` and `rollback_failed` (applied,
 /// and its undoing is pending or failed); `not_needed` planned nothing and is not a patch.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct HealingStats {
     pub total_patches: i64,
     pub applied: i64,
@@ -820,7 +830,7 @@ impl BreakerScope {
 
 /// A rule breaker as Ops see it: `scope` is `fleet` (with `merchant_id` null) or
 /// `merchant`.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct RuleBreaker {
     pub rule_name: String,
     pub scope: &'static str,

@@ -42,7 +42,7 @@ pub struct InteropOutcome {
 }
 
 /// An interop event as Ops read it (seed 001's fields, plus the failure and mapping).
-#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct StoredInteropEvent {
     pub id: Uuid,
     pub plugin_id: Uuid,
@@ -51,7 +51,9 @@ pub struct StoredInteropEvent {
     pub event_type: Option<String>,
     pub event_category: Option<String>,
     pub source_event_type: String,
+    #[schema(value_type = serde_json::Value)]
     pub payload: Json<Value>,
+    #[schema(value_type = Option<serde_json::Value>)]
     pub normalized_payload: Option<Json<Value>>,
     pub source_platform: String,
     pub received_at: DateTime<Utc>,
@@ -73,20 +75,20 @@ pub struct InteropFilter {
     pub offset: i64,
 }
 
-#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct CategoryCount {
     pub event_category: String,
     pub count: i64,
 }
 
-#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct PlatformCount {
     pub source_platform: String,
     pub count: i64,
 }
 
 /// Seed 001's interop stats, exactly its fields.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct InteropStats {
     pub total_events: i64,
     pub processed: i64,
@@ -102,14 +104,16 @@ pub struct InteropStats {
 }
 
 /// A mapping kept in the store.
-#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct StoredMapping {
     pub id: Uuid,
     pub source_platform: String,
     pub source_event_type: String,
     pub normalized_event_type: String,
+    #[schema(value_type = serde_json::Value)]
     pub field_mappings: Json<Value>,
     #[serde(skip)]
+    #[schema(value_type = serde_json::Value)]
     pub spec: Json<Value>,
     pub is_active: bool,
     pub created_by: Option<Uuid>,

@@ -3,34 +3,45 @@
 //! jobs, the audit log, and `GET /metrics` (aggregates only: no tenant, install or secret
 //! appears in a label, so a scraper on the internal network needs no token).
 
-use super::{JobRun, PlatformAlert, Service};
+use super::{HealthView, JobRun, PlatformAlert, Service, ServiceHealth};
 use crate::auth::{Ops, Permission};
 use crate::db::AuditEntry;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorEnvelope};
 use crate::extract::{uuid_param, QueryParams};
 use crate::http::page;
 use crate::AppState;
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
-use serde_json::Value;
 use std::sync::Arc;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/metrics", get(metrics))
-        .route("/api/platform/alerts", get(alerts))
-        .route("/api/platform/alerts/{id}/ack", post(acknowledge))
-        .route("/api/platform/alerts/{id}/resolve", post(resolve))
-        .route("/api/platform/health", get(health))
-        .route("/api/platform/health/{service}", get(service_health))
-        .route("/api/platform/jobs", get(jobs))
-        .route("/api/v1/audit", get(audit_log))
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(metrics))
+        .routes(routes!(alerts))
+        .routes(routes!(acknowledge))
+        .routes(routes!(resolve))
+        .routes(routes!(health))
+        .routes(routes!(service_health))
+        .routes(routes!(jobs))
+        .routes(routes!(audit_log))
 }
 
+/// The Prometheus exposition: aggregates only, no credential.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "ops",
+    responses(
+        (status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain", body = String),
+        (status = 503, description = "The store is unreachable", body = ErrorEnvelope),
+    )
+)]
 async fn metrics(State(ops): State<Arc<Service>>) -> Result<impl IntoResponse, ApiError> {
     Ok((
         [(
@@ -41,13 +52,15 @@ async fn metrics(State(ops): State<Arc<Service>>) -> Result<impl IntoResponse, A
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct AlertsQuery {
+    #[param(inline)]
     status: Option<AlertStatus>,
 }
 
-#[derive(Clone, Copy, Deserialize)]
+#[derive(Clone, Copy, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 enum AlertStatus {
     Open,
@@ -55,6 +68,15 @@ enum AlertStatus {
     Resolved,
 }
 
+/// The alerts, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/platform/alerts",
+    tag = "ops",
+    security(("ops_token" = [])),
+    params(AlertsQuery),
+    responses((status = 200, description = "Newest first", body = Vec<PlatformAlert>))
+)]
 async fn alerts(
     State(service): State<Arc<Service>>,
     ops: Ops,
@@ -80,7 +102,19 @@ async fn move_alert(
     Ok(Json(service.move_alert(id, to, &ops.audit()).await?))
 }
 
-/// `POST /api/platform/alerts/{id}/ack`.
+/// `POST /api/platform/alerts/{id}/ack`: `open → acknowledged`; audited.
+#[utoipa::path(
+    post,
+    path = "/api/platform/alerts/{id}/ack",
+    tag = "ops",
+    security(("ops_token" = [])),
+    params(("id" = Uuid, Path, description = "The alert")),
+    responses(
+        (status = 200, description = "Acknowledged", body = PlatformAlert),
+        (status = 404, description = "No such alert", body = ErrorEnvelope),
+        (status = 409, description = "The alert is not open", body = ErrorEnvelope),
+    )
+)]
 async fn acknowledge(
     State(service): State<Arc<Service>>,
     ops: Ops,
@@ -89,7 +123,19 @@ async fn acknowledge(
     move_alert(&service, &ops, &id, "acknowledged").await
 }
 
-/// `POST /api/platform/alerts/{id}/resolve`.
+/// `POST /api/platform/alerts/{id}/resolve`: `open`/`acknowledged → resolved`; audited.
+#[utoipa::path(
+    post,
+    path = "/api/platform/alerts/{id}/resolve",
+    tag = "ops",
+    security(("ops_token" = [])),
+    params(("id" = Uuid, Path, description = "The alert")),
+    responses(
+        (status = 200, description = "Resolved", body = PlatformAlert),
+        (status = 404, description = "No such alert", body = ErrorEnvelope),
+        (status = 409, description = "The alert is resolved already", body = ErrorEnvelope),
+    )
+)]
 async fn resolve(
     State(service): State<Arc<Service>>,
     ops: Ops,
@@ -100,22 +146,50 @@ async fn resolve(
 
 /// `GET /api/platform/health`: the latest check of each service and the overall status
 /// (the worst of them); 200 whatever the status, so a dashboard can read it.
-async fn health(State(service): State<Arc<Service>>, ops: Ops) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/api/platform/health",
+    tag = "ops",
+    security(("ops_token" = [])),
+    responses((status = 200, description = "Whatever the status", body = HealthView))
+)]
+async fn health(
+    State(service): State<Arc<Service>>,
+    ops: Ops,
+) -> Result<Json<HealthView>, ApiError> {
     ops.require(Permission::PluginsRead)?;
     Ok(Json(service.health().await?))
 }
 
 /// `GET /api/platform/health/{service}`: that service's recent checks, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/platform/health/{service}",
+    tag = "ops",
+    security(("ops_token" = [])),
+    params(("service" = String, Path, description = "A checked service (`store`, `smtp`, a destination)")),
+    responses(
+        (status = 200, description = "Its checks, newest first", body = ServiceHealth),
+        (status = 404, description = "No check of that service", body = ErrorEnvelope),
+    )
+)]
 async fn service_health(
     State(service): State<Arc<Service>>,
     ops: Ops,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ServiceHealth>, ApiError> {
     ops.require(Permission::PluginsRead)?;
     Ok(Json(service.service_health(&name).await?))
 }
 
 /// `GET /api/platform/jobs`: each scheduled job's last run.
+#[utoipa::path(
+    get,
+    path = "/api/platform/jobs",
+    tag = "ops",
+    security(("ops_token" = [])),
+    responses((status = 200, description = "Each job's last run", body = Vec<JobRun>))
+)]
 async fn jobs(
     State(service): State<Arc<Service>>,
     ops: Ops,
@@ -124,13 +198,25 @@ async fn jobs(
     Ok(Json(service.jobs().await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct AuditQuery {
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
+    #[param(minimum = 0)]
     offset: Option<i64>,
 }
 
+/// Who did what, when, with which request id; newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit",
+    tag = "ops",
+    security(("ops_token" = [])),
+    params(AuditQuery),
+    responses((status = 200, description = "Newest first", body = Vec<AuditEntry>))
+)]
 async fn audit_log(
     State(service): State<Arc<Service>>,
     ops: Ops,

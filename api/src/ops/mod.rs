@@ -22,7 +22,6 @@ pub use store::*;
 use crate::db::{AuditContext, AuditEntry, Store};
 use crate::error::ApiError;
 use crate::Clock;
-use serde_json::{json, Value};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -86,7 +85,7 @@ impl Service {
     }
 
     /// The latest check of each service and the overall status (the worst of them).
-    pub async fn health(&self) -> Result<Value, ApiError> {
+    pub async fn health(&self) -> Result<HealthView, ApiError> {
         let mut latest: Vec<HealthCheck> = Vec::new();
         for check in self.store.health_history(None, 500).await? {
             if !latest.iter().any(|c| c.service == check.service) {
@@ -98,16 +97,23 @@ impl Service {
             .into_iter()
             .find(|bad| latest.iter().any(|c| c.status == *bad))
             .unwrap_or("healthy");
-        Ok(json!({"status": overall, "services": latest}))
+        Ok(HealthView {
+            status: overall,
+            services: latest,
+        })
     }
 
     /// One service's recent checks, newest first.
-    pub async fn service_health(&self, service: &str) -> Result<Value, ApiError> {
+    pub async fn service_health(&self, service: &str) -> Result<ServiceHealth, ApiError> {
         let history = self.store.health_history(Some(service), 100).await?;
         let Some(latest) = history.first() else {
             return Err(ApiError::NotFound { what: "service" });
         };
-        Ok(json!({"service": service, "status": latest.status, "history": history}))
+        Ok(ServiceHealth {
+            service: service.to_owned(),
+            status: latest.status.clone(),
+            history,
+        })
     }
 
     /// Each scheduled job's last run.
@@ -118,4 +124,21 @@ impl Service {
     pub async fn audit_log(&self, limit: i64, offset: i64) -> Result<Vec<AuditEntry>, ApiError> {
         Ok(self.store.audit_log(limit, offset).await?)
     }
+}
+
+/// The dependencies' health: the latest check of each service.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct HealthView {
+    /// The worst of the services': `healthy`, `degraded` or `down`.
+    pub status: &'static str,
+    pub services: Vec<HealthCheck>,
+}
+
+/// One service's recent checks, newest first.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ServiceHealth {
+    pub service: String,
+    /// Its latest check's.
+    pub status: String,
+    pub history: Vec<HealthCheck>,
 }

@@ -22,7 +22,7 @@ pub struct NewAlert {
 }
 
 /// An alert for Ops (seed 002/000 shape).
-#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct PlatformAlert {
     pub id: Uuid,
     pub name: String,
@@ -31,6 +31,7 @@ pub struct PlatformAlert {
     /// `open`, `acknowledged`, `resolved`.
     pub status: String,
     pub summary: String,
+    #[schema(value_type = serde_json::Value)]
     pub labels: Json<Value>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -60,7 +61,7 @@ pub(crate) async fn insert_alert(
     Ok(())
 }
 
-#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct JobRun {
     pub job: String,
     pub last_started_at: Option<DateTime<Utc>>,
@@ -70,7 +71,7 @@ pub struct JobRun {
     pub runs: i64,
 }
 
-#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct HealthCheck {
     pub service: String,
     pub tier: String,

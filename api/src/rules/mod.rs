@@ -96,15 +96,16 @@ pub fn read_flag_files(dir: &Path) -> Result<Vec<(String, FlagDefinition)>, Vec<
         .map_err(|errors| errors.iter().map(ToString::to_string).collect())
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct LoadedFile {
     pub file: String,
     pub sha256: String,
 }
 
 /// What `GET /api/v1/rules/status` shows.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct RulesStatus {
+    #[schema(value_type = Option<String>)]
     pub dir: Option<PathBuf>,
     pub files: Vec<LoadedFile>,
     pub loaded_at: Option<DateTime<Utc>>,
