@@ -9,7 +9,7 @@
 #   FUZZ_BACKENDS=sqlite tests/fuzz/schemathesis.sh
 #
 # Settings (environment): FUZZ_BACKENDS (`sqlite postgres`), FUZZ_MAX_EXAMPLES (examples per
-# operation and phase, 40), FUZZ_CHECKS (schemathesis's checks: not_a_server_error,
+# operation and phase, 30), FUZZ_CHECKS (schemathesis's checks: not_a_server_error,
 # status_code_conformance, content_type_conformance, response_schema_conformance; `all` adds
 # the looser ones, such as a schema-valid request refused), FUZZ_POSTGRES (the server PostgreSQL runs on,
 # postgres://postgres@127.0.0.1:5432), AUTOHEAL_BIN (a built binary; otherwise
@@ -21,7 +21,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 backends=${FUZZ_BACKENDS:-sqlite postgres}
-max_examples=${FUZZ_MAX_EXAMPLES:-40}
+max_examples=${FUZZ_MAX_EXAMPLES:-30}
 postgres=${FUZZ_POSTGRES:-postgres://postgres@127.0.0.1:5432}
 if [ -z "${AUTOHEAL_BIN:-}" ]; then
   cargo build -q --bin autoheal
@@ -112,6 +112,12 @@ run_backend() {
   log=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["log"]["id"])' \
     < <(post /api/v1/plugins/autoheal "{\"plugin_id\": \"$install\", \"detected_issue\": \"missing column\", \"issue_severity\": \"low\", \"sira_confidence\": 40}" "$sira_token"))
   post /api/v1/plugins/interop/event "{\"plugin_id\": \"$install\", \"event_type\": \"checkout.created\", \"payload\": {\"order_id\": \"1\"}}" "$merchant_key" >/dev/null
+  # The one credential revoke and rotate may act on: schemathesis reuses the ids it reads
+  # (GET /api/v1/credentials), and revoking the run's own token would leave it nothing to test.
+  "$AUTOHEAL_BIN" merchant create --name "Fuzz Spare" --email spare@example.com >/dev/null
+  local spare
+  spare=$(curl -sS --fail-with-body "$base/api/v1/credentials?kind=merchant" -H "Authorization: Bearer $ops_token" \
+    | python3 -c 'import json,sys; print(next(c["id"] for c in json.load(sys.stdin) if c["owner"] == "Fuzz Spare"))')
 
   # Path parameters drawn from that data (the rest of each request is fuzzed).
   cat >"$work/schemathesis.toml" <<EOF
@@ -126,6 +132,10 @@ parameters = { "path.plugin_id" = "$install" }
 [[operations]]
 include-path-regex = '^/api/v1/plugins/autoheal/\{id\}'
 parameters = { "path.id" = "$log" }
+
+[[operations]]
+include-path-regex = '^/api/v1/credentials/\{id\}/'
+parameters = { "path.id" = "$spare" }
 
 [[operations]]
 include-path-regex = '^/api/platform/flags/\{key\}'

@@ -224,3 +224,40 @@ async fn deleting_a_file_flag_answers_a_documented_409() {
         "{documented}"
     );
 }
+
+/// Revoking or rotating a revoked credential is a 409, and documented as one (found by
+/// schemathesis, which revoked the credential it was given and tried again).
+#[tokio::test]
+async fn acting_on_a_revoked_credential_answers_a_documented_409() {
+    let app = TestApp::new(TestStore::sqlite().await).await;
+    let document = document(&app).await;
+    let listed = app
+        .get("/api/v1/credentials?kind=merchant", &app.admin)
+        .await;
+    let id = listed.ok()[0]["id"].as_str().unwrap().to_owned();
+    let revoke = format!("/api/v1/credentials/{id}/revoke");
+    let reason = serde_json::json!({"reason": "leaked"});
+    app.post(&revoke, &app.admin, &reason).await.ok();
+    for (path, body) in [
+        (revoke.clone(), reason.clone()),
+        (
+            format!("/api/v1/credentials/{id}/rotate"),
+            serde_json::json!({}),
+        ),
+    ] {
+        let (code, _) = app
+            .post(&path, &app.admin, &body)
+            .await
+            .error(StatusCode::CONFLICT);
+        assert_eq!(code, "conflict", "{path}");
+    }
+    for action in ["revoke", "rotate"] {
+        let documented =
+            &document["paths"][format!("/api/v1/credentials/{{id}}/{action}")]["post"]["responses"];
+        assert_eq!(
+            documented["409"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/ErrorEnvelope",
+            "{action}: {documented}"
+        );
+    }
+}
