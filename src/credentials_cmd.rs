@@ -12,15 +12,6 @@ use uuid::Uuid;
 /// The longest lifetime `--expires-in` gives a credential.
 const MAX_CREDENTIAL_LIFETIME_DAYS: i64 = 10 * 366;
 
-/// Who the audit log names for a change made from the CLI.
-fn cli_actor() -> AuditContext {
-    AuditContext {
-        actor_kind: "cli",
-        actor_id: None,
-        request_id: None,
-    }
-}
-
 /// When a credential created now with `--expires-in TEXT` stops working.
 pub fn expiry(expires_in: Option<&str>, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
     let Some(text) = expires_in else {
@@ -44,7 +35,7 @@ pub async fn audit_created(
 ) -> Result<()> {
     store
         .record_audit(
-            &cli_actor(),
+            &AuditContext::cli(),
             "credential.create",
             "credential",
             json!({"credential_id": id, "kind": kind, "owner": owner}),
@@ -148,7 +139,7 @@ pub async fn revoke(store: &Store, id: Uuid, reason: &str, now: DateTime<Utc>) -
         "--reason: say why (it goes to the audit log)"
     );
     let revoked = store
-        .revoke_credential(id, reason, &cli_actor(), now)
+        .revoke_credential(id, reason, &AuditContext::cli(), now)
         .await?
         .with_context(|| format!("no credential {id} (autoheal credentials list)"))?;
     println!("{}", serde_json::to_string(&revoked)?);
@@ -160,7 +151,7 @@ pub async fn rotate(store: &Store, id: Uuid, grace_secs: i64, now: DateTime<Utc>
     let grace = api::auth::rotation_grace(grace_secs)
         .map_err(|problem| anyhow::anyhow!("--grace-secs {grace_secs}: {problem}"))?;
     let (credential, secret) = store
-        .rotate_credential(id, grace, &cli_actor(), now)
+        .rotate_credential(id, grace, &AuditContext::cli(), now)
         .await?
         .with_context(|| format!("no credential {id} (autoheal credentials list)"))?;
     println!(

@@ -25,6 +25,15 @@ impl AuditContext {
             request_id: None,
         }
     }
+
+    /// The actor of a change made with the `autoheal` CLI (a credential revoked from a shell).
+    pub fn cli() -> Self {
+        Self {
+            actor_kind: "cli",
+            actor_id: None,
+            request_id: None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
