@@ -105,6 +105,11 @@ enum Command {
         #[command(subcommand)]
         command: PatchCommand,
     },
+    /// The conformance kit every plugin SDK runs (sdk/conformance/).
+    Conformance {
+        #[command(subcommand)]
+        command: ConformanceCommand,
+    },
     /// Evaluate feature flags from Ops' files.
     Flags {
         #[command(subcommand)]
@@ -183,11 +188,45 @@ enum InteropCommand {
 
 #[derive(Subcommand)]
 enum KeysCommand {
-    /// Write autoheal.key (private, mode 0600) and autoheal.pub into DIR.
+    /// Write a key pair into DIR: the offline root (autoheal.key, mode 0600, and autoheal.pub)
+    /// or the server's online command key (command.key and command.pub).
+    Generate {
+        #[arg(long, value_enum, default_value = "root")]
+        role: KeyRoleArg,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Certify a command key with the root key (run where the root key lives): writes the
+    /// certificate the server sends with every command.
+    Certify {
+        /// The root's private key (autoheal.key).
+        #[arg(long)]
+        root: PathBuf,
+        /// The command key's public half (command.pub).
+        #[arg(long)]
+        command: PathBuf,
+        /// How long the certificate is valid (at most 366d; renew it before then).
+        #[arg(long, default_value = "30d")]
+        expires_in: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConformanceCommand {
+    /// Write every case (certificate, command, bundle, expected verdict) under DIR/cases/,
+    /// replacing the cases there.
     Generate {
         #[arg(long)]
         out: PathBuf,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum KeyRoleArg {
+    Root,
+    Command,
 }
 
 #[derive(Subcommand)]
@@ -247,6 +286,18 @@ struct ServeArgs {
         value_delimiter = ','
     )]
     trusted_keys: Vec<PathBuf>,
+    /// The server's online command key (command.key), which signs every command it hands
+    /// out. Without one, the repository's DEVELOPMENT command key
+    /// (./patches/dev-key/command.key) when it is there (the server warns).
+    #[arg(long, env = "AUTOHEAL_COMMAND_KEY", requires = "command_cert")]
+    command_key: Option<PathBuf>,
+    /// The root key's certificate of the command key (autoheal keys certify). Checked at
+    /// start against --trusted-key; SIGHUP reads both files again (renewal, rotation).
+    #[arg(long, env = "AUTOHEAL_COMMAND_CERT", requires = "command_key")]
+    command_cert: Option<PathBuf>,
+    /// How long a signed command stays acceptable to a plugin after it is handed out, in s.
+    #[arg(long, env = "AUTOHEAL_COMMAND_TTL_SECS", value_parser = clap::value_parser!(i64).range(60..=7 * 24 * 3600), default_value_t = HealingConfig::default().command_ttl.num_seconds())]
+    command_ttl_secs: i64,
     /// How often the patches folder is checked for changes, in ms (0: never).
     #[arg(long, env = "AUTOHEAL_PATCHES_POLL_MS", default_value_t = 2_000)]
     patches_poll_ms: u64,
@@ -720,9 +771,24 @@ async fn main() -> Result<()> {
                     at,
                 },
         } => flags_cmd::eval(&key, &context, &rules, at.unwrap_or(now))?,
-        Command::Keys {
-            command: KeysCommand::Generate { out },
-        } => patch_cmd::generate_keys(&out)?,
+        Command::Keys { command } => match command {
+            KeysCommand::Generate { role, out } => patch_cmd::generate_keys(
+                &out,
+                match role {
+                    KeyRoleArg::Root => host::tools::KeyRole::Root,
+                    KeyRoleArg::Command => host::tools::KeyRole::Command,
+                },
+            )?,
+            KeysCommand::Certify {
+                root,
+                command,
+                expires_in,
+                out,
+            } => patch_cmd::certify(&root, &command, &expires_in, &out)?,
+        },
+        Command::Conformance {
+            command: ConformanceCommand::Generate { out },
+        } => patch_cmd::generate_conformance(&out)?,
         Command::Patch { command } => match command {
             PatchCommand::Build { dir } => patch_cmd::build(&dir)?,
             PatchCommand::Sign {
@@ -802,10 +868,13 @@ async fn serve(database_url: &str, args: ServeArgs) -> Result<()> {
         );
     }
     let patches = patch_registry(&args.patches, &args.trusted_keys, &store, clock.now()).await?;
+    let command_key = CommandKeyFiles::of(&args)?;
+    let signer = command_key.load(clock.now())?;
     let state = AppState::builder(store.clone(), clock)
         .config(config)
         .rules(rules)
         .patches(patches)
+        .command_signer(signer)
         .outbox(Outbox::try_new(outbox).map_err(anyhow::Error::msg)?)
         .build();
 
@@ -881,7 +950,7 @@ async fn serve(database_url: &str, args: ServeArgs) -> Result<()> {
         );
     }
     state.auth.start(&mut watchers);
-    spawn_sighup_reload(&mut watchers, &state);
+    spawn_sighup_reload(&mut watchers, &state, command_key);
 
     let router = api::app(state);
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -935,6 +1004,7 @@ fn server_config(args: &ServeArgs) -> ServerConfig {
         healing: HealingConfig {
             global_threshold: args.auto_apply_threshold,
             command_lease: chrono::Duration::seconds(args.command_lease_secs),
+            command_ttl: chrono::Duration::seconds(args.command_ttl_secs),
             commands_per_poll: args.commands_per_poll,
             regression_window: chrono::Duration::minutes(args.regression_window_mins),
             regression_margin: args.regression_margin,
@@ -1069,13 +1139,70 @@ const DEV_PUBLIC_KEY: &str = include_str!("../patches/dev-key/autoheal.pub");
 /// Where a checkout keeps it: trusted when no `--trusted-key` is given.
 const DEV_PUBLIC_KEY_FILE: &str = "./patches/dev-key/autoheal.pub";
 
-/// SIGHUP reloads the rules and the patch bundles, as daemons do with their configuration.
-fn spawn_sighup_reload(tasks: &mut Tasks, state: &AppState) {
+/// Where the command key and its certificate are read from, and the roots it must chain to.
+struct CommandKeyFiles {
+    key: PathBuf,
+    certificate: PathBuf,
+    roots: host::TrustedKeys,
+}
+
+const DEV_COMMAND_KEY_FILE: &str = "./patches/dev-key/command.key";
+const DEV_COMMAND_CERT_FILE: &str = "./patches/dev-key/command.cert.json";
+
+impl CommandKeyFiles {
+    fn of(args: &ServeArgs) -> Result<Self> {
+        let (key, certificate) = match (&args.command_key, &args.command_cert) {
+            (Some(key), Some(certificate)) => (key.clone(), certificate.clone()),
+            _ if std::path::Path::new(DEV_COMMAND_KEY_FILE).is_file() => {
+                (DEV_COMMAND_KEY_FILE.into(), DEV_COMMAND_CERT_FILE.into())
+            }
+            _ => anyhow::bail!(
+                "no --command-key and --command-cert: the server signs every command it hands out \
+                 (autoheal keys generate --role command, then autoheal keys certify with the root key)"
+            ),
+        };
+        Ok(Self {
+            key,
+            certificate,
+            roots: trusted_keys(&args.trusted_keys)?,
+        })
+    }
+
+    /// The signer, if the certificate chains to a trusted root, is for this key and is
+    /// valid now: a server whose every command plugins would refuse does not start.
+    fn load(&self, now: chrono::DateTime<chrono::Utc>) -> Result<host::command::CommandSigner> {
+        let signer =
+            host::tools::load_command_signer(&self.key, &self.certificate, &self.roots, now)
+                .with_context(|| {
+                    format!(
+                        "cannot sign commands with {} and {}",
+                        self.key.display(),
+                        self.certificate.display()
+                    )
+                })?;
+        if signer.key_id() == api::healing::signing::development_key_id() {
+            tracing::warn!(event = "development_command_key", key_id = %signer.key_id(),
+                "signing commands with the repository's DEVELOPMENT command key: fine on a laptop, never in production (pass --command-key and --command-cert)");
+        }
+        let left = signer.not_after() - now;
+        if left < chrono::Duration::days(7) {
+            tracing::warn!(event = "command_certificate_expiring", not_after = %signer.not_after(),
+                "the command key's certificate expires within 7 days: renew it (autoheal keys certify), then SIGHUP");
+        }
+        tracing::info!(event = "command_key_loaded", key_id = %signer.key_id(), not_after = %signer.not_after(), "commands are signed");
+        Ok(signer)
+    }
+}
+
+/// SIGHUP reloads the rules, the patch bundles and the command key with its certificate,
+/// as daemons do with their configuration. A command key that no longer loads is kept.
+fn spawn_sighup_reload(tasks: &mut Tasks, state: &AppState, command_key: CommandKeyFiles) {
     #[cfg(unix)]
     {
-        let (rules, patches, store, clock) = (
+        let (rules, patches, signing, store, clock) = (
             state.rules.clone(),
             state.patches.clone(),
+            state.signing.clone(),
             state.store.clone(),
             state.clock.clone(),
         );
@@ -1094,11 +1221,17 @@ fn spawn_sighup_reload(tasks: &mut Tasks, state: &AppState) {
                 if let Err(error) = patches.sync(&store, clock.now()).await {
                     tracing::warn!(event = "patches_not_reloaded", error = %error, "patch bundles not reloaded");
                 }
+                match command_key.load(clock.now()) {
+                    Ok(signer) => signing.replace(Arc::new(signer)),
+                    Err(error) => {
+                        tracing::warn!(event = "command_key_not_reloaded", error = %format!("{error:#}"), "the command key in force is kept");
+                    }
+                }
             }
         });
     }
     #[cfg(not(unix))]
-    let _ = (tasks, state);
+    let _ = (tasks, state, command_key);
 }
 
 async fn shutdown_signal() {

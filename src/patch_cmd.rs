@@ -6,9 +6,47 @@ use host::{tools, Host, HostConfig};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
-pub fn generate_keys(out: &Path) -> Result<()> {
-    let keys = tools::generate_keys(out)?;
+pub fn generate_keys(out: &Path, role: tools::KeyRole) -> Result<()> {
+    let keys = tools::generate_keys(out, role)?;
     println!("{}", serde_json::to_string(&keys)?);
+    Ok(())
+}
+
+pub fn certify(root: &Path, command: &Path, expires_in: &str, out: &Path) -> Result<()> {
+    let expires_in = tools::parse_duration(expires_in)?;
+    let certified = tools::certify_command_key(root, command, expires_in, chrono::Utc::now(), out)?;
+    println!("{}", serde_json::to_string(&certified)?);
+    Ok(())
+}
+
+/// `autoheal conformance generate --out DIR`: DIR/cases/NAME/{case,command,bundle}.json. A
+/// case folder there that the kit no longer has is removed; nothing else in DIR is touched.
+pub fn generate_conformance(out: &Path) -> Result<()> {
+    let cases_dir = out.join("cases");
+    let cases = host::conformance::cases();
+    if cases_dir.is_dir() {
+        for entry in std::fs::read_dir(&cases_dir)? {
+            let path = entry?.path();
+            let known = cases
+                .iter()
+                .any(|c| path.file_name() == Some(c.name.as_ref()));
+            if !known && path.join("case.json").is_file() {
+                std::fs::remove_dir_all(&path)
+                    .with_context(|| format!("cannot remove {}", path.display()))?;
+            }
+        }
+    }
+    for case in &cases {
+        let dir = cases_dir.join(case.name);
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        for (file, bytes) in &case.files {
+            let path = dir.join(file);
+            std::fs::write(&path, bytes)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+    }
+    println!("{}", json!({"cases": cases.len(), "dir": cases_dir}));
     Ok(())
 }
 

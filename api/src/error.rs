@@ -45,6 +45,9 @@ pub enum ApiError {
     /// A rule set with errors; the previous set stays in force.
     #[error("the rule set was refused ({} error(s)); the previous set stays in force", errors.len())]
     RulesRefused { errors: Vec<String> },
+    /// The server cannot do this now (not the store: that is [`ApiError::Store`]).
+    #[error("{message}")]
+    Unavailable { message: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -125,6 +128,12 @@ impl ApiError {
                 self.to_string(),
                 None,
             ),
+            Self::Unavailable { message } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                message.clone(),
+                None,
+            ),
             // Store conflicts carry messages written for clients (an illegal transition).
             Self::Store(StoreError::Conflict(message)) => {
                 (StatusCode::CONFLICT, "conflict", message.clone(), None)
@@ -174,6 +183,11 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (status, axum::Json(body)).into_response();
+        if let Self::Unavailable { .. } = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(60));
+        }
         if let Self::RateLimited { retry_after_secs }
         | Self::QuotaExceeded {
             retry_after_secs, ..

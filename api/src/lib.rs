@@ -52,6 +52,7 @@ use db::{InvalidationBus, Store};
 use delivery::{NotificationConfig, Outbox, OutboxConfig, PendingNotices};
 use flags::{Flags, FlagsConfig};
 use healing::patches::PatchRegistry;
+use healing::signing::Signing;
 use healing::HealingConfig;
 use interop::InteropConfig;
 use ops::{AlertChannels, JobsConfig};
@@ -117,6 +118,8 @@ pub struct AppState {
     pub rules: Arc<Rules>,
     /// The verified patch bundles and the host that dry-runs them.
     pub patches: Arc<PatchRegistry>,
+    /// The command key in force and its certificate (swapped on SIGHUP).
+    pub signing: Arc<Signing>,
     /// Outbound delivery: its settings, HTTP client, mailer and breakers.
     pub outbox: Arc<Outbox>,
     pub fleet: Arc<fleet::Service>,
@@ -140,6 +143,7 @@ impl AppState {
             config: ServerConfig::default(),
             rules: Arc::new(Rules::empty()),
             patches: Arc::new(PatchRegistry::empty()),
+            signer: None,
             outbox: Arc::new(Outbox::new(OutboxConfig::default())),
         }
     }
@@ -154,6 +158,7 @@ impl AppState {
             config: (*self.config).clone(),
             rules: self.rules.clone(),
             patches: self.patches.clone(),
+            signer: Some(self.signing.current()),
             outbox: self.outbox.clone(),
         }
     }
@@ -166,6 +171,8 @@ pub struct AppBuilder {
     config: ServerConfig,
     rules: Arc<Rules>,
     patches: Arc<PatchRegistry>,
+    /// None: the repository's development command key.
+    signer: Option<Arc<host::command::CommandSigner>>,
     outbox: Arc<Outbox>,
 }
 
@@ -192,6 +199,12 @@ impl AppBuilder {
         self
     }
 
+    /// Signs commands with `signer` (the default is the development command key).
+    pub fn command_signer(mut self, signer: impl Into<Arc<host::command::CommandSigner>>) -> Self {
+        self.signer = Some(signer.into());
+        self
+    }
+
     pub fn outbox(mut self, outbox: impl Into<Arc<Outbox>>) -> Self {
         self.outbox = outbox.into();
         self
@@ -205,8 +218,13 @@ impl AppBuilder {
             config,
             rules,
             patches,
+            signer,
             outbox,
         } = self;
+        let signing = Arc::new(Signing::new(
+            signer.unwrap_or_else(|| Arc::new(healing::signing::development_signer(clock.now()))),
+            config.healing.command_ttl,
+        ));
         let bus = InvalidationBus::default();
         let snapshot = Arc::new(Flags::new(config.flags.policy_budget));
         let notices = Arc::new(PendingNotices::new(
@@ -226,6 +244,7 @@ impl AppBuilder {
             &config,
             rules.clone(),
             patches.clone(),
+            signing.clone(),
             snapshot.clone(),
             &bus,
         ));
@@ -282,6 +301,7 @@ impl AppBuilder {
             config: Arc::new(config),
             rules,
             patches,
+            signing,
             outbox,
             fleet,
             healing,

@@ -1,6 +1,7 @@
 //! The plugin protocol as JSON Schemas (draft 2020-12), committed under `sdk/schemas/` and
 //! served as they are at `GET /api/v1/schemas/{name}.json`, without a credential: what a
-//! plugin sends (`heartbeat`, its `state`, `ack`) and receives (`command`). Each `$id` is
+//! plugin sends (`heartbeat`, its `state`, `ack`) and receives (`command`, its
+//! `signed_command` payload and its `certificate`). Each `$id` is
 //! its path here, so `heartbeat.json`'s `$ref: state.json` resolves against the server.
 
 use crate::error::{ApiError, ErrorEnvelope};
@@ -12,7 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 /// Every schema by name, as committed.
-pub const SCHEMAS: [(&str, &str); 4] = [
+pub const SCHEMAS: [(&str, &str); 6] = [
     (
         "heartbeat",
         include_str!("../../sdk/schemas/heartbeat.json"),
@@ -20,6 +21,14 @@ pub const SCHEMAS: [(&str, &str); 4] = [
     ("state", include_str!("../../sdk/schemas/state.json")),
     ("command", include_str!("../../sdk/schemas/command.json")),
     ("ack", include_str!("../../sdk/schemas/ack.json")),
+    (
+        "signed_command",
+        include_str!("../../sdk/schemas/signed_command.json"),
+    ),
+    (
+        "certificate",
+        include_str!("../../sdk/schemas/certificate.json"),
+    ),
 ];
 
 pub(crate) fn routes() -> OpenApiRouter<AppState> {

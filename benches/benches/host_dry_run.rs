@@ -295,6 +295,7 @@ fn breakdown(host: &Host) {
         created_at: now,
         expires_at: now + chrono::Duration::days(1),
         abi_version: 1,
+        operations: vec![host::ops::OperationKind::NotifyMerchant],
         limits: Default::default(),
         params_schema: Default::default(),
     };

@@ -108,6 +108,10 @@ pub struct Manifest {
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     pub abi_version: u32,
+    /// The kinds of operation the patch may return (`["add_column"]`): the host refuses a
+    /// run that returns another, and a plugin a command that carries one. Never
+    /// `drop_column`, which only a rollback uses.
+    pub operations: Vec<crate::ops::OperationKind>,
     #[serde(default)]
     pub limits: RequestedLimits,
     #[serde(default)]
@@ -368,6 +372,7 @@ pub fn sign_bundle(
 ) -> Result<Vec<u8>, VerifyError> {
     let manifest: Manifest = serde_json::from_slice(manifest_bytes)
         .map_err(|e| VerifyError::ManifestInvalid(e.to_string()))?;
+    check_declared_operations(&manifest)?;
     check_module(&manifest, module)?;
     if keys.is_empty() {
         return Err(VerifyError::NoSignature);
@@ -395,6 +400,29 @@ pub fn sign_bundle(
 /// order). Any bytes work as long as they are signed as they travel.
 pub fn manifest_bytes(manifest: &Manifest) -> Vec<u8> {
     serde_json::to_vec_pretty(manifest).expect("manifest serializes")
+}
+
+/// A manifest declares at least one operation kind, each once, and never `drop_column`.
+fn check_declared_operations(manifest: &Manifest) -> Result<(), VerifyError> {
+    use crate::ops::OperationKind;
+    let declared = &manifest.operations;
+    if declared.is_empty() {
+        return Err(VerifyError::ManifestInvalid(
+            "operations must declare at least one operation kind".into(),
+        ));
+    }
+    if declared.contains(&OperationKind::DropColumn) {
+        return Err(VerifyError::ManifestInvalid(
+            "operations may not declare drop_column: only a rollback drops a column".into(),
+        ));
+    }
+    let distinct: std::collections::BTreeSet<_> = declared.iter().collect();
+    if distinct.len() != declared.len() {
+        return Err(VerifyError::ManifestInvalid(
+            "operations lists a kind twice".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn check_module(manifest: &Manifest, module: &[u8]) -> Result<[u8; 32], VerifyError> {
@@ -487,6 +515,7 @@ pub fn verify_bundle(
             manifest.name
         )));
     }
+    check_declared_operations(&manifest)?;
     if manifest.abi_version != ABI_VERSION {
         return Err(VerifyError::UnsupportedAbi {
             found: manifest.abi_version,

@@ -14,6 +14,8 @@
 //! The bundle format and the patch ABI are documented in `patches/README.md`.
 
 pub mod bundle;
+pub mod command;
+pub mod conformance;
 pub mod error;
 pub mod ops;
 pub mod sandbox;

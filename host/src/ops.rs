@@ -120,6 +120,52 @@ pub enum Operation {
     },
 }
 
+/// The kind of an [`Operation`], as a manifest declares what its patch may do
+/// (`"operations": ["add_column"]`) and a plugin checks a command against it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperationKind {
+    AddColumn,
+    DropColumn,
+    SetConfig,
+    UnsetConfig,
+    NotifyMerchant,
+}
+
+impl OperationKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AddColumn => "add_column",
+            Self::DropColumn => "drop_column",
+            Self::SetConfig => "set_config",
+            Self::UnsetConfig => "unset_config",
+            Self::NotifyMerchant => "notify_merchant",
+        }
+    }
+
+    /// The kinds a rollback may use to undo an operation of this kind: what
+    /// [`restore_operations`] produces for it.
+    pub fn inverse_kinds(self) -> &'static [OperationKind] {
+        match self {
+            Self::AddColumn => &[Self::DropColumn],
+            Self::SetConfig | Self::UnsetConfig => &[Self::SetConfig, Self::UnsetConfig],
+            Self::DropColumn | Self::NotifyMerchant => &[],
+        }
+    }
+}
+
+impl Operation {
+    pub fn kind(&self) -> OperationKind {
+        match self {
+            Self::AddColumn { .. } => OperationKind::AddColumn,
+            Self::DropColumn { .. } => OperationKind::DropColumn,
+            Self::SetConfig { .. } => OperationKind::SetConfig,
+            Self::UnsetConfig { .. } => OperationKind::UnsetConfig,
+            Self::NotifyMerchant { .. } => OperationKind::NotifyMerchant,
+        }
+    }
+}
+
 /// Why an operation list is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OpError {
@@ -147,6 +193,8 @@ pub enum OpError {
     TooMany { count: usize, max: usize },
     #[error("operation {index}: drop_column is a restore operation only: a patch may not drop what it did not create")]
     RestoreOnly { index: usize },
+    #[error("operation {index}: `{kind}` is not among the operations the manifest declares")]
+    Undeclared { index: usize, kind: &'static str },
 }
 
 /// At most this many operations per run.
@@ -377,6 +425,17 @@ pub fn validate_plan(ops: &[Operation]) -> Result<(), OpError> {
         .position(|op| matches!(op, Operation::DropColumn { .. }))
     {
         Some(index) => Err(OpError::RestoreOnly { index }),
+        None => Ok(()),
+    }
+}
+
+/// Check that every operation is of a kind in `declared` (a manifest's `operations`).
+pub fn check_declared(ops: &[Operation], declared: &[OperationKind]) -> Result<(), OpError> {
+    match ops.iter().position(|op| !declared.contains(&op.kind())) {
+        Some(index) => Err(OpError::Undeclared {
+            index,
+            kind: ops[index].kind().as_str(),
+        }),
         None => Ok(()),
     }
 }

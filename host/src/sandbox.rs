@@ -400,6 +400,7 @@ impl Host {
         }
         let (output, logs, fuel_consumed) = self.execute(&loaded, &input, limits)?;
         let (operations, claimed_state) = parse_output(&output)?;
+        ops::check_declared(&operations, &manifest.operations)?;
         let (state, restore) = ops::apply_with_restore(snapshot, &operations)?;
         check_claimed_state(claimed_state, &state)?;
         Ok(DryRun {

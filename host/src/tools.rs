@@ -29,6 +29,30 @@ pub const MODULE_FILE: &str = "patch.wasm";
 pub const TEMPLATE_FILE: &str = "patch.json";
 pub const PRIVATE_KEY_FILE: &str = "autoheal.key";
 pub const PUBLIC_KEY_FILE: &str = "autoheal.pub";
+pub const COMMAND_PRIVATE_KEY_FILE: &str = "command.key";
+pub const COMMAND_PUBLIC_KEY_FILE: &str = "command.pub";
+/// The longest a command key is certified for: the key is online, so its certificate is
+/// short-lived and renewed (30 days is what the docs advise).
+pub const MAX_CERTIFICATE_LIFETIME: Duration = Duration::days(366);
+
+/// Which key a pair is: the offline root (bundles, certificates) or the server's online
+/// command key. They differ in file names only, so one can never be taken for the other
+/// by accident.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KeyRole {
+    #[default]
+    Root,
+    Command,
+}
+
+impl KeyRole {
+    fn file_names(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Root => (PRIVATE_KEY_FILE, PUBLIC_KEY_FILE),
+            Self::Command => (COMMAND_PRIVATE_KEY_FILE, COMMAND_PUBLIC_KEY_FILE),
+        }
+    }
+}
 /// Bundle files end with this.
 pub const BUNDLE_SUFFIX: &str = ".bundle.json";
 
@@ -61,21 +85,27 @@ pub struct GeneratedKeys {
     pub key_id: String,
 }
 
-/// `autoheal keys generate --out DIR`: write `autoheal.key` (base64 seed, mode 0600, refused
-/// if it exists) and `autoheal.pub` (base64 public key).
-pub fn generate_keys(out_dir: &Path) -> Result<GeneratedKeys, ToolError> {
+/// `autoheal keys generate [--role root|command] --out DIR`: write `autoheal.key` (base64
+/// seed, mode 0600, refused if it exists) and `autoheal.pub` (base64 public key), or
+/// `command.key` and `command.pub`.
+pub fn generate_keys(out_dir: &Path, role: KeyRole) -> Result<GeneratedKeys, ToolError> {
     let key = SigningKey::generate().map_err(|e| ToolError::Random(e.to_string()))?;
-    write_keys(out_dir, &key)
+    write_keys(out_dir, &key, role)
 }
 
 /// Write a given key pair (tests use a fixed seed).
-pub fn write_keys(out_dir: &Path, key: &SigningKey) -> Result<GeneratedKeys, ToolError> {
+pub fn write_keys(
+    out_dir: &Path,
+    key: &SigningKey,
+    role: KeyRole,
+) -> Result<GeneratedKeys, ToolError> {
     fs::create_dir_all(out_dir).map_err(|source| ToolError::Io {
         path: out_dir.into(),
         source,
     })?;
-    let private_key = out_dir.join(PRIVATE_KEY_FILE);
-    let public_key = out_dir.join(PUBLIC_KEY_FILE);
+    let (private_name, public_name) = role.file_names();
+    let private_key = out_dir.join(private_name);
+    let public_key = out_dir.join(public_name);
     {
         use std::io::Write;
         let mut options = fs::OpenOptions::new();
@@ -112,6 +142,74 @@ pub fn read_signing_key(path: &Path) -> Result<SigningKey, ToolError> {
 pub fn read_public_key(path: &Path) -> Result<PublicKey, ToolError> {
     let text = String::from_utf8(read(path)?).map_err(|e| invalid(path, e))?;
     PublicKey::from_base64(&text).map_err(|e| invalid(path, e))
+}
+
+/// What `autoheal keys certify` wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CertifiedKey {
+    pub certificate: PathBuf,
+    pub key_id: String,
+    pub root_key_id: String,
+    pub not_before: DateTime<Utc>,
+    pub not_after: DateTime<Utc>,
+}
+
+/// `autoheal keys certify --root ROOT.key --command COMMAND.pub --expires-in D --out CERT`:
+/// the root key vouches for the command key from `now` for `expires_in`. Only the command
+/// key's public half is read, so neither private key leaves its machine.
+pub fn certify_command_key(
+    root_key_file: &Path,
+    command_public_file: &Path,
+    expires_in: Duration,
+    now: DateTime<Utc>,
+    out: &Path,
+) -> Result<CertifiedKey, ToolError> {
+    if expires_in <= Duration::zero() || expires_in > MAX_CERTIFICATE_LIFETIME {
+        return Err(ToolError::Usage(format!(
+            "--expires-in must be positive and at most {}d: the command key is online, so its \
+             certificate is short-lived and renewed",
+            MAX_CERTIFICATE_LIFETIME.num_days()
+        )));
+    }
+    let root = read_signing_key(root_key_file)?;
+    let command = read_public_key(command_public_file)?;
+    if command == root.public_key() {
+        return Err(ToolError::Usage(
+            "the command key must not be the root key: the root stays offline".into(),
+        ));
+    }
+    let now = now.with_nanosecond_zero();
+    let envelope = crate::command::certify(&root, &command, now, now + expires_in);
+    write(out, &certificate_file_bytes(&envelope))?;
+    Ok(CertifiedKey {
+        certificate: out.into(),
+        key_id: command.key_id().to_owned(),
+        root_key_id: root.public_key().key_id().to_owned(),
+        not_before: now,
+        not_after: now + expires_in,
+    })
+}
+
+/// A certificate file's bytes: the envelope, pretty, with a final newline.
+pub fn certificate_file_bytes(envelope: &crate::command::Envelope) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec_pretty(envelope).expect("an envelope serializes");
+    bytes.push(b'\n');
+    bytes
+}
+
+/// The server's command signer from `--command-key` and `--command-cert`, checked against
+/// the roots it trusts at `now`.
+pub fn load_command_signer(
+    key_file: &Path,
+    certificate_file: &Path,
+    roots: &TrustedKeys,
+    now: DateTime<Utc>,
+) -> Result<crate::command::CommandSigner, ToolError> {
+    let key = read_signing_key(key_file)?;
+    let envelope: crate::command::Envelope = serde_json::from_slice(&read(certificate_file)?)
+        .map_err(|e| invalid(certificate_file, e))?;
+    crate::command::CommandSigner::new(key, envelope, roots, now)
+        .map_err(|e| invalid(certificate_file, e))
 }
 
 /// `--trusted-key FILE` (repeatable) → the trusted key set.
@@ -165,6 +263,8 @@ pub struct ManifestTemplate {
     pub description: String,
     pub platforms: Vec<String>,
     pub plugin_versions: semver::VersionReq,
+    /// The operation kinds the patch may return (the manifest's `operations`).
+    pub operations: Vec<crate::ops::OperationKind>,
     #[serde(default)]
     pub limits: RequestedLimits,
     #[serde(default)]
@@ -236,6 +336,7 @@ pub fn sign_patch(
         created_at: now,
         expires_at: now + expires_in,
         abi_version: ABI_VERSION,
+        operations: template.operations,
         limits: template.limits,
         params_schema: template.params_schema,
     };

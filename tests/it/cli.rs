@@ -499,8 +499,8 @@ async fn serve_picks_up_new_bundles() {
     };
     assert!(listing()["patches"].as_array().unwrap().is_empty());
     std::fs::copy(
-        dev.join("bundles/update_memory_limit-1.0.2.bundle.json"),
-        bundles.join("update_memory_limit-1.0.2.bundle.json"),
+        dev.join("bundles/update_memory_limit-1.0.3.bundle.json"),
+        bundles.join("update_memory_limit-1.0.3.bundle.json"),
     )
     .unwrap();
     std::fs::write(bundles.join("junk.bundle.json"), b"{}").unwrap();

@@ -412,6 +412,7 @@ async fn the_healing_loop_end_to_end() {
                 "avg_confidence",
                 "failed",
                 "not_needed",
+                "refused",
                 "rollback_failed",
                 "rolled_back",
                 "rolling_back",
@@ -709,7 +710,7 @@ async fn plugins_reach_only_their_own_commands_and_bundles() {
         )
         .await;
         let bundle = "/api/v1/plugins/autoheal/bundles/add_missing_column";
-        app.get(&format!("{bundle}/1.0.2"), &app.admin)
+        app.get(&format!("{bundle}/1.0.3"), &app.admin)
             .await
             .error(StatusCode::FORBIDDEN);
         app.get(&format!("{bundle}/9.9.9"), &app.merchant_key)
@@ -822,10 +823,12 @@ async fn the_patch_registry_refuses_bad_bundles_and_keeps_the_rest() {
         .unwrap();
     };
     // Signed by a key the server does not trust, and a module swapped under its manifest.
-    let rogue = host::tools::generate_keys(&folder.path().join("rogue")).unwrap();
+    let rogue =
+        host::tools::generate_keys(&folder.path().join("rogue"), host::tools::KeyRole::Root)
+            .unwrap();
     sign("2.0.0", &rogue.private_key, "rogue-2.0.0.bundle.json");
     let mut tampered: Value = serde_json::from_slice(
-        &std::fs::read(dir.join("update_memory_limit-1.0.2.bundle.json")).unwrap(),
+        &std::fs::read(dir.join("update_memory_limit-1.0.3.bundle.json")).unwrap(),
     )
     .unwrap();
     // One base64 character of the module changed: other bytes under the signed manifest.
@@ -856,10 +859,10 @@ async fn the_patch_registry_refuses_bad_bundles_and_keeps_the_rest() {
     assert_eq!(
         loaded,
         [
-            ("add_missing_column", "1.0.2"),
-            ("api_key_refresh_notice", "1.0.2"),
-            ("php_upgrade_notice", "1.0.2"),
-            ("update_memory_limit", "1.0.2")
+            ("add_missing_column", "1.0.3"),
+            ("api_key_refresh_notice", "1.0.3"),
+            ("php_upgrade_notice", "1.0.3"),
+            ("update_memory_limit", "1.0.3")
         ]
     );
     let refused: Vec<(&str, String)> = status
@@ -882,15 +885,15 @@ async fn the_patch_registry_refuses_bad_bundles_and_keeps_the_rest() {
     );
 
     // A newer version appears: it becomes current; the older stays downloadable.
-    sign("1.0.3", &dev_key, "add_missing_column-1.0.3.bundle.json");
+    sign("1.0.4", &dev_key, "add_missing_column-1.0.4.bundle.json");
     registry.reload(now);
     let current = || {
         let current = registry.current("add_missing_column", now).unwrap();
         current.version().to_string()
     };
-    assert_eq!(current(), "1.0.3");
+    assert_eq!(current(), "1.0.4");
     assert!(registry
-        .get("add_missing_column", &"1.0.2".parse().unwrap(), now)
+        .get("add_missing_column", &"1.0.3".parse().unwrap(), now)
         .is_some());
     // An older one appearing later is a downgrade, refused; the current one stays.
     sign("1.0.1", &dev_key, "add_missing_column-1.0.1.bundle.json");
@@ -905,7 +908,7 @@ async fn the_patch_registry_refuses_bad_bundles_and_keeps_the_rest() {
                 )),
         "{refused:?}"
     );
-    assert_eq!(current(), "1.0.3");
+    assert_eq!(current(), "1.0.4");
 
     // Over HTTP: the listing with run figures after a detection's dry run.
     each_install(async |app, id| {

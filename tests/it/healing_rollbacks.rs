@@ -51,6 +51,7 @@ fn two_step_patch(dir: &Path) -> PatchRegistry {
             "name": "two_step", "patch_type": "database_patch",
             "description": "Adds the fee column, then raises the payment timeout.",
             "platforms": ["woocommerce"], "plugin_versions": ">=1.0.0",
+            "operations": ["add_column", "set_config"],
             "limits": {"fuel": 1000000, "max_memory_bytes": 1048576, "deadline_ms": 50, "max_output_bytes": 65536},
             "params_schema": {}
         })
@@ -89,7 +90,12 @@ fn two_step_patch(dir: &Path) -> PatchRegistry {
     std::fs::write(patch.join("patch.wat"), wat).unwrap();
     host::tools::build_patch(&patch).unwrap();
     let keys = dir.join("keys");
-    host::tools::write_keys(&keys, &host::SigningKey::from_seed(&[3; 32])).unwrap();
+    host::tools::write_keys(
+        &keys,
+        &host::SigningKey::from_seed(&[3; 32]),
+        host::tools::KeyRole::Root,
+    )
+    .unwrap();
     let bundles = dir.join("bundles");
     std::fs::create_dir_all(&bundles).unwrap();
     for shipped in std::fs::read_dir(repo().join("patches/bundles")).unwrap() {

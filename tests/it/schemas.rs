@@ -7,7 +7,14 @@ use axum::http::StatusCode;
 use jsonschema::{Resource, Validator};
 use serde_json::{json, Value};
 
-const NAMES: [&str; 4] = ["heartbeat", "state", "command", "ack"];
+const NAMES: [&str; 6] = [
+    "heartbeat",
+    "state",
+    "command",
+    "signed_command",
+    "certificate",
+    "ack",
+];
 
 fn committed(name: &str) -> Value {
     let path = repo().join(format!("sdk/schemas/{name}.json"));
@@ -191,6 +198,15 @@ async fn what_the_server_sends_and_the_documented_acks_fit_the_schemas() {
         validator("command"),
         validator("ack"),
     );
+    let (signed, certificates) = (validator("signed_command"), validator("certificate"));
+    // A polled command's two envelopes, decoded, fit their payloads' schemas.
+    let check_signed = |item: &Value| {
+        for (field, schema) in [("signed", &signed), ("certificate", &certificates)] {
+            let payload = item[field]["payload"].as_str().unwrap();
+            let bytes = host::command::decode_canonical_base64(payload).expect("canonical base64");
+            check(schema, &serde_json::from_slice(&bytes).unwrap());
+        }
+    };
     each_app(async |app| {
         let app = app_with_healing(app).await;
         let body = heartbeat(json!({"config": {"memory_limit": "128M"},
@@ -208,6 +224,7 @@ async fn what_the_server_sends_and_the_documented_acks_fit_the_schemas() {
         let poll = format!("/api/v1/plugins/autoheal/commands/{install}");
         let apply = app.get(&poll, &app.merchant_key).await.ok()[0].clone();
         check(&commands, &apply);
+        check_signed(&apply);
         let ack = json!({"success": true, "result": {"plugin_version": "1.3.5"}});
         check(&acks, &ack);
         app.post(&format!("/api/v1/plugins/autoheal/commands/{}/ack", apply["id"].as_str().unwrap()), &app.merchant_key, &ack)
@@ -220,6 +237,7 @@ async fn what_the_server_sends_and_the_documented_acks_fit_the_schemas() {
         let rollback = app.get(&poll, &app.merchant_key).await.ok()[0].clone();
         assert_eq!(rollback["command_type"], "rollback");
         check(&commands, &rollback);
+        check_signed(&rollback);
         app
     })
     .await;
@@ -230,7 +248,7 @@ async fn what_the_server_sends_and_the_documented_acks_fit_the_schemas() {
         .filter(|line| line.starts_with("{\"success\""))
         .map(|line| serde_json::from_str(line).unwrap())
         .collect();
-    assert_eq!(documented.len(), 3, "the README's ack examples");
+    assert_eq!(documented.len(), 4, "the README's ack examples");
     for ack in &documented {
         check(&acks, ack);
     }
@@ -238,6 +256,9 @@ async fn what_the_server_sends_and_the_documented_acks_fit_the_schemas() {
         json!({"result": {}}),
         json!({"success": "yes"}),
         json!({"success": false, "result": {"applied_operations": -1}}),
+        json!({"success": true, "outcome": "refused", "result": {"reason": "signature_invalid"}}),
+        json!({"success": false, "outcome": "refused", "result": {}}),
+        json!({"success": false, "outcome": "refused", "result": {"reason": "bored"}}),
     ] {
         assert!(!acks.is_valid(&wrong), "{wrong}");
     }

@@ -21,6 +21,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use engine::Platform;
+use host::command::RefusalReason;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -445,16 +446,25 @@ async fn stats(
     Ok(Json(healing.stats(query.since(clock.now())?).await?))
 }
 
+/// Whether a poll takes the commands it shows.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+struct PollQuery {
+    /// `false`: look without taking — the commands come unsigned, without `sequence`, and
+    /// stay where they are, so no plugin can act on what a person looked at. Default `true`.
+    lease: Option<bool>,
+}
+
 /// `GET /api/v1/plugins/autoheal/commands/{plugin_id}`: the install's pending commands by
-/// priority, leased to this poll.
+/// priority, leased to this poll and signed (`sdk/PROTOCOL.md`).
 #[utoipa::path(
     get,
     path = "/api/v1/plugins/autoheal/commands/{plugin_id}",
     tag = "healing",
     security(("merchant_key" = [])),
-    params(("plugin_id" = Uuid, Path, description = "The installation (the merchant's own)")),
+    params(("plugin_id" = Uuid, Path, description = "The installation (the merchant's own)"), PollQuery),
     responses(
-        (status = 200, description = "Leased commands, by priority", body = Vec<Command>),
+        (status = 200, description = "Leased, signed commands, by priority (`GET /api/v1/schemas/command.json`)", body = Vec<Command>),
         (status = 404, description = "No such installation", body = ErrorEnvelope),
     )
 )]
@@ -462,16 +472,35 @@ async fn poll_commands(
     State(healing): State<Arc<Service>>,
     merchant: Merchant,
     Path(plugin_id): Path<String>,
+    QueryParams(query): QueryParams<PollQuery>,
 ) -> Result<Json<Vec<Command>>, ApiError> {
     let plugin_id = uuid_param("plugin_id", &plugin_id)?;
-    Ok(Json(healing.poll(merchant.merchant_id, plugin_id).await?))
+    let lease = query.lease.unwrap_or(true);
+    Ok(Json(
+        healing.poll(merchant.merchant_id, plugin_id, lease).await?,
+    ))
+}
+
+/// What the plugin did with a command.
+#[derive(Clone, Copy, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum AckOutcomeName {
+    /// Applied (`success: true`).
+    Applied,
+    /// Tried and failed (`success: false`; say what is in effect).
+    Failed,
+    /// Not applied because it did not verify (`success: false`, `result.reason`).
+    Refused,
 }
 
 #[derive(Deserialize, ToSchema)]
 struct AckRequest {
     success: bool,
-    /// What the plugin did (`applied_operations`, `error`, …; `GET /api/v1/schemas/ack.json`),
-    /// at most 16 KiB of JSON.
+    /// `applied`, `failed` or `refused`; without it, what `success` says.
+    #[serde(default)]
+    outcome: Option<AckOutcomeName>,
+    /// What the plugin did (`applied_operations`, `error`, a refusal's `reason`, …;
+    /// `GET /api/v1/schemas/ack.json`), at most 16 KiB of JSON.
     #[serde(default)]
     result: Option<Map<String, Value>>,
 }
@@ -516,14 +545,46 @@ async fn ack(
             "must be at most 16 KiB of JSON",
         ));
     }
+    let refused = match (request.outcome, request.success) {
+        (None | Some(AckOutcomeName::Applied), true)
+        | (None | Some(AckOutcomeName::Failed), false) => None,
+        (Some(AckOutcomeName::Refused), false) => Some(refusal_reason(&result)?),
+        (Some(_), _) => {
+            return Err(ApiError::invalid(
+                "outcome",
+                "must agree with success: applied when true, failed or refused when false",
+            ))
+        }
+    };
     let (command, repeated) = healing
-        .ack(merchant.merchant_id, command_id, request.success, &result)
+        .ack(
+            merchant.merchant_id,
+            command_id,
+            request.success,
+            refused,
+            &result,
+        )
         .await?;
     Ok(Json(AckResponse {
         status: "ok",
         command,
         repeated,
     }))
+}
+
+/// A refused ack's `result.reason`: one of the verifier's reasons (`sdk/PROTOCOL.md`).
+fn refusal_reason(result: &Value) -> Result<RefusalReason, ApiError> {
+    result
+        .get("reason")
+        .and_then(Value::as_str)
+        .and_then(RefusalReason::parse)
+        .ok_or_else(|| {
+            let names: Vec<&str> = RefusalReason::ALL.iter().map(|r| r.as_str()).collect();
+            ApiError::invalid(
+                "result.reason",
+                format!("a refused ack says why, one of: {}", names.join(", ")),
+            )
+        })
 }
 
 /// `GET /api/v1/plugins/autoheal/bundles/{name}/{version}`: the signed bundle bytes,

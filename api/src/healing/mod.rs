@@ -12,6 +12,7 @@
 mod breaker;
 mod http;
 pub mod patches;
+pub mod signing;
 mod store;
 
 pub(crate) use http::routes;
@@ -31,10 +32,12 @@ use chrono::{DateTime, Duration, Utc};
 use engine::{
     CheckKind, DecisionConfig, Detection, ErrorCode, FieldError, FlagValue, Outcome, ValueType,
 };
+use host::command::RefusalReason;
 use host::RunErrorKind;
 use patches::{DryRunError, LoadedPatch, PatchRegistry, RegistryStatus};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
+use signing::Signing;
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -45,8 +48,11 @@ pub struct HealingConfig {
     pub global_threshold: f64,
     /// Priority of an `apply_patch` command (rollbacks always go first).
     pub apply_priority: i32,
-    /// How long a command handed to a plugin stays leased before it is handed out again.
+    /// How long a command handed to a plugin stays leased before it is handed out again
+    /// (to the same install, re-signed with a new sequence).
     pub command_lease: Duration,
+    /// How long a signed command stays acceptable to a plugin after its hand-out.
+    pub command_ttl: Duration,
     /// Most commands one poll hands out.
     pub commands_per_poll: i64,
     /// Error rates are compared over this window after an apply and the same window before.
@@ -73,7 +79,8 @@ impl Default for HealingConfig {
         Self {
             global_threshold: engine::DEFAULT_GLOBAL_THRESHOLD,
             apply_priority: 8,
-            command_lease: Duration::minutes(10),
+            command_lease: Duration::minutes(2),
+            command_ttl: Duration::hours(1),
             commands_per_poll: 20,
             regression_window: Duration::hours(1),
             regression_margin: 5.0,
@@ -245,6 +252,7 @@ pub struct Service {
     config: HealingConfig,
     rules: Arc<Rules>,
     patches: Arc<PatchRegistry>,
+    signing: Arc<Signing>,
     breakers: SuspendedRules,
     /// Longest a rule's `params` function may run per detection.
     script_deadline: std::time::Duration,
@@ -263,13 +271,16 @@ pub const AUTO_APPLY_FLAG: &str = "autoheal.auto_apply";
 
 impl Service {
     /// The service with the server's settings: the loop's own, the scripts' deadline and
-    /// the alert channels.
+    /// the alert channels. (One argument per handle the loop reads: `AppBuilder::build` is
+    /// its only caller, and a struct of them would only rename the list.)
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Store,
         clock: Clock,
         server: &crate::ServerConfig,
         rules: Arc<Rules>,
         patches: Arc<PatchRegistry>,
+        signing: Arc<Signing>,
         flags: Arc<Flags>,
         bus: &InvalidationBus,
     ) -> Self {
@@ -281,6 +292,7 @@ impl Service {
             config,
             rules,
             patches,
+            signing,
             script_deadline: server.script_deadline,
             detection_latency: Histogram::default(),
             alerts: server.alerts.clone(),
@@ -719,7 +731,7 @@ impl Service {
         let log = self.log(id).await?;
         let refusal = match log.status {
             HealingStatus::Applied | HealingStatus::RollbackFailed => None,
-            HealingStatus::Failed | HealingStatus::NotNeeded => {
+            HealingStatus::Failed | HealingStatus::NotNeeded | HealingStatus::Refused => {
                 Some("nothing of it is in effect, so there is nothing to roll back")
             }
             HealingStatus::RollingBack => Some("its rollback is already queued"),
@@ -762,23 +774,53 @@ impl Service {
     }
 
     /// A plugin's poll: the pending commands of its install, highest priority first, leased
-    /// to this poll. Another merchant's install answers exactly like a missing one.
-    pub async fn poll(&self, merchant_id: Uuid, plugin_id: Uuid) -> Result<Vec<Command>, ApiError> {
+    /// to this poll and signed, each with the install's next sequence. With `lease` false,
+    /// a look that takes nothing: the commands unsigned, without sequence, not leased.
+    /// Another merchant's install answers exactly like a missing one.
+    pub async fn poll(
+        &self,
+        merchant_id: Uuid,
+        plugin_id: Uuid,
+        lease: bool,
+    ) -> Result<Vec<Command>, ApiError> {
         let target = self.store.healing_target(plugin_id).await?;
         if target.is_none_or(|t| t.merchant_id != merchant_id) {
             return Err(ApiError::NotFound {
                 what: "installation",
             });
         }
-        Ok(self
+        if !lease {
+            let mut commands = self
+                .store
+                .pending_commands(plugin_id, self.config.commands_per_poll)
+                .await?;
+            for command in &mut commands {
+                command.sequence = None;
+            }
+            return Ok(commands);
+        }
+        let now = self.clock.now();
+        let signer = self.signing.current();
+        // Every plugin would refuse what an expired certificate vouches for: hand out
+        // nothing (the commands stay queued) until Ops renew it.
+        if now >= signer.not_after() {
+            tracing::error!(event = "command_certificate_expired", key_id = %signer.key_id(),
+                not_after = %signer.not_after(), "the command key's certificate has expired: no command is handed out until it is renewed (autoheal keys certify, then SIGHUP)");
+            return Err(ApiError::Unavailable {
+                message: "commands cannot be signed now; they stay queued, poll again later".into(),
+            });
+        }
+        let mut commands = self
             .store
             .lease_commands(
                 plugin_id,
-                self.clock.now(),
+                now,
                 self.config.command_lease,
                 self.config.commands_per_poll,
             )
-            .await?)
+            .await?;
+        self.signing.sign_all(&signer, &mut commands, now)?;
+        Ok(commands)
     }
 
     /// A plugin's ack of one of its merchant's commands; idempotent. An apply's ack says
@@ -791,6 +833,7 @@ impl Service {
         merchant_id: Uuid,
         command_id: Uuid,
         success: bool,
+        refused: Option<RefusalReason>,
         result: &Value,
     ) -> Result<(Command, bool), ApiError> {
         let command = self
@@ -799,10 +842,18 @@ impl Service {
             .await?
             .filter(|c| c.merchant_id == merchant_id)
             .ok_or(ApiError::NotFound { what: "command" })?;
-        let effect = match command.command_type.as_str() {
-            "apply_patch" => self.apply_effect(&command, success, result).await?,
-            _ => AckEffect::Rollback {
-                alert: match success || command.status != "pending" {
+        let first = command.status == "pending";
+        let effect = match (refused, command.command_type.as_str()) {
+            (Some(reason), _) => AckEffect::Refused {
+                reason,
+                alert: match first {
+                    true => self.refusal_alert(&command, reason, result).await?,
+                    false => None,
+                },
+            },
+            (None, "apply_patch") => self.apply_effect(&command, success, result).await?,
+            (None, _) => AckEffect::Rollback {
+                alert: match success || !first {
                     true => None,
                     false => self.rollback_failed_alert(&command, result).await?,
                 },
@@ -818,12 +869,47 @@ impl Service {
             AckOutcome::Recorded(command) => (command, false),
             AckOutcome::Repeated(command) => (command, true),
         };
-        if !repeated && !success {
+        // A refusal is not the patch's failure: the breaker does not hear of it.
+        if !repeated && !success && refused.is_none() {
             if let Some(log) = self.store.healing_log(command.healing_log_id).await? {
                 self.after_bad_outcome(&log, now).await?;
             }
         }
         Ok((command, repeated))
+    }
+
+    /// The alert of a command the plugin refused: a warning when an apply did not verify
+    /// (nothing changed on the site), the critical rollback-failed alert when a rollback
+    /// did not (the patch is still in effect).
+    async fn refusal_alert(
+        &self,
+        command: &Command,
+        reason: RefusalReason,
+        result: &Value,
+    ) -> Result<Option<(NewAlert, Vec<NewOutboxMessage>)>, ApiError> {
+        let refusal = store::refusal_text(reason, result);
+        if command.command_type == "rollback" {
+            let said = json!({"error": refusal});
+            return self.rollback_failed_alert(command, &said).await;
+        }
+        let name = "AutoHealCommandRefused";
+        let summary = format!(
+            "The plugin on install {} refused command {} (apply of {}): {refusal}. Nothing was applied. \
+             A refusal means the command was changed on its way, the install trusts another root key, \
+             its clock is off, or the command key's certificate has expired.",
+            command.plugin_id,
+            command.id,
+            command.patch_name.as_deref().unwrap_or("a patch"),
+        );
+        let messages = self.alerts.messages(name, "warning", &summary);
+        let alert = NewAlert {
+            name: name.into(),
+            severity: "warning",
+            summary,
+            labels: json!({"healing_log_id": command.healing_log_id, "plugin_id": command.plugin_id,
+                           "command_id": command.id, "reason": reason.as_str()}),
+        };
+        Ok(Some((alert, messages)))
     }
 
     /// What an apply's ack leaves in effect: `result.applied_operations`, checked against

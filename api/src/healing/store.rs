@@ -4,12 +4,13 @@
 
 use super::FailureKind;
 use crate::db::{
-    cast, insert_audit, notify, on_pool, on_tx, on_write_pool, text_column, AuditContext, Backend,
-    BackendKind, Batched, Store, StoreError, Tx,
+    cast, insert_audit, notify, on_pool, on_tx, text_column, AuditContext, BackendKind, Batched,
+    Store, StoreError, Tx,
 };
 use crate::delivery::{insert_outbox, NewOutboxMessage};
 use crate::ops::{insert_alert, NewAlert};
 use chrono::{DateTime, Utc};
+use host::command::RefusalReason;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 use sqlx::types::Json;
@@ -231,6 +232,13 @@ pub enum AckEffect {
     Rollback {
         alert: Option<(NewAlert, Vec<NewOutboxMessage>)>,
     },
+    /// The plugin refused the command: it did not verify, nothing was applied. An apply's
+    /// log ends `refused` (not a patch failure) with a warning for Ops; a rollback's ends
+    /// `rollback_failed` with its critical alert (the patch is still in effect).
+    Refused {
+        reason: RefusalReason,
+        alert: Option<(NewAlert, Vec<NewOutboxMessage>)>,
+    },
 }
 
 /// Moves an `approved` log on its apply's ack (see [`Store::ack_command`]).
@@ -316,6 +324,43 @@ async fn record_rollback_ack(
     .bind(ack_failure_reason(ack.result))
     .bind(now)
     .bind(log.id))?;
+    open_alert(tx, alert, now).await
+}
+
+/// Moves a log whose command the plugin refused to `next`: `refused` for an apply (nothing
+/// was applied), `rollback_failed` for a rollback (the patch is still in effect); and
+/// opens the alert that tells Ops.
+async fn record_refusal(
+    tx: &mut Tx<'_>,
+    log: &HealingLog,
+    next: HealingStatus,
+    reason: RefusalReason,
+    ack: &Ack<'_>,
+    alert: Option<&(NewAlert, Vec<NewOutboxMessage>)>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let text = refusal_text(reason, ack.result);
+    let column = match next {
+        HealingStatus::Refused => "failure_reason",
+        _ => "rollback_failure_reason",
+    };
+    on_tx!(tx, c => execute sqlx::query(&format!(
+        "UPDATE plugin_auto_healing_logs SET status = $1, {column} = $2, updated_at = $3 \
+         WHERE id = $4"
+    ))
+    .bind(next)
+    .bind(&text)
+    .bind(now)
+    .bind(log.id))?;
+    open_alert(tx, alert, now).await
+}
+
+/// Opens `alert` and queues the messages that dispatch it, in the ack's transaction.
+async fn open_alert(
+    tx: &mut Tx<'_>,
+    alert: Option<&(NewAlert, Vec<NewOutboxMessage>)>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
     if let Some((alert, messages)) = alert {
         insert_alert(tx, Uuid::now_v7(), alert, now).await?;
         for message in messages {
@@ -323,6 +368,19 @@ async fn record_rollback_ack(
         }
     }
     Ok(())
+}
+
+/// What a refusal is recorded as: `refused (signature_invalid): what the plugin said`.
+pub(crate) fn refusal_text(reason: RefusalReason, result: &Value) -> String {
+    let said = result
+        .get("error")
+        .or_else(|| result.get("message"))
+        .and_then(Value::as_str)
+        .unwrap_or("the command did not verify");
+    format!("refused ({reason}): {said}")
+        .chars()
+        .take(500)
+        .collect()
 }
 
 /// Rollbacks go before anything else a plugin has queued.
@@ -350,12 +408,16 @@ pub enum HealingStatus {
     /// is open). Ops may ask for the rollback again.
     RollbackFailed,
     Rejected,
+    /// The plugin refused the apply: the command did not verify (tampered, an unknown
+    /// root, a clock off, an expired certificate), so nothing was applied. Not a patch
+    /// failure: the breaker and the success rate do not count it.
+    Refused,
 }
 
 text_column!(HealingStatus);
 
 impl HealingStatus {
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::PendingReview,
         Self::Approved,
         Self::Applied,
@@ -365,6 +427,7 @@ impl HealingStatus {
         Self::RolledBack,
         Self::RollbackFailed,
         Self::Rejected,
+        Self::Refused,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -378,6 +441,7 @@ impl HealingStatus {
             Self::RolledBack => "rolled_back",
             Self::RollbackFailed => "rollback_failed",
             Self::Rejected => "rejected",
+            Self::Refused => "refused",
         }
     }
 
@@ -391,7 +455,7 @@ impl HealingStatus {
         matches!(
             (self, next),
             (PendingReview, Approved | Rejected | Failed | NotNeeded)
-                | (Approved, Applied | Failed)
+                | (Approved, Applied | Failed | Refused)
                 // The plugin failed part way: what it applied is rolled back.
                 | (Approved, RollingBack)
                 | (Applied, RollingBack)
@@ -713,13 +777,39 @@ pub struct Command {
     pub acked_at: Option<DateTime<Utc>>,
     #[schema(value_type = Option<serde_json::Value>)]
     pub ack_result: Option<Json<Value>>,
+    /// The sequence signed into the command at its last hand-out (`sdk/PROTOCOL.md`).
+    pub sequence: Option<i64>,
+    /// The signed command (a DSSE envelope): what a plugin verifies and applies. Only in a
+    /// poll that leased the command.
+    #[sqlx(skip)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<serde_json::Value>)]
+    pub signed: Option<host::command::Envelope>,
+    /// The root key's certificate of the key that signed `signed`.
+    #[sqlx(skip)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<serde_json::Value>)]
+    pub certificate: Option<host::command::Envelope>,
     #[serde(skip)]
     pub merchant_id: Uuid,
+    /// The patch of the command's log: what a signed command names.
+    #[serde(skip)]
+    pub patch_name: Option<String>,
+    #[serde(skip)]
+    pub patch_version: Option<String>,
+    #[serde(skip)]
+    pub bundle_sha256: Option<String>,
+    #[serde(skip)]
+    pub patch_params: Option<Json<Value>>,
 }
 
 const COMMAND_COLUMNS: &str = "c.id, c.installation_id AS plugin_id, c.healing_log_id, \
      c.command_type, c.command_payload, c.priority, c.status, c.issued_at, c.leased_until, \
-     c.deliveries, c.acked_at, c.ack_result, i.merchant_id";
+     c.deliveries, c.acked_at, c.ack_result, c.sequence, i.merchant_id, l.patch_name, \
+     l.patch_version, l.bundle_sha256, l.patch_params";
+/// The joins [`COMMAND_COLUMNS`] reads from.
+const COMMAND_JOINS: &str = "JOIN plugin_installations i ON i.id = c.installation_id \
+     JOIN plugin_auto_healing_logs l ON l.id = c.healing_log_id";
 
 /// What an ack did.
 #[derive(Clone, Debug)]
@@ -757,6 +847,9 @@ pub struct HealingStats {
     pub rolling_back: i64,
     pub rollback_failed: i64,
     pub not_needed: i64,
+    /// Commands the plugin refused because they did not verify: nothing was applied, and
+    /// they count neither as patches nor as failures.
+    pub refused: i64,
     pub avg_confidence: f64,
     /// `applied` ÷ the patches that finished (applied, failed, rolled back, rollback
     /// failed), in percent.
@@ -1106,8 +1199,7 @@ impl Store {
     pub async fn command(&self, id: Uuid) -> Result<Option<Command>, StoreError> {
         Ok(
             on_pool!(self, pool => sqlx::query_as::<_, Command>(&format!(
-            "SELECT {COMMAND_COLUMNS} FROM plugin_commands c \
-             JOIN plugin_installations i ON i.id = c.installation_id WHERE c.id = $1"
+            "SELECT {COMMAND_COLUMNS} FROM plugin_commands c {COMMAND_JOINS} WHERE c.id = $1"
         ))
         .bind(id)
         .fetch_optional(pool)
@@ -1115,8 +1207,30 @@ impl Store {
         )
     }
 
+    /// The install's pending commands, highest priority first, without leasing them: what a
+    /// person looks at (`?lease=false`).
+    pub async fn pending_commands(
+        &self,
+        plugin_id: Uuid,
+        limit: i64,
+    ) -> Result<Vec<Command>, StoreError> {
+        Ok(
+            on_pool!(self, pool => sqlx::query_as::<_, Command>(&format!(
+            "SELECT {COMMAND_COLUMNS} FROM plugin_commands c {COMMAND_JOINS} \
+             WHERE c.installation_id = $1 AND c.status = 'pending' \
+             ORDER BY c.priority DESC, c.issued_at, c.id LIMIT $2"
+        ))
+        .bind(plugin_id)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?),
+        )
+    }
+
     /// Hands out up to `limit` pending commands of an install, highest priority first, and
     /// leases them until `now + lease`: a command not acked by then is handed out again.
+    /// Each hand-out takes the install's next sequence numbers, in the order handed out, so
+    /// a plugin can refuse anything not above what it accepted last.
     pub async fn lease_commands(
         &self,
         plugin_id: Uuid,
@@ -1124,39 +1238,60 @@ impl Store {
         lease: chrono::Duration,
         limit: i64,
     ) -> Result<Vec<Command>, StoreError> {
-        // One statement, so two polls never lease the same command: SQLite runs it under
-        // its write lock, PostgreSQL skips rows another poll has locked.
-        let lock = match self.backend {
-            Backend::Sqlite { .. } => "",
-            Backend::Postgres(_) => "FOR UPDATE SKIP LOCKED",
-        };
-        let sql = format!(
-            "UPDATE plugin_commands SET leased_until = $1, deliveries = deliveries + 1 \
-             WHERE id IN (SELECT id FROM plugin_commands \
-                          WHERE installation_id = $2 AND status = 'pending' \
-                            AND (leased_until IS NULL OR leased_until <= $3) \
-                          ORDER BY priority DESC, issued_at, id LIMIT $4 {lock}) \
-             RETURNING id"
-        );
-        let ids: Vec<Uuid> = on_write_pool!(self, pool => sqlx::query_scalar(&sql)
-            .bind(now + lease)
+        let leasable = "SELECT id FROM plugin_commands \
+             WHERE installation_id = $1 AND status = 'pending' \
+               AND (leased_until IS NULL OR leased_until <= $2) \
+             ORDER BY priority DESC, issued_at, id LIMIT $3";
+        // Most polls find nothing: they read, and write nothing.
+        let any: Vec<Uuid> = on_pool!(self, pool => sqlx::query_scalar(leasable)
+            .bind(plugin_id)
+            .bind(now)
+            .bind(1_i64)
+            .fetch_all(pool)
+            .await?);
+        if any.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut transaction = self.begin().await?;
+        let tx = &mut transaction.tx();
+        // The install's sequence row, locked (PostgreSQL) or under the write lock (SQLite)
+        // until the commit: two polls of one install lease one after the other, so they
+        // never lease the same command nor take the same numbers.
+        let last: i64 = on_tx!(tx, c => sqlx::query_scalar(
+            "INSERT INTO install_command_sequences (installation_id, last_sequence) VALUES ($1, 0) \
+             ON CONFLICT (installation_id) DO UPDATE SET last_sequence = install_command_sequences.last_sequence \
+             RETURNING last_sequence",
+        )
+        .bind(plugin_id)
+        .fetch_one(c)
+        .await)?;
+        let ids: Vec<Uuid> = on_tx!(tx, c => sqlx::query_scalar(leasable)
             .bind(plugin_id)
             .bind(now)
             .bind(limit)
-            .fetch_all(pool)
-            .await?);
+            .fetch_all(c)
+            .await)?;
+        for (sequence, id) in (last + 1..).zip(&ids) {
+            on_tx!(tx, c => execute sqlx::query(
+                "UPDATE plugin_commands SET leased_until = $1, deliveries = deliveries + 1, \
+                 sequence = $2 WHERE id = $3",
+            )
+            .bind(now + lease)
+            .bind(sequence)
+            .bind(id))?;
+        }
+        on_tx!(tx, c => execute sqlx::query(
+            "UPDATE install_command_sequences SET last_sequence = $1 WHERE installation_id = $2",
+        )
+        .bind(last + ids.len() as i64)
+        .bind(plugin_id))?;
+        transaction.commit().await?;
         let mut commands = Vec::with_capacity(ids.len());
         for id in ids {
             if let Some(command) = self.command(id).await? {
                 commands.push(command);
             }
         }
-        commands.sort_by(|a, b| {
-            b.priority
-                .cmp(&a.priority)
-                .then(a.issued_at.cmp(&b.issued_at))
-                .then(a.id.cmp(&b.id))
-        });
         Ok(commands)
     }
 
@@ -1171,7 +1306,11 @@ impl Store {
         ack: &Ack<'_>,
         now: DateTime<Utc>,
     ) -> Result<AckOutcome, StoreError> {
-        let status = if ack.success { "succeeded" } else { "failed" };
+        let status = match (ack.success, &ack.effect) {
+            (true, _) => "succeeded",
+            (false, AckEffect::Refused { .. }) => "refused",
+            (false, _) => "failed",
+        };
         match command.status.as_str() {
             "pending" => {}
             recorded if recorded == status => return Ok(AckOutcome::Repeated(command.clone())),
@@ -1213,6 +1352,20 @@ impl Store {
                 }
                 (AckEffect::Rollback { alert }, HealingStatus::RollingBack) => {
                     record_rollback_ack(tx, &log, ack, alert.as_ref(), now).await?
+                }
+                (AckEffect::Refused { reason, alert }, status) => {
+                    // An apply refused ends `refused`; a rollback refused leaves the patch in
+                    // effect. A log that moved on meanwhile keeps its state.
+                    let next = match (command.command_type.as_str(), status) {
+                        ("apply_patch", HealingStatus::Approved) => Some(HealingStatus::Refused),
+                        ("rollback", HealingStatus::RollingBack) => {
+                            Some(HealingStatus::RollbackFailed)
+                        }
+                        _ => None,
+                    };
+                    if let Some(next) = next {
+                        record_refusal(tx, &log, next, *reason, ack, alert.as_ref(), now).await?
+                    }
                 }
                 // The log moved on meanwhile (an apply cancelled by a rollback acked late):
                 // the ack is recorded on its command only.
@@ -1261,11 +1414,20 @@ impl Store {
     /// Seed 001's stats over the logs created since `since` (see [`HealingStats`]);
     /// `total_patches` counts the logs that got a patch to queue, whatever became of it.
     pub async fn healing_stats(&self, since: DateTime<Utc>) -> Result<HealingStats, StoreError> {
-        type Counts = (i64, i64, i64, i64, i64, i64, i64, Option<f64>);
+        type Counts = (i64, i64, i64, i64, i64, i64, i64, i64, Option<f64>);
         // A plugin-side failure that applied part of the patch ends rolled back (or not):
         // it is still a failed patch, counted once, as failed.
-        let (total, applied, rolled_back, failed, rolling_back, rollback_failed, not_needed, avg): Counts =
-            on_pool!(self, pool => sqlx::query_as(
+        let (
+            total,
+            applied,
+            rolled_back,
+            failed,
+            rolling_back,
+            rollback_failed,
+            not_needed,
+            refused,
+            avg,
+        ): Counts = on_pool!(self, pool => sqlx::query_as(
                 "SELECT COALESCE(SUM(CASE WHEN status IN ('approved', 'applied', 'failed', 'rolling_back', \
                                                           'rolled_back', 'rollback_failed') THEN 1 ELSE 0 END), 0), \
                         COALESCE(SUM(CASE WHEN status = 'applied' THEN 1 ELSE 0 END), 0), \
@@ -1274,6 +1436,7 @@ impl Store {
                         COALESCE(SUM(CASE WHEN status = 'rolling_back' AND failure_kind IS NULL THEN 1 ELSE 0 END), 0), \
                         COALESCE(SUM(CASE WHEN status = 'rollback_failed' AND failure_kind IS NULL THEN 1 ELSE 0 END), 0), \
                         COALESCE(SUM(CASE WHEN status = 'not_needed' THEN 1 ELSE 0 END), 0), \
+                        COALESCE(SUM(CASE WHEN status = 'refused' THEN 1 ELSE 0 END), 0), \
                         AVG(sira_confidence) \
                  FROM plugin_auto_healing_logs WHERE created_at >= $1",
             )
@@ -1289,6 +1452,7 @@ impl Store {
             rolling_back,
             rollback_failed,
             not_needed,
+            refused,
             avg_confidence: round1(avg.unwrap_or(0.0)),
             success_rate: 0.0,
         };

@@ -5,6 +5,7 @@ use std::sync::OnceLock;
 
 use chrono::{DateTime, Duration, Utc};
 use host::bundle::{manifest_bytes, sha256_hex, RequestedLimits};
+use host::ops::OperationKind;
 use host::{
     AcceptedVersions, Host, HostConfig, Manifest, PatchType, SigningKey, State, TrustedKeys,
     VerifiedBundle,
@@ -51,10 +52,20 @@ pub fn manifest(name: &str, version: &str, module: &[u8], limits: RequestedLimit
         created_at: now(),
         expires_at: now() + Duration::days(30),
         abi_version: host::ABI_VERSION,
+        operations: ALL_APPLY_KINDS.to_vec(),
         limits,
         params_schema: Default::default(),
     }
 }
+
+/// Every kind a patch may return: what the test manifests declare, so a test module's
+/// operations are refused only where a test says so.
+pub const ALL_APPLY_KINDS: [OperationKind; 4] = [
+    OperationKind::AddColumn,
+    OperationKind::SetConfig,
+    OperationKind::UnsetConfig,
+    OperationKind::NotifyMerchant,
+];
 
 pub fn sign(manifest: &Manifest, module: &[u8]) -> Vec<u8> {
     host::sign_bundle(&manifest_bytes(manifest), module, &[&test_key()]).unwrap()
@@ -93,7 +104,7 @@ pub fn test_key_file() -> PathBuf {
     static FILE: OnceLock<PathBuf> = OnceLock::new();
     FILE.get_or_init(|| {
         let dir = temp_dir("test-key");
-        host::tools::write_keys(&dir, &test_key()).unwrap();
+        host::tools::write_keys(&dir, &test_key(), host::tools::KeyRole::Root).unwrap();
         dir.join(host::tools::PRIVATE_KEY_FILE)
     })
     .clone()

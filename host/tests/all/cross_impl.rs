@@ -119,7 +119,7 @@ fn php_libsodium_verifies_a_signed_bundle_and_refuses_tampered_ones() {
         tamper("truncated", &|_, _, m| m.truncate(10)),
         (false, "REFUSED: size mismatch".into())
     );
-    let other = tools::generate_keys(&temp_dir("php-other")).unwrap();
+    let other = tools::generate_keys(&temp_dir("php-other"), tools::KeyRole::Root).unwrap();
     assert_eq!(
         php(&bundle, &other.public_key, t),
         (false, "REFUSED: unknown key".into())

@@ -14,7 +14,7 @@ use crate::common::{host, shipped, snapshot, wat_bundle};
 type Expect = fn(&RunError) -> bool;
 
 /// The ABI exports around a `run` body; `$bump` is a simple allocator.
-fn module(body: &str) -> String {
+pub(crate) fn module(body: &str) -> String {
     format!(
         r#"(module
   (memory (export "memory") 1)
@@ -209,7 +209,7 @@ fn bad_output_is_typed() {
 }
 
 /// A module that returns `json` as its output.
-fn returning(json: &str) -> String {
+pub(crate) fn returning(json: &str) -> String {
     let escaped = json.replace('\\', "\\\\").replace('"', "\\\"");
     format!(
         r#"(data (i32.const 16) "{escaped}")

@@ -2,6 +2,7 @@
 //! feature. Each drives the crate's public API with real modules and real bundles.
 
 mod bundles;
+mod commands;
 mod common;
 mod cross_impl;
 mod hostile;

@@ -317,3 +317,26 @@ fn resign_shipped_bundles() {
         eprintln!("signed {}", out.display());
     }
 }
+
+/// Writes `patches/dev-key/command.cert.json`: the committed DEVELOPMENT root certifies the
+/// committed development command key from 2025 (the test suite's clock) for five years from
+/// now. Run after changing either key:
+/// `cargo test -p host --test all -- --ignored recertify_development_command_key`.
+#[test]
+#[ignore]
+fn recertify_development_command_key() {
+    let dev = patches_dir().join("dev-key");
+    let root = host::tools::read_signing_key(&dev.join(host::tools::PRIVATE_KEY_FILE)).unwrap();
+    let command =
+        host::tools::read_public_key(&dev.join(host::tools::COMMAND_PUBLIC_KEY_FILE)).unwrap();
+    let not_before = chrono::DateTime::parse_from_rfc3339("2025-01-01T00:00:00Z")
+        .unwrap()
+        .to_utc();
+    let not_after = chrono::Utc::now() + chrono::Duration::days(1825);
+    let envelope = host::command::certify(&root, &command, not_before, not_after);
+    let out = dev.join(DEV_CERTIFICATE_FILE);
+    std::fs::write(&out, host::tools::certificate_file_bytes(&envelope)).unwrap();
+    eprintln!("certified {} until {not_after}", command.key_id());
+}
+
+const DEV_CERTIFICATE_FILE: &str = "command.cert.json";

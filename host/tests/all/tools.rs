@@ -9,7 +9,7 @@ use crate::common::{host, now, patches_dir, temp_dir, test_key_file};
 #[test]
 fn keys_generate_writes_a_private_key_only_its_owner_can_read() {
     let dir = temp_dir("keys");
-    let keys = tools::generate_keys(&dir).unwrap();
+    let keys = tools::generate_keys(&dir, tools::KeyRole::Root).unwrap();
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -25,11 +25,11 @@ fn keys_generate_writes_a_private_key_only_its_owner_can_read() {
     assert_eq!(public.key_id(), keys.key_id);
     // Never overwrites a key.
     assert!(matches!(
-        tools::generate_keys(&dir),
+        tools::generate_keys(&dir, tools::KeyRole::Root),
         Err(ToolError::Io { .. })
     ));
     // Two generated keys differ.
-    let other = tools::generate_keys(&temp_dir("keys2")).unwrap();
+    let other = tools::generate_keys(&temp_dir("keys2"), tools::KeyRole::Root).unwrap();
     assert_ne!(other.key_id, keys.key_id);
 }
 
@@ -96,7 +96,7 @@ fn build_sign_verify_run() {
         other => panic!("{other:?}"),
     }
     // Another trusted key only: unknown key.
-    let other = tools::generate_keys(&temp_dir("other")).unwrap();
+    let other = tools::generate_keys(&temp_dir("other"), tools::KeyRole::Root).unwrap();
     assert!(matches!(
         tools::verify_bundle_file(&out, &[&other.public_key], now()),
         Err(ToolError::Verify {
