@@ -3,7 +3,8 @@
 # run and against the same server, heartbeats (the reference rate), interop events, and
 # Sira detections that auto-apply (decision, sandboxed dry run, durable snapshot and
 # command before the 201: detection-to-command latency), without and then with an
-# idempotency key on each detection (detect-keyed). Loopback only, bounded in time.
+# idempotency key on each detection (detect-keyed), and the plugin's poll that takes each
+# queued command (handout: lease, sequence, signature — issue 18). Loopback only, bounded in time.
 # The peer for the detection latency is the smallest durable write PostgreSQL does:
 # pgbench committing one 2 KB row per transaction, at the same concurrencies, on the same
 # server, in the same run.
@@ -19,7 +20,7 @@ run() { # name database_url
   start_server "$url"
   echo "$name $($load heartbeat 127.0.0.1:$port "$key" 64 "$seconds")"
   echo "$name $($load interop 127.0.0.1:$port "$key" 64 "$seconds")"
-  for mode in detect detect-keyed; do
+  for mode in detect detect-keyed handout; do
     for clients in $detect_clients; do
       echo "$name $($load $mode 127.0.0.1:$port "$key:$sira" "$clients" "$seconds")"
     done

@@ -49,6 +49,15 @@ impl Connection {
         self.exchange(&request).await
     }
 
+    /// A GET with a bearer token.
+    pub async fn get_as(&mut self, path: &str, token: &str) -> (u16, Vec<u8>) {
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\n\r\n",
+            self.address
+        );
+        self.exchange(&request).await
+    }
+
     async fn exchange(&mut self, request: &str) -> (u16, Vec<u8>) {
         self.stream
             .get_mut()

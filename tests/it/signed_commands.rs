@@ -305,7 +305,7 @@ async fn a_refused_rollback_leaves_the_patch_in_effect_and_alerts_critically() {
 }
 
 #[tokio::test]
-async fn with_an_expired_certificate_nothing_is_handed_out_and_nothing_is_lost() {
+async fn with_an_expired_certificate_nothing_is_handed_out_until_a_rotated_key_signs_it() {
     each_store(async |store| {
         let root = host::SigningKey::from_seed(&[41; 32]);
         let command_key = host::SigningKey::from_seed(&[42; 32]);
@@ -330,31 +330,38 @@ async fn with_an_expired_certificate_nothing_is_handed_out_and_nothing_is_lost()
             &detection(plugin.journal.install_id, "wp_molam_orders"),
         )
         .await;
+        let gauge = format!(
+            "autoheal_command_certificate_expiry_timestamp_seconds {}",
+            (now + Duration::hours(1)).timestamp()
+        );
+        assert!(app.metrics().await.contains(&gauge), "{gauge}");
         app.clock.advance(Duration::hours(1));
         let refused = app.get(&plugin.poll_path(), &app.merchant_key).await;
         let (code, _) = refused.error(StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(code, "unavailable");
-        // Renewed (as SIGHUP would): the command was kept, and is handed out now.
+        // Rotated (as SIGHUP does after `keys certify`): a new command key, certified by the
+        // root. The command was kept, and is handed out now, signed by the new key.
+        let rotated_key = host::SigningKey::from_seed(&[43; 32]);
         let renewed = host::command::certify(
             &root,
-            &host::SigningKey::from_seed(&[42; 32]).public_key(),
+            &rotated_key.public_key(),
             app.clock.now(),
             app.clock.now() + Duration::days(30),
         );
-        let signer = host::command::CommandSigner::new(
-            host::SigningKey::from_seed(&[42; 32]),
-            renewed,
-            &roots,
-            app.clock.now(),
-        )
-        .unwrap();
+        let signer =
+            host::command::CommandSigner::new(rotated_key, renewed, &roots, app.clock.now())
+                .unwrap();
         app.state.signing.replace(std::sync::Arc::new(signer));
         let commands = plugin.poll().await;
         assert_eq!(commands.len(), 1);
+        assert_eq!(
+            commands[0]["signed"]["signatures"][0]["keyid"],
+            host::SigningKey::from_seed(&[43; 32]).public_key().key_id()
+        );
         plugin
             .verify(&commands[0])
             .await
-            .expect("verifies under the rotated root");
+            .expect("verifies under the rotated root and key");
         // A plugin that trusts only the development root refuses it.
         let mut old = Plugin {
             journal: PluginJournal {

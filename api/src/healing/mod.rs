@@ -1037,6 +1037,11 @@ impl Service {
         self.patches.get(name, version, self.clock.now())
     }
 
+    /// When the certificate of the command key in force expires.
+    pub fn command_certificate_expiry(&self) -> DateTime<Utc> {
+        self.signing.current().not_after()
+    }
+
     /// The patch registry: loaded and refused bundles, with their run figures.
     pub fn registry(&self) -> RegistryStatus {
         self.patches.status(self.clock.now())

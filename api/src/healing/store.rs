@@ -1265,34 +1265,49 @@ impl Store {
         .bind(plugin_id)
         .fetch_one(c)
         .await)?;
-        let ids: Vec<Uuid> = on_tx!(tx, c => sqlx::query_scalar(leasable)
-            .bind(plugin_id)
-            .bind(now)
-            .bind(limit)
-            .fetch_all(c)
-            .await)?;
-        for (sequence, id) in (last + 1..).zip(&ids) {
-            on_tx!(tx, c => execute sqlx::query(
-                "UPDATE plugin_commands SET leased_until = $1, deliveries = deliveries + 1, \
-                 sequence = $2 WHERE id = $3",
-            )
-            .bind(now + lease)
-            .bind(sequence)
-            .bind(id))?;
-        }
+        // One statement leases them all and numbers them in hand-out order.
+        let leased: Vec<(Uuid, i64)> = on_tx!(tx, c => sqlx::query_as(
+            "UPDATE plugin_commands SET leased_until = $1, deliveries = plugin_commands.deliveries + 1, \
+                    sequence = $2 + handed.rank \
+             FROM (SELECT id, ROW_NUMBER() OVER (ORDER BY priority DESC, issued_at, id) AS rank \
+                   FROM plugin_commands \
+                   WHERE installation_id = $3 AND status = 'pending' \
+                     AND (leased_until IS NULL OR leased_until <= $4) \
+                   ORDER BY priority DESC, issued_at, id LIMIT $5) AS handed \
+             WHERE plugin_commands.id = handed.id \
+             RETURNING plugin_commands.id, plugin_commands.sequence",
+        )
+        .bind(now + lease)
+        .bind(last)
+        .bind(plugin_id)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(c)
+        .await)?;
+        // Numbers are never reused: one acked meanwhile leaves a gap, which a plugin accepts.
+        let handed_out = leased.len() as i64;
         on_tx!(tx, c => execute sqlx::query(
             "UPDATE install_command_sequences SET last_sequence = $1 WHERE installation_id = $2",
         )
-        .bind(last + ids.len() as i64)
+        .bind(last + handed_out)
         .bind(plugin_id))?;
         transaction.commit().await?;
-        let mut commands = Vec::with_capacity(ids.len());
-        for id in ids {
-            if let Some(command) = self.command(id).await? {
-                commands.push(command);
-            }
+        if handed_out == 0 {
+            return Ok(Vec::new());
         }
-        Ok(commands)
+        Ok(
+            on_pool!(self, pool => sqlx::query_as::<_, Command>(&format!(
+            "SELECT {COMMAND_COLUMNS} FROM plugin_commands c {COMMAND_JOINS} \
+             WHERE c.installation_id = $1 AND c.status = 'pending' \
+               AND c.sequence > $2 AND c.sequence <= $3 \
+             ORDER BY c.sequence"
+        ))
+        .bind(plugin_id)
+        .bind(last)
+        .bind(last + handed_out)
+        .fetch_all(pool)
+        .await?),
+        )
     }
 
     /// Records a plugin's ack, checked by the service (see [`Ack`]). The first ack moves

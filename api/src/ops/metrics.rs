@@ -211,6 +211,18 @@ impl Service {
             let _ = writeln!(out, "outbox_messages{{status=\"{status}\"}} {n}");
         }
 
+        family(
+            &mut out,
+            "autoheal_command_certificate_expiry_timestamp_seconds",
+            "gauge",
+            "When the command key's certificate expires (Unix time): renew it before, or no command is handed out.",
+        );
+        let _ = writeln!(
+            out,
+            "autoheal_command_certificate_expiry_timestamp_seconds {}",
+            self.healing.command_certificate_expiry().timestamp()
+        );
+
         let registry = self.healing.registry();
         family(
             &mut out,

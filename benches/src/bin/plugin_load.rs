@@ -8,6 +8,7 @@
 //! plugin_load event     ADDR MERCHANT_KEY [CLIENTS=64] [SECONDS=20] [INSTALLS=1000]
 //! plugin_load detect    ADDR MERCHANT_KEY:SIRA_TOKEN [CLIENTS=16] [SECONDS=20] [INSTALLS=200]
 //! plugin_load detect-keyed …  (the same, each detection with its own idempotency key)
+//! plugin_load handout   ADDR MERCHANT_KEY:SIRA_TOKEN [CLIENTS=16] [SECONDS=20] [INSTALLS=200]
 //!
 //! `interop`, `event` and `detect` first register INSTALLS WooCommerce installs (a heartbeat
 //! each, with a reported state) and spread their requests over them. Every interop event is a
@@ -16,6 +17,9 @@
 //! after the decision, the dry run and the durable snapshot and command: its latency is the
 //! detection-to-command latency. `detect-keyed` sends what a retrying Sira sends: a random
 //! idempotency key with every detection, looked up before and stored with the log.
+//! `handout` measures the plugin's poll that takes a command: each client queues one for an
+//! install of its own (a detection, not timed), polls it (timed: the lease, the install's
+//! sequence and, from issue 18 on, the signature) and acks it (not timed).
 
 use benches::{arg, percentile, run_clients, Connection, Report};
 use std::hash::BuildHasher;
@@ -28,6 +32,7 @@ enum Mode {
     Interop,
     Event,
     Detect { keyed: bool },
+    Handout,
 }
 
 fn heartbeat_body(site: usize) -> String {
@@ -36,11 +41,11 @@ fn heartbeat_body(site: usize) -> String {
     )
 }
 
-/// Registers `installs` installs and returns their ids.
-async fn register(address: &str, key: &str, installs: usize) -> Vec<String> {
+/// Registers `installs` installs, from site number `first` on, and returns their ids.
+async fn register(address: &str, key: &str, first: usize, installs: usize) -> Vec<String> {
     let mut connection = Connection::open(address).await;
     let mut ids = Vec::with_capacity(installs);
-    for site in 0..installs {
+    for site in first..first + installs {
         let (status, body) = connection
             .post("/api/v1/plugins/heartbeat", key, &heartbeat_body(site))
             .await;
@@ -70,6 +75,12 @@ async fn client(
     while Instant::now() < deadline {
         // Each client walks its own slice of the installs; every sequence number is unique.
         let site = sequence % installs;
+        if mode == Mode::Handout {
+            let (elapsed, acknowledged) = hand_out(&mut connection, &key, &sira, &ids[site]).await;
+            sequence += clients;
+            report.record(elapsed, acknowledged);
+            continue;
+        }
         let (path, token, body, expected) = match mode {
             Mode::Heartbeat => ("/api/v1/plugins/heartbeat", &key, heartbeat_body(site), 200),
             Mode::Interop => (
@@ -94,6 +105,7 @@ async fn client(
                 ),
                 200,
             ),
+            Mode::Handout => unreachable!("handled above"),
             Mode::Detect { keyed } => (
                 "/api/v1/plugins/autoheal",
                 &sira,
@@ -131,17 +143,18 @@ async fn main() {
         Some("event") => Mode::Event,
         Some("detect") => Mode::Detect { keyed: false },
         Some("detect-keyed") => Mode::Detect { keyed: true },
-        _ => panic!("MODE: heartbeat, interop, event, detect or detect-keyed"),
+        Some("handout") => Mode::Handout,
+        _ => panic!("MODE: heartbeat, interop, event, detect, detect-keyed or handout"),
     };
     let address = args.get(2).expect("ADDR").clone();
     let (key, sira) = match (mode, args.get(3).expect("KEY")) {
-        (Mode::Detect { .. }, keys) => {
+        (Mode::Detect { .. } | Mode::Handout, keys) => {
             let (key, sira) = keys.split_once(':').expect("MERCHANT_KEY:SIRA_TOKEN");
             (key.to_owned(), sira.to_owned())
         }
         (_, key) => (key.clone(), String::new()),
     };
-    let default_clients = if matches!(mode, Mode::Detect { .. }) {
+    let default_clients = if matches!(mode, Mode::Detect { .. } | Mode::Handout) {
         16
     } else {
         64
@@ -152,11 +165,16 @@ async fn main() {
         Mode::Heartbeat => 10_000,
         Mode::Interop | Mode::Event => 1_000,
         Mode::Detect { .. } => 200,
+        // A multiple of every client count the scripts use, so no two clients share one.
+        Mode::Handout => 192,
     };
     let installs = arg(&args, 6, "INSTALLS", default_installs);
     let ids = Arc::new(match mode {
         Mode::Heartbeat => Vec::new(),
-        _ => register(&address, &key, installs).await,
+        // Installs of their own: the detections of the other modes left commands queued on
+        // theirs, and a poll there would hand out twenty at once.
+        Mode::Handout => register(&address, &key, 1_000_000, installs).await,
+        _ => register(&address, &key, 0, installs).await,
     });
     let server_before = match mode {
         Mode::Detect { .. } => Some(detection_histogram(&address).await),
@@ -197,6 +215,44 @@ async fn main() {
             serde_json::json!((after.sum_seconds - server_before.sum_seconds) / count * 1e3);
     }
     println!("{report}");
+}
+
+/// One hand-out: a detection queues a command for `install`, the timed poll takes it, and
+/// the ack closes it (so the next detection of the install auto-applies again).
+async fn hand_out(
+    connection: &mut Connection,
+    key: &str,
+    sira: &str,
+    install: &str,
+) -> (std::time::Duration, bool) {
+    let detection = format!(
+        r#"{{"plugin_id":"{install}","detected_issue":"Fatal error: Unknown column 'merchant_fee' in field list","issue_severity":"high","proposed_patch":{{"table":"wp_molam_orders","column_type":"DECIMAL(10,2)"}},"sira_confidence":92.5}}"#
+    );
+    let (status, _) = connection
+        .post("/api/v1/plugins/autoheal", sira, &detection)
+        .await;
+    if status != 201 {
+        return (std::time::Duration::ZERO, false);
+    }
+    let started = Instant::now();
+    let (status, answer) = connection
+        .get_as(&format!("/api/v1/plugins/autoheal/commands/{install}"), key)
+        .await;
+    let elapsed = started.elapsed();
+    let commands: serde_json::Value = serde_json::from_slice(&answer).unwrap_or_default();
+    let mut acked = true;
+    for id in commands
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["id"].as_str())
+    {
+        let path = format!("/api/v1/plugins/autoheal/commands/{id}/ack");
+        let (status, _) = connection.post(&path, key, r#"{"success":true}"#).await;
+        acked &= status == 200;
+    }
+    let handed = commands.as_array().is_some_and(|c| !c.is_empty());
+    (elapsed, status == 200 && handed && acked)
 }
 
 /// The server's `plugin_autoheal_detection_seconds` histogram, as far as the report needs it.
