@@ -171,9 +171,10 @@ async fn main() {
     let installs = arg(&args, 6, "INSTALLS", default_installs);
     let ids = Arc::new(match mode {
         Mode::Heartbeat => Vec::new(),
-        // Installs of their own: the detections of the other modes left commands queued on
-        // theirs, and a poll there would hand out twenty at once.
-        Mode::Handout => register(&address, &key, 1_000_000, installs).await,
+        // Installs of their own (the heartbeat mode's, which nothing queued for): the
+        // detections of the other modes left commands on theirs, and a poll there would hand
+        // out twenty at once.
+        Mode::Handout => register(&address, &key, 5_000, installs).await,
         _ => register(&address, &key, 0, installs).await,
     });
     let server_before = match mode {
