@@ -867,8 +867,10 @@ async fn serve(database_url: &str, args: ServeArgs) -> Result<()> {
             "--cloudevents-webhook {url}: expected an http(s) URL"
         );
     }
-    let patches = patch_registry(&args.patches, &args.trusted_keys, &store, clock.now()).await?;
-    let command_key = CommandKeyFiles::of(&args)?;
+    // Read once: the bundles and the command key's certificate chain to the same roots.
+    let roots = trusted_keys(&args.trusted_keys)?;
+    let patches = patch_registry(&args.patches, roots.clone(), &store, clock.now()).await?;
+    let command_key = CommandKeyFiles::of(&args, roots)?;
     let signer = command_key.load(clock.now())?;
     let state = AppState::builder(store.clone(), clock)
         .config(config)
@@ -1082,16 +1084,14 @@ fn verified_manifests(
     Ok(newest)
 }
 
-/// The trusted keys and the bundles they verify. A missing key file is an error (the
-/// server would refuse every bundle); bundles that fail verification are refused one by
+/// The bundles the trusted keys verify; bundles that fail verification are refused one by
 /// one and listed at GET /api/v1/plugins/autoheal/patches.
 async fn patch_registry(
     dir: &std::path::Path,
-    key_files: &[PathBuf],
+    trusted: host::TrustedKeys,
     store: &Store,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Arc<PatchRegistry>> {
-    let trusted = trusted_keys(key_files)?;
     let development = host::PublicKey::from_base64(DEV_PUBLIC_KEY.trim())
         .ok()
         .map(|key| key.key_id().to_owned());
@@ -1150,7 +1150,7 @@ const DEV_COMMAND_KEY_FILE: &str = "./patches/dev-key/command.key";
 const DEV_COMMAND_CERT_FILE: &str = "./patches/dev-key/command.cert.json";
 
 impl CommandKeyFiles {
-    fn of(args: &ServeArgs) -> Result<Self> {
+    fn of(args: &ServeArgs, roots: host::TrustedKeys) -> Result<Self> {
         let (key, certificate) = match (&args.command_key, &args.command_cert) {
             (Some(key), Some(certificate)) => (key.clone(), certificate.clone()),
             _ if std::path::Path::new(DEV_COMMAND_KEY_FILE).is_file() => {
@@ -1164,7 +1164,7 @@ impl CommandKeyFiles {
         Ok(Self {
             key,
             certificate,
-            roots: trusted_keys(&args.trusted_keys)?,
+            roots,
         })
     }
 
