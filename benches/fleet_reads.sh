@@ -12,6 +12,8 @@
 # the fleet during the reads. AUTOHEAL_BENCH_BIN runs another build (no cargo build then);
 # AUTOHEAL_BENCH_SERVE_ARGS adds `serve` flags; AUTOHEAL_BENCH_POSTGRES_URL is the
 # PostgreSQL admin URL (a throwaway database autoheal_fleet_bench is made beside it).
+# CONSOLE=1 also signs in to the Ops console (issue 19) and times each of its pages the same
+# way, with each page's weight (its HTML, and with the assets a first visit downloads).
 #   bash benches/fleet_reads.sh [INSTALLS=1000000] [EVENTS=10000000]     (env REQUESTS=200 WARMUP=3)
 set -euo pipefail
 installs=${1:-1000000}
@@ -72,6 +74,11 @@ EOF
   done
   curl -sf http://127.0.0.1:$port/healthz >/dev/null || { echo "FAIL: $name server did not come up" >&2; exit 1; }
   python3 $seed reads "http://127.0.0.1:$port" "$token" "$summary" --backend "$name" --requests "$requests" --warmup "$warmup"
+  if [ -n "${CONSOLE:-}" ]; then
+    printf '%s\n' 'bench console passphrase' | DATABASE_URL=$url $bin ops-agent set-password --email ops-bench@example.com >/dev/null
+    python3 $seed console "http://127.0.0.1:$port" ops-bench@example.com 'bench console passphrase' "$summary" \
+      --backend "$name" --requests "$requests" --warmup "$warmup"
+  fi
   kill -TERM "$server"
   wait "$server" || true
   server=

@@ -26,6 +26,7 @@ import json
 import math
 import os
 import random
+import re
 import sqlite3
 import subprocess
 import sys
@@ -719,6 +720,83 @@ def reads(args):
                           "p99_ms": round(pct(0.99), 3), "max_ms": round(times[-1], 3)}, separators=(",", ":")), flush=True)
 
 
+class Console:
+    """A browser without a script engine: signs in, keeps the session cookie, reads pages."""
+
+    def __init__(self, base, email, password):
+        import http.client
+        import urllib.parse
+        parsed = urllib.parse.urlsplit(base)
+        self.conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=600)
+        self.cookies = {}
+        _, page = self.request("GET", "/console/login")
+        csrf = re.search(rb'name="csrf" value="([0-9a-f]{64})"', page).group(1).decode()
+        form = urllib.parse.urlencode({"csrf": csrf, "email": email, "password": password})
+        response, _ = self.request("POST", "/console/login", form, expect=303)
+        check(response.getheader("location") == "/console/", "the console sign-in did not go to the overview")
+
+    def request(self, method, path, body=None, expect=200):
+        headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())} if self.cookies else {}
+        if body is not None:
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        self.conn.request(method, path, body=body, headers=headers)
+        response = self.conn.getresponse()
+        page = response.read()
+        if response.status != expect:
+            sys.exit(f"FAIL: {method} {path} answered {response.status}: {page[:500].decode(errors='replace')}")
+        for header, value in response.getheaders():
+            if header.lower() == "set-cookie":
+                pair = value.split(";", 1)[0]
+                name, _, cookie = pair.partition("=")
+                if cookie and "Max-Age=0" not in value:
+                    self.cookies[name] = cookie
+                else:
+                    self.cookies.pop(name, None)
+        return response, page
+
+
+def console(args):
+    summary = json.load(open(args.summary))
+    browser = Console(args.base, args.email, args.password)
+    install = summary["samples"]["active"]["id"]
+    pages = [
+        ("overview", "/console/"),
+        ("overview_refresh", "/console/overview/figures"),
+        ("fleet", "/console/fleet"),
+        ("fleet_outdated", "/console/fleet?status=outdated"),
+        ("fleet_outdated_woocommerce", "/console/fleet?status=outdated&cms=woocommerce"),
+        ("fleet_search", "/console/fleet?search=shop-4242"),
+        ("install", f"/console/installs/{install}"),
+        ("healing", "/console/healing"),
+        ("flags", "/console/flags"),
+    ]
+    _, page = browser.request("GET", "/console/fleet")
+    check(b"version \xe2\x86\x92 latest" in page and page.count(b'href="/console/installs/') == 50,
+          "the fleet page does not list 50 installs")
+    # What a first visit downloads: the page, the stylesheet and htmx (as served, no compression).
+    asset_bytes = 0
+    for asset in sorted(set(re.findall(rb'(?:href|src)="(/console/assets/[^"]+)"', page))):
+        _, body = browser.request("GET", asset.decode())
+        asset_bytes += len(body)
+    for name, path in pages:
+        for _ in range(args.warmup):
+            browser.request("GET", path)
+        times = []
+        for _ in range(args.requests):
+            started = time.perf_counter()
+            _, body = browser.request("GET", path)
+            times.append((time.perf_counter() - started) * 1000)
+        times.sort()
+
+        def pct(p):
+            return times[max(0, math.ceil(p * len(times)) - 1)]
+
+        print(json.dumps({"backend": args.backend, "page": name, "requests": len(times),
+                          "p50_ms": round(pct(0.50), 3), "p99_ms": round(pct(0.99), 3),
+                          "max_ms": round(times[-1], 3), "html_bytes": len(body),
+                          "first_visit_bytes": len(body) + asset_bytes}, separators=(",", ":")), flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -738,8 +816,18 @@ def main():
     read.add_argument("--backend", required=True)
     read.add_argument("--requests", type=int, default=200)
     read.add_argument("--warmup", type=int, default=3)
+    pages = sub.add_parser("console")
+    pages.add_argument("base")
+    pages.add_argument("email")
+    pages.add_argument("password")
+    pages.add_argument("summary")
+    pages.add_argument("--backend", required=True)
+    pages.add_argument("--requests", type=int, default=200)
+    pages.add_argument("--warmup", type=int, default=3)
     args = parser.parse_args()
-    if args.command == "load":
+    if args.command == "console":
+        console(args)
+    elif args.command == "load":
         if args.installs < 1 or args.events < 0 or args.merchants < 0:
             sys.exit("installs ≥ 1, events ≥ 0, merchants ≥ 0")
         plan = Plan(args)

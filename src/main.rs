@@ -298,6 +298,15 @@ struct ServeArgs {
     /// How long a signed command stays acceptable to a plugin after it is handed out, in s.
     #[arg(long, env = "AUTOHEAL_COMMAND_TTL_SECS", value_parser = clap::value_parser!(i64).range(60..=7 * 24 * 3600), default_value_t = HealingConfig::default().command_ttl.num_seconds())]
     command_ttl_secs: i64,
+    /// Mark the console's cookies `Secure`: set it when a proxy in front terminates TLS.
+    #[arg(long, env = "AUTOHEAL_CONSOLE_SECURE_COOKIES")]
+    console_secure_cookies: bool,
+    /// A console session unused this long ends, in s.
+    #[arg(long, env = "AUTOHEAL_CONSOLE_IDLE_TIMEOUT_SECS", value_parser = clap::value_parser!(u64).range(60..=24 * 3600), default_value_t = api::console::ConsoleConfig::default().idle_timeout.as_secs())]
+    console_idle_timeout_secs: u64,
+    /// A console session ends this long after sign-in, however busy, in s.
+    #[arg(long, env = "AUTOHEAL_CONSOLE_SESSION_LIFETIME_SECS", value_parser = clap::value_parser!(u64).range(300..=7 * 24 * 3600), default_value_t = api::console::ConsoleConfig::default().absolute_lifetime.as_secs())]
+    console_session_lifetime_secs: u64,
     /// How often the patches folder is checked for changes, in ms (0: never).
     #[arg(long, env = "AUTOHEAL_PATCHES_POLL_MS", default_value_t = 2_000)]
     patches_poll_ms: u64,
@@ -542,6 +551,12 @@ enum MerchantCommand {
 
 #[derive(Subcommand)]
 enum OpsAgentCommand {
+    /// Set the password the agent signs in to the console with, read from stdin (one
+    /// line; at least 12 characters). Ends the agent's console sessions.
+    SetPassword {
+        #[arg(long)]
+        email: String,
+    },
     /// Create an Ops agent and its token (printed once).
     Create {
         #[arg(long)]
@@ -681,6 +696,26 @@ async fn main() -> Result<()> {
                 "{}",
                 json!({"merchant_id": merchant_id, "credential_id": key.credential_id, "api_key": key.secret, "expires_at": expires_at})
             );
+        }
+        Command::OpsAgent {
+            command: OpsAgentCommand::SetPassword { email },
+        } => {
+            let mut password = String::new();
+            std::io::stdin()
+                .read_line(&mut password)
+                .context("cannot read the password from stdin")?;
+            let password = password.strip_suffix('\n').unwrap_or(&password);
+            let password = password.strip_suffix('\r').unwrap_or(password);
+            let hash = api::console::hash_password(password)?;
+            let store = open_store(&cli.database_url, &StoreOptions::default()).await?;
+            let set = store
+                .set_ops_agent_password(&email, &hash, &api::db::AuditContext::cli(), now)
+                .await?;
+            store.close().await;
+            if !set {
+                anyhow::bail!("no enabled Ops agent has the email {email}");
+            }
+            println!("{}", json!({"email": email, "password_set": true}));
         }
         Command::OpsAgent {
             command:
@@ -966,6 +1001,7 @@ async fn serve(database_url: &str, args: ServeArgs) -> Result<()> {
         patches = %args.patches.display(),
         "autoheal is serving"
     );
+    let router = router.into_make_service_with_connect_info::<api::wire::Peer>();
     axum::serve(api::wire::EnvelopedListener(listener), router)
         .with_graceful_shutdown(shutdown_signal())
         .await
@@ -1048,6 +1084,12 @@ fn server_config(args: &ServeArgs) -> ServerConfig {
         alerts: AlertChannels {
             slack_url: args.alert_slack_url.clone(),
             webhook_url: args.alert_webhook_url.clone(),
+        },
+        console: api::console::ConsoleConfig {
+            secure_cookies: args.console_secure_cookies,
+            idle_timeout: Duration::from_secs(args.console_idle_timeout_secs),
+            absolute_lifetime: Duration::from_secs(args.console_session_lifetime_secs),
+            ..defaults.console
         },
     }
 }

@@ -67,7 +67,24 @@ impl ApiError {
         }
     }
 
-    fn parts(&self) -> (StatusCode, &'static str, String, Option<&str>) {
+    /// Writes down what a client is not told: the store's own error. The only place store
+    /// internals are logged; the client gets the generic message of [`Self::parts`].
+    pub(crate) fn log_internals(&self) {
+        if let Self::Store(
+            error @ (StoreError::Database(_)
+            | StoreError::Unavailable(_)
+            | StoreError::Migrate(_)
+            | StoreError::UnsupportedUrl(_)
+            | StoreError::WriterStopped
+            | StoreError::Inconsistent(_)),
+        ) = self
+        {
+            tracing::error!(event = "store_error", error = %error, "request failed in the store");
+        }
+    }
+
+    /// The status, code, message (written for clients) and field of this error.
+    pub(crate) fn parts(&self) -> (StatusCode, &'static str, String, Option<&str>) {
         match self {
             Self::BadJson { message } => {
                 (StatusCode::BAD_REQUEST, "bad_json", message.clone(), None)
@@ -157,19 +174,7 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, message, field) = self.parts();
-        if let Self::Store(
-            error @ (StoreError::Database(_)
-            | StoreError::Unavailable(_)
-            | StoreError::Migrate(_)
-            | StoreError::UnsupportedUrl(_)
-            | StoreError::WriterStopped
-            | StoreError::Inconsistent(_)),
-        ) = &self
-        {
-            // The only place store internals are written down; the client
-            // gets the generic message above.
-            tracing::error!(event = "store_error", error = %error, "request failed in the store");
-        }
+        self.log_internals();
         let errors = match &self {
             Self::RulesRefused { errors } => Some(errors.clone()),
             _ => None,

@@ -33,6 +33,7 @@ pub fn app(state: AppState) -> Router {
         document.to_json().expect("the OpenAPI document serializes"),
     ));
     router
+        .merge(crate::console::routes())
         .route_layer(middleware::from_fn(check_path_params))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -23,6 +23,7 @@
 
 pub mod auth;
 pub(crate) mod clock;
+pub mod console;
 pub mod db;
 pub mod delivery;
 pub mod error;
@@ -83,6 +84,7 @@ pub struct ServerConfig {
     pub jobs: JobsConfig,
     pub alerts: AlertChannels,
     pub quotas: quotas::QuotaConfig,
+    pub console: console::ConsoleConfig,
 }
 
 impl Default for ServerConfig {
@@ -100,6 +102,7 @@ impl Default for ServerConfig {
             jobs: JobsConfig::default(),
             alerts: AlertChannels::default(),
             quotas: quotas::QuotaConfig::default(),
+            console: console::ConsoleConfig::default(),
         }
     }
 }

@@ -13,6 +13,11 @@ macro_rules! closed_set {
         }
 
         impl $name {
+            /// Every value, in the order they are declared (what a console form offers;
+            /// not every set has one).
+            #[allow(dead_code)]
+            pub const ALL: &'static [Self] = &[$(Self::$variant),+];
+
             pub fn as_str(self) -> &'static str {
                 match self {
                     $(Self::$variant => $text),+

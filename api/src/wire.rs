@@ -177,3 +177,21 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for EnvelopedIo<T> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
+
+/// The peer address of a connection (the console's login throttling counts failures per
+/// address): `autoheal serve` makes the router with
+/// `into_make_service_with_connect_info::<Peer>()`, and a handler reads
+/// `ConnectInfo<Peer>`.
+#[derive(Clone, Copy, Debug)]
+pub struct Peer(pub std::net::SocketAddr);
+
+impl<'a, L>
+    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, EnvelopedListener<L>>>
+    for Peer
+where
+    L: Listener<Addr = std::net::SocketAddr>,
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'a, EnvelopedListener<L>>) -> Self {
+        Self(*stream.remote_addr())
+    }
+}

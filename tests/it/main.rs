@@ -3,6 +3,8 @@
 
 mod cli;
 mod conformance;
+mod console;
+mod console_browser;
 mod credentials;
 mod flags;
 mod fleet;

@@ -135,6 +135,7 @@ impl CredentialKind {
 }
 
 crate::db::text_column!(CredentialKind);
+crate::db::text_column!(Role);
 
 /// Where a credential stands at a given time.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]

@@ -46,7 +46,7 @@ fn invalid(error: FieldError) -> ApiError {
     ApiError::invalid(error.field, error.message)
 }
 
-fn flag_key(key: &str) -> Result<(), ApiError> {
+pub(crate) fn flag_key(key: &str) -> Result<(), ApiError> {
     engine::check_key("key", key).map_err(invalid)
 }
 

@@ -20,7 +20,7 @@ mod http;
 mod rollouts;
 mod store;
 
-pub(crate) use http::routes;
+pub(crate) use http::{flag_key, routes};
 pub use rollouts::{check_steps, step_ends_at, RolloutMove};
 pub use store::*;
 

@@ -323,6 +323,9 @@ struct ListQuery {
     merchant_id: Option<Uuid>,
     #[param(inline)]
     environment: Option<Environment>,
+    /// Text the site URL or the merchant's name contains, in any case (1–200 characters;
+    /// such a search reads more than a filter: see README, "The Ops console").
+    search: Option<String>,
     /// The cursor of a `Link` header's next page (not with `offset`).
     after: Option<String>,
     /// Rows per page: 1–500 (default 50).
@@ -379,6 +382,7 @@ async fn list(
         environment: query
             .environment
             .map(|environment| environment.as_str().to_owned()),
+        search: search_text(query.search)?,
         after,
         limit,
         offset,
@@ -395,6 +399,18 @@ async fn list(
     Ok((headers, Json(page.rows)))
 }
 
+/// A search's text, trimmed and checked; None when blank.
+pub(crate) fn search_text(search: Option<String>) -> Result<Option<String>, ApiError> {
+    let Some(search) = search.map(|text| text.trim().to_owned()) else {
+        return Ok(None);
+    };
+    if search.is_empty() {
+        return Ok(None);
+    }
+    check_len("search", &search, 200)?;
+    Ok(Some(search))
+}
+
 /// The `Link` header of the page after `next`: the same filter and limit.
 fn next_link(filter: &InstallationFilter, next: Cursor) -> HeaderValue {
     let mut query = form_urlencoded::Serializer::new(String::new());
@@ -403,6 +419,7 @@ fn next_link(filter: &InstallationFilter, next: Cursor) -> HeaderValue {
         ("cms", filter.cms.as_deref()),
         ("plugin_version", filter.plugin_version.as_deref()),
         ("environment", filter.environment.as_deref()),
+        ("search", filter.search.as_deref()),
     ];
     for (name, value) in pairs {
         if let Some(value) = value {
@@ -458,7 +475,7 @@ struct ToggleRequest {
 
 /// Checks a toggle's value: a boolean, or for `rate_limit` requests per
 /// minute (1–1,000,000).
-fn toggle_value(key: ToggleKey, value: &Value) -> Result<Option<u32>, ApiError> {
+pub(crate) fn toggle_value(key: ToggleKey, value: &Value) -> Result<Option<u32>, ApiError> {
     match key {
         ToggleKey::RateLimit => value
             .as_u64()

@@ -16,7 +16,7 @@ pub mod redact;
 pub mod state;
 mod store;
 
-pub(crate) use http::routes;
+pub(crate) use http::{routes, search_text, toggle_value, Environment};
 pub use read_model::{
     Cursor, FleetDay, FleetRates, InstallDay, InstallStatus, InstallationFilter, InstallationPage,
     StatusCounts, Total, COUNT_CAP, ERROR_RATE_WINDOW_HOURS,

@@ -83,6 +83,8 @@ pub struct InstallationFilter {
     pub plugin_version: Option<String>,
     pub merchant_id: Option<Uuid>,
     pub environment: Option<String>,
+    /// Text the site URL or the merchant's name contains (any case): the console's search.
+    pub search: Option<String>,
     pub after: Option<Cursor>,
     pub limit: i64,
     pub offset: i64,
@@ -91,7 +93,10 @@ pub struct InstallationFilter {
 impl InstallationFilter {
     /// True when the filter is one the counters answer exactly (status and cms only).
     fn counted(&self) -> bool {
-        self.plugin_version.is_none() && self.merchant_id.is_none() && self.environment.is_none()
+        self.plugin_version.is_none()
+            && self.merchant_id.is_none()
+            && self.environment.is_none()
+            && self.search.is_none()
     }
 }
 
@@ -302,6 +307,18 @@ fn matching(sql: &mut Sql, filter: &InstallationFilter, now: DateTime<Utc>) -> S
         "environment",
         filter.environment.clone().map(Bind::Text),
     );
+    if let Some(search) = &filter.search {
+        let escaped = search
+            .to_lowercase()
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        let pattern = sql.bind(Bind::Text(format!("%{escaped}%")));
+        from.push_str(&format!(
+            " AND (LOWER(i.site_url) LIKE {pattern} ESCAPE '\\' OR i.merchant_id IN \
+             (SELECT m.id FROM merchants m WHERE LOWER(m.name) LIKE {pattern} ESCAPE '\\'))"
+        ));
+    }
     from
 }
 

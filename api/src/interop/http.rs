@@ -243,7 +243,9 @@ async fn stats(
 
 /// A mapping as the API takes it: [`engine::MappingSpec`]'s fields (the seed's, plus the
 /// engine's optional knobs) and `is_active` (default true).
-fn mapping_request(mut body: Map<String, Value>) -> Result<(engine::MappingSpec, bool), ApiError> {
+pub(crate) fn mapping_request(
+    mut body: Map<String, Value>,
+) -> Result<(engine::MappingSpec, bool), ApiError> {
     let is_active = match body.remove("is_active") {
         None => true,
         Some(Value::Bool(active)) => active,

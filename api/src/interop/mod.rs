@@ -13,7 +13,7 @@
 mod http;
 mod store;
 
-pub(crate) use http::routes;
+pub(crate) use http::{mapping_request, routes, ProcessingStatus};
 pub use store::*;
 
 use crate::db::{AuditContext, Store, StoreError};
