@@ -4,6 +4,7 @@
 mod cli;
 mod conformance;
 mod console;
+mod console_actions;
 mod console_browser;
 mod credentials;
 mod flags;
