@@ -34,11 +34,11 @@ async fn pending_detection(app: &TestApp, plugin_id: uuid::Uuid) -> String {
     detection.body["log"]["id"].as_str().unwrap().to_owned()
 }
 
-/// Each refused form: (path, fields, status, what the page must say).
-async fn check_refused(
-    browser: &mut Browser<'_>,
-    cases: &[(&str, Vec<(&str, &str)>, StatusCode, &str)],
-) {
+/// A refused form: its path, its fields, the status and what the page must say.
+type Refusal<'a> = (&'a str, Vec<(&'a str, &'a str)>, StatusCode, &'a str);
+
+/// Posts each refused form and checks its answer.
+async fn check_refused(browser: &mut Browser<'_>, cases: &[Refusal<'_>]) {
     for (path, fields, status, says) in cases {
         let page = browser.post(path, fields).await;
         assert_eq!(page.status, *status, "{path} {fields:?}: {}", page.html);
