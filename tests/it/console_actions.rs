@@ -162,6 +162,15 @@ async fn the_healing_review_checks_an_edit_by_dry_run_before_it_is_accepted() {
             )
             .await;
         assert_eq!(commands.ok().as_array().unwrap().len(), 1);
+        // The install page and the log show the command, not yet acked.
+        for page in [
+            format!("/console/installs/{install}"),
+            format!("/console/healing/{first}"),
+        ] {
+            let page = browser.get(&page).await;
+            page.assert_ok("not acked");
+            assert!(page.html.contains("<td>apply_patch <a"), "{}", page.html);
+        }
 
         let second =
             pending_detection(&app, app.heartbeat(woo("https://review-2.example")).await).await;

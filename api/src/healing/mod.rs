@@ -1024,6 +1024,20 @@ impl Service {
         Ok(Some((alert, messages)))
     }
 
+    /// An install's commands, newest first (those of one log, when given), each with the
+    /// plugin's ack.
+    pub async fn commands_of(
+        &self,
+        plugin_id: Uuid,
+        healing_log_id: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<Command>, ApiError> {
+        Ok(self
+            .store
+            .commands_of(plugin_id, healing_log_id, limit)
+            .await?)
+    }
+
     pub async fn logs(&self, filter: &HealingLogFilter) -> Result<Vec<HealingLog>, ApiError> {
         Ok(self.store.list_healing_logs(filter).await?)
     }

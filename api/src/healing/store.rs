@@ -1207,6 +1207,28 @@ impl Store {
         )
     }
 
+    /// The install's commands of every status, newest first, or those of one healing log:
+    /// what the console shows beside the healing history.
+    pub async fn commands_of(
+        &self,
+        plugin_id: Uuid,
+        healing_log_id: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<Command>, StoreError> {
+        Ok(
+            on_pool!(self, pool => sqlx::query_as::<_, Command>(&format!(
+            "SELECT {COMMAND_COLUMNS} FROM plugin_commands c {COMMAND_JOINS} \
+             WHERE c.installation_id = $1 AND ($2 IS NULL OR c.healing_log_id = $2) \
+             ORDER BY c.issued_at DESC, c.id DESC LIMIT $3"
+        ))
+        .bind(plugin_id)
+        .bind(healing_log_id)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?),
+        )
+    }
+
     /// The install's pending commands, highest priority first, without leasing them: what a
     /// person looks at (`?lease=false`).
     pub async fn pending_commands(

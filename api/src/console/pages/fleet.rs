@@ -13,7 +13,7 @@ use crate::fleet::{
     search_text, toggle_value, Cursor, Environment, InstallStatus, InstallationDetail,
     InstallationFilter, InstallationSummary, ToggleChange, ToggleKey,
 };
-use crate::healing::{HealingLog, HealingLogFilter};
+use crate::healing::{Command, HealingLog, HealingLogFilter};
 use crate::http::check_reason;
 use crate::AppState;
 use askama::Template;
@@ -222,6 +222,7 @@ struct InstallPage {
     server_info: String,
     properties: String,
     history: Vec<HealingLog>,
+    commands: Vec<Command>,
     toggle_keys: [ToggleKey; 4],
     can_toggle: bool,
     can_notify: bool,
@@ -254,6 +255,7 @@ async fn install(
             offset: 0,
         })
         .await?;
+    let commands = state.healing.commands_of(id, None, 20).await?;
     let pretty = |value: Option<&Value>| {
         value.map_or_else(
             || "—".to_owned(),
@@ -271,6 +273,7 @@ async fn install(
             properties: pretty(Some(&Value::Object(install.facts.properties.0.clone()))),
             install,
             history,
+            commands,
             toggle_keys: ToggleKey::ALL,
             can_toggle: agent.ops.role.grants(Permission::PluginsToggle),
             can_notify: agent.ops.role.grants(Permission::NotificationsSend),

@@ -12,7 +12,7 @@ use crate::error::ApiError;
 use crate::extract::uuid_param;
 use crate::healing::patches::RegistryStatus;
 use crate::healing::{
-    BreakerScope, HealingLog, HealingLogFilter, HealingStats, HealingStatus, RuleBreaker,
+    BreakerScope, Command, HealingLog, HealingLogFilter, HealingStats, HealingStatus, RuleBreaker,
 };
 use crate::http::{check_len, check_reason, days_ago};
 use crate::rules::RulesStatus;
@@ -217,6 +217,7 @@ struct LogPage {
     proposed: String,
     params: String,
     diff: Vec<DiffLine>,
+    commands: Vec<Command>,
     can_review: bool,
     pending: bool,
     can_roll_back: bool,
@@ -229,6 +230,10 @@ async fn log(
 ) -> Result<Response, ConsoleError> {
     agent.ops.require(Permission::PluginsRead)?;
     let log = state.healing.log(uuid_param("id", &id)?).await?;
+    let commands = state
+        .healing
+        .commands_of(log.plugin_id, Some(log.id), 20)
+        .await?;
     let pretty = |value: Option<&Value>| {
         value.map_or_else(String::new, |value| {
             serde_json::to_string_pretty(value).expect("JSON")
@@ -256,6 +261,7 @@ async fn log(
                 log.operations.as_ref().map(|json| &json.0),
                 log.restore_operations.as_ref().map(|json| &json.0),
             ),
+            commands,
             pending: log.status.can_move_to(HealingStatus::Approved),
             can_roll_back: log.status.can_move_to(HealingStatus::RollingBack),
             can_review,
