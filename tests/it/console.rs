@@ -161,6 +161,43 @@ impl<'a> Browser<'a> {
     }
 }
 
+/// A WooCommerce install at `site` reporting the state the shipped rules heal.
+pub fn woo(site: &str) -> Value {
+    json!({
+        "cms": "woocommerce", "site_url": site, "plugin_version": "1.3.5",
+        "state": {"config": {"memory_limit": "128M"}, "tables": {"wp_molam_orders": {"id": "BIGINT UNSIGNED"}}}
+    })
+}
+
+/// Posts a detection for `plugin_id` that waits for review; returns its log's id.
+pub async fn pending_detection(app: &TestApp, plugin_id: Uuid) -> String {
+    let detection = app
+        .post("/api/v1/plugins/autoheal", &app.sira, &json!({
+            "plugin_id": plugin_id,
+            "detected_issue": "Fatal error: Unknown column 'merchant_fee' in field list",
+            "issue_severity": "high", "patch_type": "database_patch",
+            "proposed_patch": {"type": "database_patch", "action": "add_missing_column",
+                "table": "wp_molam_orders", "column": "merchant_fee", "column_type": "DECIMAL(10,2)"},
+            "sira_confidence": 70.0
+        }))
+        .await;
+    assert_eq!(
+        detection.ok()["status"],
+        "pending_review",
+        "{}",
+        detection.body
+    );
+    detection.body["log"]["id"].as_str().unwrap().to_owned()
+}
+
+/// The toggles the install that sends `heartbeat` gets in its answer.
+pub async fn toggles_of(app: &TestApp, heartbeat: &Value) -> Value {
+    app.post("/api/v1/plugins/heartbeat", &app.merchant_key, heartbeat)
+        .await
+        .ok()["toggles"]
+        .clone()
+}
+
 pub async fn set_password(app: &TestApp, email: &str) {
     let hash = api::console::hash_password(PASSWORD).unwrap();
     assert!(app
@@ -384,32 +421,33 @@ async fn every_page_needs_a_session_and_renders_for_each_role() {
 #[tokio::test]
 async fn a_viewer_sees_no_actions_and_a_forged_one_is_refused() {
     each_app(|app: TestApp| async move {
-        let id = app
-            .heartbeat(json!({"cms": "woocommerce", "site_url": "https://viewer.example", "plugin_version": "1.0.0"}))
-            .await;
+        let id = app.heartbeat(woo("https://viewer.example")).await;
         let mut viewer = Browser::signed_in(&app, "viewer@ops.test").await;
         let fleet = viewer.get("/console/fleet").await;
         fleet.assert_ok("https://viewer.example");
-        assert!(!fleet.html.contains("value=\"block\""), "no block button for a viewer");
+        assert!(
+            !fleet.html.contains("value=\"block\""),
+            "no block button for a viewer"
+        );
         let install = viewer.get(&format!("/console/installs/{id}")).await;
         install.assert_ok("https://viewer.example");
         assert!(!install.html.contains("Set toggle"));
         let forged = viewer
             .post(
                 "/console/fleet/bulk",
-                &[("action", "block"), ("reason", "forged"), ("install", &id.to_string())],
+                &[
+                    ("action", "block"),
+                    ("reason", "forged"),
+                    ("install", &id.to_string()),
+                ],
             )
             .await;
         assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", forged.html);
         assert!(forged.html.contains("lacks permission plugins:toggle"));
-        let heartbeat = app
-            .post(
-                "/api/v1/plugins/heartbeat",
-                &app.merchant_key,
-                &json!({"cms": "woocommerce", "site_url": "https://viewer.example", "plugin_version": "1.0.0"}),
-            )
-            .await;
-        assert_eq!(heartbeat.ok()["toggles"]["block_plugin"], false);
+        assert_eq!(
+            toggles_of(&app, &woo("https://viewer.example")).await["block_plugin"],
+            false
+        );
         app
     })
     .await;
@@ -558,7 +596,7 @@ async fn blocking_from_the_fleet_page_reaches_the_next_heartbeat_and_is_audited(
         let beat =
             |site: &str| json!({"cms": "woocommerce", "site_url": site, "plugin_version": "1.0.0"});
         let blocked = app.heartbeat(beat("https://block.example")).await;
-        let kept = app.heartbeat(beat("https://keep.example")).await;
+        app.heartbeat(beat("https://keep.example")).await;
         let mut browser = Browser::signed_in(&app, "operator@ops.test").await;
         browser.request_id = Some("console-test-1".into());
         browser
@@ -596,23 +634,14 @@ async fn blocking_from_the_fleet_page_reaches_the_next_heartbeat_and_is_audited(
         let again = browser.get("/console/fleet").await;
         assert!(!again.html.contains("Blocked 1 of 1 installs."));
 
-        let answer = app
-            .post(
-                "/api/v1/plugins/heartbeat",
-                &app.merchant_key,
-                &beat("https://block.example"),
-            )
-            .await;
-        assert_eq!(answer.ok()["toggles"]["block_plugin"], true);
-        let answer = app
-            .post(
-                "/api/v1/plugins/heartbeat",
-                &app.merchant_key,
-                &beat("https://keep.example"),
-            )
-            .await;
-        assert_eq!(answer.ok()["toggles"]["block_plugin"], false);
-        let _ = kept;
+        assert_eq!(
+            toggles_of(&app, &beat("https://block.example")).await["block_plugin"],
+            true
+        );
+        assert_eq!(
+            toggles_of(&app, &beat("https://keep.example")).await["block_plugin"],
+            false
+        );
         let audit: Vec<Value> = audit_actions(&app, "toggle").await;
         assert!(
             audit.iter().any(
@@ -629,14 +658,10 @@ async fn blocking_from_the_fleet_page_reaches_the_next_heartbeat_and_is_audited(
             )
             .await;
         assert_eq!(lifted.status, StatusCode::SEE_OTHER, "{}", lifted.html);
-        let answer = app
-            .post(
-                "/api/v1/plugins/heartbeat",
-                &app.merchant_key,
-                &beat("https://block.example"),
-            )
-            .await;
-        assert_eq!(answer.ok()["toggles"]["block_plugin"], false);
+        assert_eq!(
+            toggles_of(&app, &beat("https://block.example")).await["block_plugin"],
+            false
+        );
         let unknown = browser
             .get(&format!("/console/installs/{}", Uuid::now_v7()))
             .await;

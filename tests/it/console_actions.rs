@@ -2,37 +2,10 @@
 //! reject, rollback refused), toggles with expiry and bad values, upgrade notices, alerts,
 //! interop mappings, flags; each refusal names its field, each change is the API's.
 
-use crate::console::Browser;
+use crate::console::{pending_detection, toggles_of, woo, Browser};
 use crate::support::{each_store, TestApp};
 use axum::http::StatusCode;
 use serde_json::{json, Value};
-
-fn woo(site: &str) -> Value {
-    json!({
-        "cms": "woocommerce", "site_url": site, "plugin_version": "1.3.5",
-        "state": {"config": {"memory_limit": "128M"}, "tables": {"wp_molam_orders": {"id": "BIGINT UNSIGNED"}}}
-    })
-}
-
-async fn pending_detection(app: &TestApp, plugin_id: uuid::Uuid) -> String {
-    let detection = app
-        .post("/api/v1/plugins/autoheal", &app.sira, &json!({
-            "plugin_id": plugin_id,
-            "detected_issue": "Fatal error: Unknown column 'merchant_fee' in field list",
-            "issue_severity": "high", "patch_type": "database_patch",
-            "proposed_patch": {"type": "database_patch", "action": "add_missing_column",
-                "table": "wp_molam_orders", "column": "merchant_fee", "column_type": "DECIMAL(10,2)"},
-            "sira_confidence": 70.0
-        }))
-        .await;
-    assert_eq!(
-        detection.ok()["status"],
-        "pending_review",
-        "{}",
-        detection.body
-    );
-    detection.body["log"]["id"].as_str().unwrap().to_owned()
-}
 
 /// A refused form: its path, its fields, the status and what the page must say.
 type Refusal<'a> = (&'a str, Vec<(&'a str, &'a str)>, StatusCode, &'a str);
@@ -240,11 +213,9 @@ async fn toggles_notices_alerts_mappings_and_flags_from_the_console() {
             .post(&toggle, &[("toggle_key", "rate_limit"), ("toggle_value", "120"), ("reason", "noisy"), ("expires_at", &expires)])
             .await;
         assert_eq!(set.status, StatusCode::SEE_OTHER, "{}", set.html);
-        let beat = app.post("/api/v1/plugins/heartbeat", &app.merchant_key, &woo("https://toggles.example")).await;
-        assert_eq!(beat.ok()["toggles"]["rate_limit"], 120);
+        assert_eq!(toggles_of(&app, &woo("https://toggles.example")).await["rate_limit"], 120);
         app.clock.advance(chrono::Duration::hours(3));
-        let beat = app.post("/api/v1/plugins/heartbeat", &app.merchant_key, &woo("https://toggles.example")).await;
-        assert_eq!(beat.ok()["toggles"]["rate_limit"], Value::Null, "the toggle expired");
+        assert_eq!(toggles_of(&app, &woo("https://toggles.example")).await["rate_limit"], Value::Null, "the toggle expired");
         // Three idle hours ended the session, too.
         browser.get("/console/").await.assert_sign_in();
         let mut browser = Browser::signed_in(&app, "admin@ops.test").await;

@@ -4,7 +4,7 @@
 //! flag, sign out; axe-core checks each page. Required when `CI` is set; skipped, with a
 //! message, where chromedriver is not installed.
 
-use crate::console::{set_password, PASSWORD};
+use crate::console::{pending_detection, set_password, toggles_of, woo, PASSWORD};
 use crate::support::{each_store, repo, TestApp};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -288,13 +288,6 @@ async fn serve(app: &TestApp) -> (String, tokio::task::JoinHandle<()>) {
     (base, server)
 }
 
-fn woo(site: &str) -> Value {
-    json!({
-        "cms": "woocommerce", "site_url": site, "plugin_version": "1.3.5",
-        "state": {"config": {"memory_limit": "128M"}, "tables": {"wp_molam_orders": {"id": "BIGINT UNSIGNED"}}}
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_works_the_console_in_a_real_browser() {
     let Some(driver) = Driver::start() else {
@@ -310,18 +303,7 @@ async fn an_operator_works_the_console_in_a_real_browser() {
         set_password(&app, "operator@ops.test").await;
         let blocked = app.heartbeat(woo("https://block-me.example")).await;
         app.heartbeat(woo("https://keep-me.example")).await;
-        let detection = app
-            .post("/api/v1/plugins/autoheal", &app.sira, &json!({
-                "plugin_id": blocked,
-                "detected_issue": "Fatal error: Unknown column 'merchant_fee' in field list",
-                "issue_severity": "high", "patch_type": "database_patch",
-                "proposed_patch": {"type": "database_patch", "action": "add_missing_column",
-                    "table": "wp_molam_orders", "column": "merchant_fee", "column_type": "DECIMAL(10,2)"},
-                "sira_confidence": 70.0
-            }))
-            .await;
-        assert_eq!(detection.ok()["status"], "pending_review", "{}", detection.body);
-        let log_id = detection.body["log"]["id"].as_str().unwrap().to_owned();
+        let log_id = pending_detection(&app, blocked).await;
         app.post("/api/platform/flags", &app.operator, &json!({"key": "new_checkout", "type": "boolean", "audience": "plugins", "default_value": false}))
             .await
             .ok();
@@ -358,8 +340,7 @@ async fn an_operator_works_the_console_in_a_real_browser() {
         browser.type_into("#bulk-reason", "chargeback storm").await;
         browser.click("button[value=block]").await;
         browser.wait_for_text("Blocked 1 of 1 installs.").await;
-        let beat = app.post("/api/v1/plugins/heartbeat", &app.merchant_key, &woo("https://block-me.example")).await;
-        assert_eq!(beat.ok()["toggles"]["block_plugin"], true);
+        assert_eq!(toggles_of(&app, &woo("https://block-me.example")).await["block_plugin"], true);
         browser.go(&format!("/console/installs/{blocked}")).await;
         browser.wait_for_text("chargeback storm").await;
         browser.check_accessibility("install").await;

@@ -366,6 +366,18 @@ async fn rollback(
     }))
 }
 
+/// A log status to filter by; `pending` is read as `pending_review` (the seed's dashboard
+/// says `pending` for what waits for Ops).
+pub(crate) fn status_filter(text: &str) -> Result<HealingStatus, ApiError> {
+    if text == "pending" {
+        return Ok(HealingStatus::PendingReview);
+    }
+    HealingStatus::parse(text).ok_or_else(|| {
+        let all: Vec<&str> = HealingStatus::ALL.iter().map(|s| s.as_str()).collect();
+        ApiError::invalid("status", format!("must be one of {}", all.join(", ")))
+    })
+}
+
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
@@ -403,15 +415,7 @@ async fn logs(
     QueryParams(query): QueryParams<LogsQuery>,
 ) -> Result<Json<Vec<HealingLog>>, ApiError> {
     ops.require(Permission::PluginsRead)?;
-    let status = match query.status.as_deref() {
-        None => None,
-        // The seed's dashboard says `pending` for what waits for Ops.
-        Some("pending") => Some(HealingStatus::PendingReview),
-        Some(text) => Some(HealingStatus::parse(text).ok_or_else(|| {
-            let all: Vec<&str> = HealingStatus::ALL.iter().map(|s| s.as_str()).collect();
-            ApiError::invalid("status", format!("must be one of {}", all.join(", ")))
-        })?),
-    };
+    let status = query.status.as_deref().map(status_filter).transpose()?;
     let (limit, offset) = page(query.limit, query.offset)?;
     let filter = HealingLogFilter {
         status,

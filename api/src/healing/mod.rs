@@ -15,7 +15,7 @@ pub mod patches;
 pub mod signing;
 mod store;
 
-pub(crate) use http::routes;
+pub(crate) use http::{routes, status_filter};
 pub use store::*;
 
 use crate::db::{AuditContext, InvalidationBus, Store, StoreError};

@@ -11,6 +11,7 @@ use crate::auth::Permission;
 use crate::error::ApiError;
 use crate::extract::uuid_param;
 use crate::healing::patches::RegistryStatus;
+use crate::healing::status_filter;
 use crate::healing::{
     BreakerScope, Command, HealingLog, HealingLogFilter, HealingStats, HealingStatus, RuleBreaker,
 };
@@ -80,14 +81,7 @@ async fn overview(
 ) -> Result<Response, ConsoleError> {
     agent.ops.require(Permission::PluginsRead)?;
     let request: LogsQuery = query(&uri)?;
-    let status = match request.status.as_deref() {
-        None => None,
-        Some("pending") => Some(HealingStatus::PendingReview),
-        Some(text) => Some(HealingStatus::parse(text).ok_or_else(|| {
-            let all: Vec<&str> = HealingStatus::ALL.iter().map(|s| s.as_str()).collect();
-            ApiError::invalid("status", format!("must be one of {}", all.join(", ")))
-        })?),
-    };
+    let status = request.status.as_deref().map(status_filter).transpose()?;
     if let Some(severity) = &request.issue_severity {
         if !SEVERITIES.contains(&severity.as_str()) {
             return Err(ApiError::invalid(
@@ -313,15 +307,26 @@ async fn approve(
     Ok(done(&state, &log_path(id), &message))
 }
 
+/// What reject and rollback take: the permission, the log and a reason.
+fn reasoned(
+    agent: &Agent,
+    id: &str,
+    fields: &Fields,
+) -> Result<(uuid::Uuid, String), ConsoleError> {
+    agent.ops.require(Permission::AutohealApprove)?;
+    Ok((
+        uuid_param("id", id)?,
+        check_reason(fields.required("reason")?)?,
+    ))
+}
+
 async fn reject(
     State(state): State<AppState>,
     agent: Agent,
     Path(id): Path<String>,
     fields: Fields,
 ) -> Result<Response, ConsoleError> {
-    agent.ops.require(Permission::AutohealApprove)?;
-    let id = uuid_param("id", &id)?;
-    let reason = check_reason(fields.required("reason")?)?;
+    let (id, reason) = reasoned(&agent, &id, &fields)?;
     state
         .healing
         .reject(id, &reason, &agent.ops.audit())
@@ -335,9 +340,7 @@ async fn rollback(
     Path(id): Path<String>,
     fields: Fields,
 ) -> Result<Response, ConsoleError> {
-    agent.ops.require(Permission::AutohealApprove)?;
-    let id = uuid_param("id", &id)?;
-    let reason = check_reason(fields.required("reason")?)?;
+    let (id, reason) = reasoned(&agent, &id, &fields)?;
     state
         .healing
         .rollback(id, &reason, &agent.ops.audit())
