@@ -17,8 +17,10 @@ pub struct Browser<'a> {
     app: &'a TestApp,
     cookies: BTreeMap<String, String>,
     csrf: Option<String>,
-    /// Sent as `x-forwarded-…`? No: as the request id, to find the audit rows.
+    /// Sent as `x-request-id`, to find the audit rows.
     request_id: Option<String>,
+    /// The peer address `autoheal serve` would see (None: the router alone, as in most tests).
+    peer: Option<std::net::SocketAddr>,
 }
 
 pub struct Page {
@@ -64,6 +66,7 @@ impl<'a> Browser<'a> {
             cookies: BTreeMap::new(),
             csrf: None,
             request_id: None,
+            peer: None,
         }
     }
 
@@ -104,6 +107,9 @@ impl<'a> Browser<'a> {
         }
         if let Some(id) = &self.request_id {
             request = request.header("x-request-id", id);
+        }
+        if let Some(peer) = self.peer {
+            request = request.extension(axum::extract::ConnectInfo(api::wire::Peer(peer)));
         }
         let response = self
             .app
@@ -591,6 +597,52 @@ async fn failed_sign_ins_are_throttled_per_email_and_audited() {
 }
 
 #[tokio::test]
+async fn failed_sign_ins_are_throttled_per_address_across_emails() {
+    each_app(|app: TestApp| async move {
+        set_password(&app, "admin@ops.test").await;
+        let mut guesser = Browser::new(&app);
+        guesser.peer = Some("192.0.2.7:50000".parse().unwrap());
+        guesser.get("/console/login").await;
+        for n in 0..5 {
+            let email = format!("guess{n}@ops.test");
+            let wrong = guesser
+                .post(
+                    "/console/login",
+                    &[("email", &email), ("password", PASSWORD)],
+                )
+                .await;
+            assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+        }
+        let throttled = guesser
+            .post(
+                "/console/login",
+                &[("email", "admin@ops.test"), ("password", PASSWORD)],
+            )
+            .await;
+        assert_eq!(throttled.status, StatusCode::TOO_MANY_REQUESTS);
+        // From another address the same agent signs in.
+        let mut elsewhere = Browser::new(&app);
+        elsewhere.peer = Some("198.51.100.9:40000".parse().unwrap());
+        elsewhere.get("/console/login").await;
+        let signed_in = elsewhere
+            .post(
+                "/console/login",
+                &[("email", "admin@ops.test"), ("password", PASSWORD)],
+            )
+            .await;
+        assert_eq!(signed_in.status, StatusCode::SEE_OTHER);
+        let logins = audit_actions(&app, "console.login").await;
+        assert!(
+            logins.iter().any(|row| row["action"] == "console.login"
+                && row["details"]["address"] == "198.51.100.9"),
+            "{logins:?}"
+        );
+        app
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn blocking_from_the_fleet_page_reaches_the_next_heartbeat_and_is_audited() {
     each_app(|app: TestApp| async move {
         let beat =
@@ -603,6 +655,27 @@ async fn blocking_from_the_fleet_page_reaches_the_next_heartbeat_and_is_audited(
             .get("/console/fleet?search=BLOCK.exa")
             .await
             .assert_ok("https://block.example");
+        // The API searches the same way; `%` and `_` are text, not wildcards.
+        for (search, found) in [
+            ("BLOCK.example", 1),
+            ("My%20Sh", 2),
+            ("%25", 0),
+            ("block_", 0),
+            ("block-", 0),
+        ] {
+            let listed = app
+                .get(
+                    &format!("/api/v1/plugins/list?search={search}"),
+                    &app.viewer,
+                )
+                .await;
+            assert_eq!(listed.ok().as_array().unwrap().len(), found, "{search}");
+            assert_eq!(
+                listed.headers["x-total-count"],
+                found.to_string().as_str(),
+                "{search}"
+            );
+        }
         let searched = browser.get("/console/fleet?search=block.exa").await;
         assert!(!searched.html.contains("https://keep.example"));
         let missing_reason = browser

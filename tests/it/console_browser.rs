@@ -303,6 +303,12 @@ async fn an_operator_works_the_console_in_a_real_browser() {
         set_password(&app, "operator@ops.test").await;
         let blocked = app.heartbeat(woo("https://block-me.example")).await;
         app.heartbeat(woo("https://keep-me.example")).await;
+        // A fleet worth a screenshot: a newer release, so both are outdated, and a Shopify
+        // shop on the latest.
+        crate::fleet::register(&app, "woocommerce", "1.4.0", true).await;
+        crate::fleet::register(&app, "shopify", "2.1.0", true).await;
+        app.heartbeat(json!({"cms": "shopify", "site_url": "https://shopify.example", "plugin_version": "2.1.0"}))
+            .await;
         let log_id = pending_detection(&app, blocked).await;
         app.post("/api/platform/flags", &app.operator, &json!({"key": "new_checkout", "type": "boolean", "audience": "plugins", "default_value": false}))
             .await

@@ -6,6 +6,7 @@ mod conformance;
 mod console;
 mod console_actions;
 mod console_browser;
+mod console_flags;
 mod credentials;
 mod flags;
 mod fleet;

@@ -323,8 +323,10 @@ struct ListQuery {
     merchant_id: Option<Uuid>,
     #[param(inline)]
     environment: Option<Environment>,
-    /// Text the site URL or the merchant's name contains, in any case (1–200 characters;
-    /// such a search reads more than a filter: see README, "The Ops console").
+    /// Text the site URL or the merchant's name contains, in any case (1–200 characters).
+    /// A search reads more than a filter (README, "The Ops console"), and its
+    /// `X-Total-Count` counts only the rows up to this page's end, with
+    /// `X-Total-Count-Capped: true` while a next page exists.
     search: Option<String>,
     /// The cursor of a `Link` header's next page (not with `offset`).
     after: Option<String>,

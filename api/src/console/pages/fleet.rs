@@ -113,7 +113,9 @@ async fn list(
         link.append_pair("after", &cursor.encode());
         format!("/console/fleet?{}", link.finish())
     });
-    let total = if found.total.capped {
+    let total = if found.total.capped && filter.search.is_some() {
+        format!("{} or more", found.total.count)
+    } else if found.total.capped {
         format!("more than {}", found.total.count)
     } else {
         found.total.count.to_string()
