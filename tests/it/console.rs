@@ -525,6 +525,30 @@ async fn sessions_end_when_idle_at_their_lifetime_and_on_sign_out() {
         thief.cookies.insert("autoheal_session".into(), copy);
         thief.get("/console/").await.assert_sign_in();
         assert_eq!(audit_actions(&app, "console.logout").await.len(), 1);
+
+        // Retention drops a session a day past its end; the audit log keeps the sign-ins.
+        let sessions = "SELECT COUNT(*) FROM console_sessions";
+        assert_eq!(app.store.count(sessions).await, 3);
+        app.clock.advance(chrono::Duration::hours(12 + 23));
+        let retention = api::ops::retention::RetentionConfig::default();
+        app.store
+            .store
+            .prune(&retention, app.clock.now())
+            .await
+            .unwrap();
+        assert_eq!(
+            app.store.count(sessions).await,
+            1,
+            "the last is not a day past its end"
+        );
+        app.clock.advance(chrono::Duration::hours(2));
+        app.store
+            .store
+            .prune(&retention, app.clock.now())
+            .await
+            .unwrap();
+        assert_eq!(app.store.count(sessions).await, 0);
+        assert_eq!(audit_actions(&app, "console.login").await.len(), 3);
         app
     })
     .await;

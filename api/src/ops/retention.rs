@@ -100,6 +100,9 @@ fn partition_end(table: &str, name: &str) -> Option<DateTime<Utc>> {
     Some(Utc.from_utc_datetime(&end.and_hms_opt(0, 0, 0)?))
 }
 
+/// How long ended console sessions and old failed sign-ins are kept.
+const CONSOLE_KEPT: Duration = Duration::days(1);
+
 impl Store {
     /// Removes what `config` no longer keeps at `now`.
     pub async fn prune(
@@ -174,6 +177,20 @@ impl Store {
                 "installation_id, hour",
                 "hour < $1",
                 config.rollups,
+            ),
+            // What the console keeps of a sign-in is in the audit log; a session is
+            // useless a day past its end, and failures a day old no longer throttle.
+            (
+                "console_sessions",
+                "id_sha256",
+                "expires_at < $1",
+                CONSOLE_KEPT,
+            ),
+            (
+                "console_login_failures",
+                "subject",
+                "last_failed_at < $1",
+                CONSOLE_KEPT,
             ),
         ];
         for (table, key, condition, kept) in tables {
