@@ -264,6 +264,27 @@ async fn toggles_notices_alerts_mappings_and_flags_from_the_console() {
         let mappings = app.get("/api/v1/plugins/interop/mappings?source_platform=magento", &app.viewer).await;
         assert!(mappings.ok().to_string().contains("sales_order_payment_pay"), "{}", mappings.body);
         browser.get("/console/interop").await.assert_ok("sales_order_payment_pay");
+        browser
+            .get("/console/interop?edit_platform=magento&edit_event=sales_order_payment_pay")
+            .await
+            .assert_ok("Edit mapping magento sales_order_payment_pay");
+        let deactivated = browser
+            .post("/console/interop/mappings", &[("source_platform", "magento"), ("source_event_type", "sales_order_payment_pay"),
+                ("normalized_event_type", "payment.succeeded"),
+                ("field_mappings", r#"{"entity_id": "order_id", "grand_total": "amount", "order_currency_code": "currency"}"#),
+                ("is_active", "false")])
+            .await;
+        assert_eq!(deactivated.status, StatusCode::SEE_OTHER, "{}", deactivated.html);
+        let mappings = app.get("/api/v1/plugins/interop/mappings?source_platform=magento", &app.viewer).await;
+        let mapping = mappings.ok().as_array().unwrap().iter().find(|m| m["source_event_type"] == "sales_order_payment_pay").cloned().unwrap();
+        assert_eq!(mapping["is_active"], false, "{mapping}");
+
+        // The audit log, filtered; a service's health history, or 404 for an unknown one.
+        let audit = browser.get("/console/audit?actor_kind=ops_agent&action=alert.").await;
+        audit.assert_ok("alert.acknowledge");
+        assert!(!audit.html.contains("console.login<"), "filtered out: {}", audit.html);
+        browser.get("/console/health").await.assert_ok("Health");
+        assert_eq!(browser.get("/console/health?service=no-such-service").await.status, StatusCode::NOT_FOUND);
 
         // Flags: switch off from the list, back on, a percentage out of range refused.
         app.post("/api/platform/flags", &app.operator, &json!({"key": "slow_rollout", "type": "percentage", "percentage": 5})).await.ok();

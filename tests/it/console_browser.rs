@@ -385,6 +385,19 @@ async fn an_operator_works_the_console_in_a_real_browser() {
         browser.wait_for_text("new_checkout").await;
         browser.check_accessibility("flags").await;
 
+        // The other pages: each accessible, each saved.
+        for (page, text) in [
+            ("interop", "Mappings"),
+            ("alerts", "Alerts"),
+            ("health", "Health"),
+            ("outbox", "Dead letters"),
+        ] {
+            browser.go(&format!("/console/{page}")).await;
+            browser.wait_for_text(text).await;
+            browser.check_accessibility(page).await;
+            browser.screenshot(page).await;
+        }
+
         // Signing out; the back button then shows the sign-in page, not the console.
         browser.go("/console/fleet").await;
         browser.wait_for_text("keep-me").await;

@@ -290,3 +290,38 @@ async fn a_forward_waiting_in_the_outbox_is_the_interop_backlog() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_console_lists_dead_letters_and_retries_one() {
+    each_app_delivering(async |app, receiver| {
+        receiver.answer(&[(422, None)]);
+        enqueue(app, format!("{}/bad", receiver.base)).await;
+        assert_eq!(round(app).await.dead, 1);
+        let id = message(app, "dead").await[0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+
+        let mut viewer = crate::console::Browser::signed_in(app, "viewer@ops.test").await;
+        let page = viewer.get("/console/outbox").await;
+        page.assert_ok("/bad</code>");
+        assert!(
+            !page.html.contains("Retry"),
+            "a viewer gets no retry button"
+        );
+        let path = format!("/console/outbox/{id}/retry");
+        assert_eq!(viewer.post(&path, &[]).await.status, StatusCode::FORBIDDEN);
+
+        let mut operator = crate::console::Browser::signed_in(app, "operator@ops.test").await;
+        operator.get("/console/outbox").await.assert_ok("Retry");
+        let retried = operator.post(&path, &[]).await;
+        assert_eq!(retried.status, StatusCode::SEE_OTHER, "{}", retried.html);
+        assert_eq!(message(app, "pending").await[0]["id"], id.as_str());
+        assert_eq!(
+            operator.post(&path, &[]).await.status,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(round(app).await.delivered, 1);
+    })
+    .await;
+}
