@@ -214,15 +214,21 @@ pub async fn set_password(app: &TestApp, email: &str) {
         .unwrap());
 }
 
+/// The audit entries whose action starts with `prefix`, as the API filters them.
 async fn audit_actions(app: &TestApp, prefix: &str) -> Vec<Value> {
-    let page = app.get("/api/v1/audit?limit=500", &app.admin).await;
-    page.ok()
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|row| row["action"].as_str().unwrap().starts_with(prefix))
-        .cloned()
-        .collect()
+    let page = app
+        .get(
+            &format!("/api/v1/audit?limit=500&action={prefix}"),
+            &app.admin,
+        )
+        .await;
+    let rows = page.ok().as_array().unwrap().clone();
+    assert!(
+        rows.iter()
+            .all(|row| row["action"].as_str().unwrap().starts_with(prefix)),
+        "{rows:?}"
+    );
+    rows
 }
 
 #[tokio::test]

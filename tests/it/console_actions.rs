@@ -283,6 +283,12 @@ async fn toggles_notices_alerts_mappings_and_flags_from_the_console() {
         let audit = browser.get("/console/audit?actor_kind=ops_agent&action=alert.").await;
         audit.assert_ok("alert.acknowledge");
         assert!(!audit.html.contains("console.login<"), "filtered out: {}", audit.html);
+        // `_` in a prefix is a character, not a wildcard.
+        let none = browser.get("/console/audit?action=alert_").await;
+        none.assert_ok("No entry matches.");
+        let filtered = app.get("/api/v1/audit?target_type=ops_agent&actor_kind=ops_agent", &app.admin).await;
+        let rows = filtered.ok().as_array().unwrap();
+        assert!(!rows.is_empty() && rows.iter().all(|row| row["target_type"] == "ops_agent" && row["actor_kind"] == "ops_agent"), "{rows:?}");
         browser.get("/console/health").await.assert_ok("Health");
         assert_eq!(browser.get("/console/health?service=no-such-service").await.status, StatusCode::NOT_FOUND);
 

@@ -103,14 +103,48 @@ impl Store {
     }
 
     pub async fn audit_log(&self, limit: i64, offset: i64) -> Result<Vec<AuditEntry>, StoreError> {
+        self.audit_log_matching(&AuditFilter::default(), limit, offset)
+            .await
+    }
+
+    /// A page of the entries `filter` matches, newest first.
+    pub async fn audit_log_matching(
+        &self,
+        filter: &AuditFilter,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        // `action` is a prefix: the pattern's own wildcards are escaped.
+        let action = filter.action_prefix.as_ref().map(|prefix| {
+            let escaped = prefix
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            format!("{escaped}%")
+        });
         let rows = on_pool!(self, pool => sqlx::query_as::<_, AuditEntry>(
             "SELECT id, actor_kind, actor_id, action, target_type, target_id, details, request_id, at \
-             FROM audit_log ORDER BY at DESC, id DESC LIMIT $1 OFFSET $2",
+             FROM audit_log \
+             WHERE ($1 IS NULL OR actor_kind = $1) AND ($2 IS NULL OR action LIKE $2 ESCAPE '\\') \
+               AND ($3 IS NULL OR target_type = $3) \
+             ORDER BY at DESC, id DESC LIMIT $4 OFFSET $5",
         )
+        .bind(filter.actor_kind.as_deref())
+        .bind(action.as_deref())
+        .bind(filter.target_type.as_deref())
         .bind(limit)
         .bind(offset)
         .fetch_all(pool)
         .await?);
         Ok(rows)
     }
+}
+
+/// Which audit entries to read: each given field must match.
+#[derive(Clone, Debug, Default)]
+pub struct AuditFilter {
+    pub actor_kind: Option<String>,
+    /// The action starts with this (`flag.` is every flag change).
+    pub action_prefix: Option<String>,
+    pub target_type: Option<String>,
 }

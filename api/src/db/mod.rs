@@ -18,7 +18,7 @@ mod invalidation;
 mod writer;
 
 pub(crate) use audit::insert_audit;
-pub use audit::{AuditContext, AuditEntry};
+pub use audit::{AuditContext, AuditEntry, AuditFilter};
 pub(crate) use invalidation::notify;
 pub use invalidation::{Invalidation, InvalidationBus, INVALIDATION_CHANNEL};
 pub use writer::Batched;

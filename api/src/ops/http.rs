@@ -8,7 +8,7 @@ use crate::auth::{Ops, Permission};
 use crate::db::AuditEntry;
 use crate::error::{ApiError, ErrorEnvelope};
 use crate::extract::{uuid_param, QueryParams};
-use crate::http::page;
+use crate::http::{check_len, page};
 use crate::AppState;
 use axum::extract::{Path, State};
 use axum::http::header;
@@ -201,14 +201,38 @@ async fn jobs(
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-struct AuditQuery {
+pub(crate) struct AuditQuery {
+    /// Only entries of this actor kind (`ops_agent`, `console`, `cli`, `system`).
+    pub(crate) actor_kind: Option<String>,
+    /// Only entries whose action starts with this (`flag.` is every flag change).
+    pub(crate) action: Option<String>,
+    /// Only entries about this kind of target (`installation`, `flag`, `ops_agent`, …).
+    pub(crate) target_type: Option<String>,
     #[param(minimum = 1, maximum = 500)]
-    limit: Option<i64>,
+    pub(crate) limit: Option<i64>,
     #[param(minimum = 0)]
-    offset: Option<i64>,
+    pub(crate) offset: Option<i64>,
 }
 
-/// Who did what, when, with which request id; newest first.
+impl AuditQuery {
+    /// The filter, each field checked (at most 200 characters).
+    pub(crate) fn filter(&self) -> Result<crate::db::AuditFilter, ApiError> {
+        let field = |name: &str, value: &Option<String>| -> Result<Option<String>, ApiError> {
+            let value = value.as_deref().map(str::trim).filter(|v| !v.is_empty());
+            if let Some(value) = value {
+                check_len(name, value, 200)?;
+            }
+            Ok(value.map(str::to_owned))
+        };
+        Ok(crate::db::AuditFilter {
+            actor_kind: field("actor_kind", &self.actor_kind)?,
+            action_prefix: field("action", &self.action)?,
+            target_type: field("target_type", &self.target_type)?,
+        })
+    }
+}
+
+/// Who did what, when, with which request id; newest first, optionally filtered.
 #[utoipa::path(
     get,
     path = "/api/v1/audit",
@@ -224,5 +248,7 @@ async fn audit_log(
 ) -> Result<Json<Vec<AuditEntry>>, ApiError> {
     ops.require(Permission::AuditRead)?;
     let (limit, offset) = page(query.limit, query.offset)?;
-    Ok(Json(service.audit_log(limit, offset).await?))
+    Ok(Json(
+        service.audit_log(&query.filter()?, limit, offset).await?,
+    ))
 }

@@ -14,7 +14,7 @@ pub mod retention;
 mod store;
 
 pub use health::{spawn_checks, TIERS};
-pub(crate) use http::routes;
+pub(crate) use http::{routes, AuditQuery};
 pub use jobs::{AlertChannels, JobsConfig, Ran};
 pub(crate) use store::insert_alert;
 pub use store::*;
@@ -121,8 +121,13 @@ impl Service {
         Ok(self.store.job_runs().await?)
     }
 
-    pub async fn audit_log(&self, limit: i64, offset: i64) -> Result<Vec<AuditEntry>, ApiError> {
-        Ok(self.store.audit_log(limit, offset).await?)
+    pub async fn audit_log(
+        &self,
+        filter: &crate::db::AuditFilter,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<AuditEntry>, ApiError> {
+        Ok(self.store.audit_log_matching(filter, limit, offset).await?)
     }
 }
 

@@ -11,8 +11,7 @@ use crate::db::AuditEntry;
 use crate::delivery::outbox::{Breaker, BreakerState};
 use crate::delivery::{OutboxCounts, OutboxMessage};
 use crate::extract::uuid_param;
-use crate::http::check_len;
-use crate::ops::{HealthCheck, PlatformAlert, ServiceHealth, TIERS};
+use crate::ops::{AuditQuery, HealthCheck, PlatformAlert, ServiceHealth, TIERS};
 use crate::values::closed_set;
 use crate::AppState;
 use askama::Template;
@@ -37,10 +36,8 @@ pub(super) fn routes() -> Router<AppState> {
 
 /// Dead letters per page of the outbox.
 const DEAD_ROWS: i64 = 50;
-/// Audit entries the page reads (the most the JSON API gives at once) …
-const AUDIT_READ: i64 = 500;
-/// … and shows per page.
-const AUDIT_ROWS: usize = 50;
+/// Audit entries per page.
+const AUDIT_ROWS: i64 = 50;
 
 closed_set!(AlertStatus {
     Open = "open",
@@ -339,15 +336,6 @@ async fn retry(
     ))
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct AuditQuery {
-    actor_kind: Option<String>,
-    action: Option<String>,
-    target_type: Option<String>,
-    offset: Option<i64>,
-}
-
 /// An entry with its details as one line of JSON.
 struct AuditRow {
     entry: AuditEntry,
@@ -362,34 +350,15 @@ struct AuditPage {
     actor_kind: String,
     action: String,
     target_type: String,
-    actor_kinds: Vec<String>,
-    target_types: Vec<String>,
-    matched: usize,
-    first: usize,
-    last: usize,
-    read: usize,
+    first: i64,
+    last: i64,
     newer: Option<String>,
     older: Option<String>,
 }
 
-/// The distinct values of one column among the entries read, sorted, with the filter's
-/// own value kept even when nothing read has it (the select still shows what was asked).
-fn choices<'a>(values: impl Iterator<Item = &'a str>, selected: &str) -> Vec<String> {
-    let mut choices: Vec<String> = values.map(str::to_owned).collect();
-    if !selected.is_empty() {
-        choices.push(selected.to_owned());
-    }
-    choices.sort();
-    choices.dedup();
-    choices
-}
-
-/// `GET /console/audit`: the audit log as `GET /api/v1/audit` gives it, newest first.
-/// The store has no filtered read of the audit log, so the page reads the newest 500
-/// entries (`audit_log(500, 0)`, the API's largest page) and applies `actor_kind`,
-/// `action` (a prefix: `flag.` is every flag change) and `target_type` to those in Rust;
-/// `offset` pages through the matches, 50 at a time. Older entries are the JSON API's
-/// (`limit`/`offset`).
+/// `GET /console/audit`: the audit log as `GET /api/v1/audit` gives it, newest first, with
+/// the same filters (`actor_kind`, `action` as a prefix, `target_type`) applied by the
+/// store, and `offset` pages of 50.
 async fn audit(
     State(state): State<AppState>,
     agent: Agent,
@@ -397,80 +366,51 @@ async fn audit(
 ) -> Result<Response, ConsoleError> {
     agent.ops.require(Permission::AuditRead)?;
     let request: AuditQuery = query(&uri)?;
-    for (field, value) in [
-        ("actor_kind", &request.actor_kind),
-        ("action", &request.action),
-        ("target_type", &request.target_type),
-    ] {
-        if let Some(value) = value {
-            check_len(field, value, 200)?;
-        }
-    }
-    let (_, offset) = crate::http::page(Some(AUDIT_ROWS as i64), request.offset)?;
-    let offset = usize::try_from(offset).unwrap_or(usize::MAX);
-    let entries = state.ops.audit_log(AUDIT_READ, 0).await?;
-    let read = entries.len();
-    let actor_kind = request.actor_kind.unwrap_or_default();
-    let action = request.action.unwrap_or_default();
-    let target_type = request.target_type.unwrap_or_default();
-    let actor_kinds = choices(entries.iter().map(|e| e.actor_kind.as_str()), &actor_kind);
-    let target_types = choices(entries.iter().map(|e| e.target_type.as_str()), &target_type);
-    let matching: Vec<AuditEntry> = entries
-        .into_iter()
-        .filter(|e| actor_kind.is_empty() || e.actor_kind == actor_kind)
-        .filter(|e| e.action.starts_with(action.as_str()))
-        .filter(|e| target_type.is_empty() || e.target_type == target_type)
-        .collect();
-    let matched = matching.len();
-    let rows: Vec<AuditRow> = matching
-        .into_iter()
-        .skip(offset)
-        .take(AUDIT_ROWS)
-        .map(|entry| AuditRow {
-            details: serde_json::to_string(&entry.details.0).expect("JSON"),
-            entry,
-        })
-        .collect();
-    let link = |offset: usize| {
+    let filter = request.filter()?;
+    let (limit, offset) = crate::http::page(request.limit.or(Some(AUDIT_ROWS)), request.offset)?;
+    // One more than shown says whether an older page exists.
+    let mut entries = state.ops.audit_log(&filter, limit + 1, offset).await?;
+    let has_older = entries.len() as i64 > limit;
+    entries.truncate(limit as usize);
+    let link = |offset: i64| {
         let mut link = form_urlencoded::Serializer::new(String::new());
         for (name, value) in [
-            ("actor_kind", &actor_kind),
-            ("action", &action),
-            ("target_type", &target_type),
+            ("actor_kind", &filter.actor_kind),
+            ("action", &filter.action_prefix),
+            ("target_type", &filter.target_type),
         ] {
-            if !value.is_empty() {
+            if let Some(value) = value {
                 link.append_pair(name, value);
             }
+        }
+        if limit != AUDIT_ROWS {
+            link.append_pair("limit", &limit.to_string());
         }
         if offset > 0 {
             link.append_pair("offset", &offset.to_string());
         }
-        let link = link.finish();
-        if link.is_empty() {
-            "/console/audit".to_owned()
-        } else {
-            format!("/console/audit?{link}")
-        }
+        format!("/console/audit?{}", link.finish())
     };
-    let newer = (offset > 0).then(|| link(offset.saturating_sub(AUDIT_ROWS)));
-    let older = (offset.saturating_add(AUDIT_ROWS) < matched).then(|| link(offset + AUDIT_ROWS));
+    let shown = entries.len() as i64;
     page(
         &state,
         &agent,
         &AuditPage {
             layout: Layout::new(&agent, "audit", "Audit log"),
-            first: if rows.is_empty() { 0 } else { offset + 1 },
-            last: offset.saturating_add(rows.len()),
-            rows,
-            actor_kind,
-            action,
-            target_type,
-            actor_kinds,
-            target_types,
-            matched,
-            read,
-            newer,
-            older,
+            first: if shown == 0 { 0 } else { offset + 1 },
+            last: offset + shown,
+            newer: (offset > 0).then(|| link((offset - limit).max(0))),
+            older: has_older.then(|| link(offset + limit)),
+            rows: entries
+                .into_iter()
+                .map(|entry| AuditRow {
+                    details: serde_json::to_string(&entry.details.0).expect("JSON"),
+                    entry,
+                })
+                .collect(),
+            actor_kind: filter.actor_kind.clone().unwrap_or_default(),
+            action: filter.action_prefix.clone().unwrap_or_default(),
+            target_type: filter.target_type.clone().unwrap_or_default(),
         },
     )
 }
