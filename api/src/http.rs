@@ -139,8 +139,14 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn not_found() -> ApiError {
-    ApiError::NotFound { what: "route" }
+/// No route: the console's HTML page under `/console/` (a person followed a link), the
+/// JSON error everywhere else.
+async fn not_found(uri: axum::http::Uri) -> Response {
+    if uri.path().starts_with("/console/") {
+        crate::console::ConsoleError::NotFound("page").into_response()
+    } else {
+        ApiError::NotFound { what: "route" }.into_response()
+    }
 }
 
 async fn method_not_allowed() -> ApiError {

@@ -769,6 +769,9 @@ async fn blocking_from_the_fleet_page_reaches_the_next_heartbeat_and_is_audited(
             .get(&format!("/console/installs/{}", Uuid::now_v7()))
             .await;
         assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+        let nowhere = browser.get("/console/nowhere").await;
+        assert_eq!(nowhere.status, StatusCode::NOT_FOUND);
+        assert!(nowhere.html.contains("page not found"), "{}", nowhere.html);
         let bad = browser.get("/console/fleet?status=sideways").await;
         assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
         assert!(bad.html.contains("<code>status</code>"), "{}", bad.html);
