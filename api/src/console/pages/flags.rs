@@ -357,11 +357,7 @@ async fn create(
     }
     let definition: FlagDefinition = parse_json(&serde_json::to_vec(&object).expect("JSON"))?;
     state.flags.create(definition, &agent.ops.audit()).await?;
-    Ok(done(
-        &state,
-        &flag_path(&key),
-        &format!("Flag {key} created."),
-    ))
+    Ok(changed(&state, &key, &format!("Flag {key} created.")))
 }
 
 /// `POST /console/flags/{key}/edit`: the editor's fields and `archived` (a checkbox),
@@ -373,8 +369,7 @@ async fn edit(
     Path(key): Path<String>,
     fields: Fields,
 ) -> Result<Response, ConsoleError> {
-    agent.ops.require(Permission::FlagsWrite)?;
-    flag_key(&key)?;
+    may_change(&agent, &key)?;
     let mut patch = editor_fields(&fields)?;
     patch.push((
         "archived",
@@ -397,11 +392,7 @@ async fn edit(
             parse_json(&serde_json::to_vec(&merged).expect("JSON"))
         })
         .await?;
-    Ok(done(
-        &state,
-        &flag_path(&key),
-        &format!("Flag {key} saved."),
-    ))
+    Ok(changed(&state, &key, &format!("Flag {key} saved.")))
 }
 
 /// A step of a plan as the form shows it.
@@ -536,6 +527,17 @@ async fn show(
     )
 }
 
+/// What every change of a flag checks first: the permission, and a key the API takes.
+fn may_change(agent: &Agent, key: &str) -> Result<(), ConsoleError> {
+    agent.ops.require(Permission::FlagsWrite)?;
+    Ok(flag_key(key)?)
+}
+
+/// After a change: back to the flag's page with `message`.
+fn changed(state: &AppState, key: &str, message: &str) -> Response {
+    done(state, &flag_path(key), message)
+}
+
 /// The flag's page; a key outside ASCII is percent-encoded for the `Location` header.
 fn flag_path(key: &str) -> String {
     let key = percent_encoding::utf8_percent_encode(key, percent_encoding::CONTROLS);
@@ -549,8 +551,7 @@ async fn switch(
     Path(key): Path<String>,
     fields: Fields,
 ) -> Result<Response, ConsoleError> {
-    agent.ops.require(Permission::FlagsWrite)?;
-    flag_key(&key)?;
+    may_change(&agent, &key)?;
     let enabled = match fields.required("enabled")? {
         "true" => true,
         "false" => false,
@@ -578,8 +579,7 @@ async fn kill(
     Path(key): Path<String>,
     fields: Fields,
 ) -> Result<Response, ConsoleError> {
-    agent.ops.require(Permission::FlagsWrite)?;
-    flag_key(&key)?;
+    may_change(&agent, &key)?;
     let reason = check_reason(fields.required("reason")?)?;
     if fields.text("confirm") != Some(key.as_str()) {
         return Err(ApiError::invalid("confirm", "type the flag's key to confirm the kill").into());
@@ -594,9 +594,9 @@ async fn kill(
             })
         })
         .await?;
-    Ok(done(
+    Ok(changed(
         &state,
-        &flag_path(&key),
+        &key,
         &format!("Flag {key} killed: every caller gets its default."),
     ))
 }
@@ -608,8 +608,7 @@ async fn percentage(
     Path(key): Path<String>,
     fields: Fields,
 ) -> Result<Response, ConsoleError> {
-    agent.ops.require(Permission::FlagsWrite)?;
-    flag_key(&key)?;
+    may_change(&agent, &key)?;
     let percentage: u32 = fields
         .parsed("percentage", "an integer from 0 to 100")?
         .ok_or_else(|| ApiError::invalid("percentage", "is required"))?;
@@ -625,9 +624,9 @@ async fn percentage(
             })
         })
         .await?;
-    Ok(done(
+    Ok(changed(
         &state,
-        &flag_path(&key),
+        &key,
         &format!("Flag {key} rolled out to {percentage} %."),
     ))
 }
@@ -650,8 +649,7 @@ async fn set_override(
     Path(key): Path<String>,
     fields: Fields,
 ) -> Result<Response, ConsoleError> {
-    agent.ops.require(Permission::FlagsWrite)?;
-    flag_key(&key)?;
+    may_change(&agent, &key)?;
     let scope = scope(&fields)?;
     let target = fields
         .text("target")
@@ -674,9 +672,9 @@ async fn set_override(
         .flags
         .set_override(entry, &reason, &agent.ops.audit())
         .await?;
-    Ok(done(
+    Ok(changed(
         &state,
-        &flag_path(&key),
+        &key,
         &format!("Override for {} {target} set.", scope.as_str()),
     ))
 }
@@ -688,17 +686,16 @@ async fn delete_override(
     Path(key): Path<String>,
     fields: Fields,
 ) -> Result<Response, ConsoleError> {
-    agent.ops.require(Permission::FlagsWrite)?;
-    flag_key(&key)?;
+    may_change(&agent, &key)?;
     let scope = scope(&fields)?;
     let target = fields.required("target")?;
     state
         .flags
         .delete_override(&key, scope, target, &agent.ops.audit())
         .await?;
-    Ok(done(
+    Ok(changed(
         &state,
-        &flag_path(&key),
+        &key,
         &format!("Override for {} {target} removed.", scope.as_str()),
     ))
 }
@@ -770,8 +767,7 @@ async fn create_rollout(
     Path(key): Path<String>,
     fields: Fields,
 ) -> Result<Response, ConsoleError> {
-    agent.ops.require(Permission::FlagsWrite)?;
-    flag_key(&key)?;
+    may_change(&agent, &key)?;
     let steps = steps(fields.text("steps").unwrap_or(""))?;
     check_steps(&steps).map_err(|error| ApiError::invalid(error.field, error.message))?;
     let threshold: f64 = fields
@@ -798,9 +794,9 @@ async fn create_rollout(
         min_outcomes,
     };
     state.flags.create_rollout(plan, &agent.ops.audit()).await?;
-    Ok(done(
+    Ok(changed(
         &state,
-        &flag_path(&key),
+        &key,
         &format!("Rollout plan started: flag {key} is at {first} %."),
     ))
 }
@@ -813,17 +809,16 @@ async fn cancel_rollout(
     Path((key, id)): Path<(String, String)>,
     fields: Fields,
 ) -> Result<Response, ConsoleError> {
-    agent.ops.require(Permission::FlagsWrite)?;
-    flag_key(&key)?;
+    may_change(&agent, &key)?;
     let id = uuid_param("id", &id)?;
     let reason = check_reason(fields.text("reason").unwrap_or(""))?;
     state
         .flags
         .cancel_rollout(&key, id, reason, &agent.ops.audit())
         .await?;
-    Ok(done(
+    Ok(changed(
         &state,
-        &flag_path(&key),
+        &key,
         &format!("Rollout plan of flag {key} cancelled."),
     ))
 }
