@@ -52,6 +52,7 @@ struct ErrorPage<'a> {
     reason: &'a str,
     message: &'a str,
     field: Option<&'a str>,
+    stylesheet: String,
 }
 
 impl IntoResponse for ConsoleError {
@@ -101,6 +102,7 @@ impl IntoResponse for ConsoleError {
             reason: status.canonical_reason().unwrap_or("Error"),
             message: &message,
             field: field.as_deref(),
+            stylesheet: super::assets::ASSETS.stylesheet.url(),
         };
         let body = page
             .render()
