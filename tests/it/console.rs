@@ -260,6 +260,19 @@ async fn signing_in_sets_a_hardened_cookie_and_stores_only_its_hash() {
             assert!(browser.cookie("autoheal_session").is_none());
         }
 
+        let long = format!("{}@ops.test", "a".repeat(300));
+        let too_long = browser
+            .post(
+                "/console/login",
+                &[("email", &long), ("password", PASSWORD)],
+            )
+            .await;
+        assert_eq!(too_long.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(
+            too_long.html.contains("<code>email</code>"),
+            "{}",
+            too_long.html
+        );
         let wrong = browser
             .post(
                 "/console/login",

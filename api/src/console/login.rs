@@ -119,6 +119,8 @@ async fn sign_in(
 ) -> Result<Response, ConsoleError> {
     let config = &state.config.console;
     let email = fields.text("email").unwrap_or("");
+    // An address is at most 254 characters; a longer one would only fill the audit log.
+    crate::http::check_len("email", email, 254)?;
     let password = fields.raw("password").unwrap_or("");
     let now = state.clock.now();
     let mut subjects = vec![format!("email:{}", email.to_lowercase())];
