@@ -30,6 +30,10 @@ async fn the_healing_review_checks_an_edit_by_dry_run_before_it_is_accepted() {
         let install = app.heartbeat(woo("https://review.example")).await;
         let first = pending_detection(&app, install).await;
         let mut browser = Browser::signed_in(&app, "operator@ops.test").await;
+        browser
+            .get("/console/overview/figures")
+            .await
+            .assert_ok("Healing queue: 1 waiting for review");
         let page = browser.get(&format!("/console/healing/{first}")).await;
         page.assert_ok("Decision trace");
         assert!(page.html.contains("Approve") && page.html.contains("Reject"));

@@ -1024,6 +1024,14 @@ impl Service {
         Ok(Some((alert, messages)))
     }
 
+    /// How many logs wait for Ops' review, counted up to `cap`.
+    pub async fn queue_length(&self, cap: i64) -> Result<i64, ApiError> {
+        Ok(self
+            .store
+            .count_healing_logs(HealingStatus::PendingReview, cap)
+            .await?)
+    }
+
     /// An install's commands, newest first (those of one log, when given), each with the
     /// plugin's ack.
     pub async fn commands_of(

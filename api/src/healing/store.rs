@@ -1448,6 +1448,22 @@ impl Store {
         )
     }
 
+    /// How many logs are `status`, counted up to `cap` (the status index, no rows read).
+    pub async fn count_healing_logs(
+        &self,
+        status: HealingStatus,
+        cap: i64,
+    ) -> Result<i64, StoreError> {
+        Ok(on_pool!(self, pool => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM \
+             (SELECT 1 AS one FROM plugin_auto_healing_logs WHERE status = $1 LIMIT $2) capped",
+        )
+        .bind(status)
+        .bind(cap)
+        .fetch_one(pool)
+        .await)?)
+    }
+
     /// Seed 001's stats over the logs created since `since` (see [`HealingStats`]);
     /// `total_patches` counts the logs that got a patch to queue, whatever became of it.
     pub async fn healing_stats(&self, since: DateTime<Utc>) -> Result<HealingStats, StoreError> {

@@ -16,7 +16,7 @@ use axum::response::IntoResponse;
 use axum::Json;
 use serde::Deserialize;
 use std::sync::Arc;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -60,13 +60,14 @@ struct AlertsQuery {
     status: Option<AlertStatus>,
 }
 
-#[derive(Clone, Copy, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-enum AlertStatus {
-    Open,
-    Acknowledged,
-    Resolved,
-}
+crate::values::closed_set!(
+    /// An alert's status, as the alert list filters by it.
+    AlertStatus {
+        Open = "open",
+        Acknowledged = "acknowledged",
+        Resolved = "resolved",
+    }
+);
 
 /// The alerts, newest first.
 #[utoipa::path(
@@ -83,12 +84,11 @@ async fn alerts(
     QueryParams(query): QueryParams<AlertsQuery>,
 ) -> Result<Json<Vec<PlatformAlert>>, ApiError> {
     ops.require(Permission::PluginsRead)?;
-    let status = query.status.map(|status| match status {
-        AlertStatus::Open => "open",
-        AlertStatus::Acknowledged => "acknowledged",
-        AlertStatus::Resolved => "resolved",
-    });
-    Ok(Json(service.alerts(status).await?))
+    Ok(Json(
+        service
+            .alerts(query.status.map(AlertStatus::as_str))
+            .await?,
+    ))
 }
 
 async fn move_alert(

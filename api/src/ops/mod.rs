@@ -14,7 +14,7 @@ pub mod retention;
 mod store;
 
 pub use health::{spawn_checks, TIERS};
-pub(crate) use http::{routes, AuditQuery};
+pub(crate) use http::{routes, AlertStatus, AuditQuery};
 pub use jobs::{AlertChannels, JobsConfig, Ran};
 pub(crate) use store::insert_alert;
 pub use store::*;

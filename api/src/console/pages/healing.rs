@@ -13,7 +13,8 @@ use crate::extract::uuid_param;
 use crate::healing::patches::RegistryStatus;
 use crate::healing::status_filter;
 use crate::healing::{
-    BreakerScope, Command, HealingLog, HealingLogFilter, HealingStats, HealingStatus, RuleBreaker,
+    BreakerScope, Command, HealingLog, HealingLogFilter, HealingStats, HealingStatus,
+    IssueSeverity, RuleBreaker,
 };
 use crate::http::{check_len, check_reason, days_ago};
 use crate::rules::RulesStatus;
@@ -41,13 +42,12 @@ pub(super) fn routes() -> Router<AppState> {
 }
 
 const LOG_ROWS: i64 = 100;
-const SEVERITIES: [&str; 4] = ["low", "medium", "high", "critical"];
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct LogsQuery {
     status: Option<String>,
-    issue_severity: Option<String>,
+    issue_severity: Option<IssueSeverity>,
     cms: Option<Platform>,
     rule: Option<String>,
     days: Option<i64>,
@@ -63,12 +63,12 @@ struct HealingPage {
     registry: RegistryStatus,
     rules: RulesStatus,
     status: String,
-    issue_severity: String,
+    issue_severity: &'static str,
     cms: &'static str,
     rule: String,
     days: String,
     statuses: &'static [HealingStatus],
-    severities: [&'static str; 4],
+    severities: &'static [IssueSeverity],
     platforms: [Platform; 5],
     can_review: bool,
     can_reload: bool,
@@ -82,22 +82,13 @@ async fn overview(
     agent.ops.require(Permission::PluginsRead)?;
     let request: LogsQuery = query(&uri)?;
     let status = request.status.as_deref().map(status_filter).transpose()?;
-    if let Some(severity) = &request.issue_severity {
-        if !SEVERITIES.contains(&severity.as_str()) {
-            return Err(ApiError::invalid(
-                "issue_severity",
-                format!("must be one of {}", SEVERITIES.join(", ")),
-            )
-            .into());
-        }
-    }
     if let Some(rule) = &request.rule {
         check_len("rule", rule, 200)?;
     }
     let now = state.clock.now();
     let filter = HealingLogFilter {
         status,
-        issue_severity: request.issue_severity.clone(),
+        issue_severity: request.issue_severity.map(|s| s.as_str().to_owned()),
         cms: request.cms.map(|cms| cms.as_str().to_owned()),
         plugin_id: None,
         rule_name: request.rule.clone(),
@@ -122,12 +113,12 @@ async fn overview(
             registry: state.healing.registry(),
             rules: state.rules_admin.status(),
             status: status.map_or("", HealingStatus::as_str).to_owned(),
-            issue_severity: request.issue_severity.unwrap_or_default(),
+            issue_severity: request.issue_severity.map_or("", IssueSeverity::as_str),
             cms: request.cms.map_or("", Platform::as_str),
             rule: request.rule.unwrap_or_default(),
             days: request.days.map(|d| d.to_string()).unwrap_or_default(),
             statuses: &HealingStatus::ALL,
-            severities: SEVERITIES,
+            severities: IssueSeverity::ALL,
             platforms: Platform::ALL,
             can_review: agent.ops.role.grants(Permission::AutohealApprove),
             can_reload: agent.ops.role.grants(Permission::RulesReload),

@@ -11,8 +11,7 @@ use crate::db::AuditEntry;
 use crate::delivery::outbox::{Breaker, BreakerState};
 use crate::delivery::{OutboxCounts, OutboxMessage};
 use crate::extract::uuid_param;
-use crate::ops::{AuditQuery, HealthCheck, PlatformAlert, ServiceHealth, TIERS};
-use crate::values::closed_set;
+use crate::ops::{AlertStatus, AuditQuery, HealthCheck, PlatformAlert, ServiceHealth, TIERS};
 use crate::AppState;
 use askama::Template;
 use axum::extract::{Path, State};
@@ -38,12 +37,6 @@ pub(super) fn routes() -> Router<AppState> {
 const DEAD_ROWS: i64 = 50;
 /// Audit entries per page.
 const AUDIT_ROWS: i64 = 50;
-
-closed_set!(AlertStatus {
-    Open = "open",
-    Acknowledged = "acknowledged",
-    Resolved = "resolved",
-});
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]

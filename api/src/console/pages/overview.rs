@@ -8,7 +8,6 @@ use super::charts::{line_chart, Series};
 use super::percent;
 use crate::auth::Permission;
 use crate::fleet::CmsCount;
-use crate::healing::{HealingLogFilter, HealingStatus};
 use crate::ops::PlatformAlert;
 use crate::AppState;
 use askama::Template;
@@ -77,20 +76,7 @@ async fn read_figures(state: &AppState) -> Result<Figures, ConsoleError> {
     let since = (now - chrono::TimeDelta::days(TREND_DAYS - 1)).date_naive();
     let days = state.fleet.trends(since).await?;
     let alerts = state.ops.alerts(Some("open")).await?;
-    let pending = state
-        .healing
-        .logs(&HealingLogFilter {
-            status: Some(HealingStatus::PendingReview),
-            issue_severity: None,
-            cms: None,
-            plugin_id: None,
-            rule_name: None,
-            since: None,
-            limit: QUEUE_COUNTED + 1,
-            offset: 0,
-        })
-        .await?
-        .len() as i64;
+    let pending = state.healing.queue_length(QUEUE_COUNTED + 1).await?;
     let queue = if pending > QUEUE_COUNTED {
         format!("{QUEUE_COUNTED}+")
     } else {
