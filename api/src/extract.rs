@@ -180,19 +180,22 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
-        let query = parts.uri.query().unwrap_or("");
-        // PostgreSQL can neither store nor compare text with a NUL in it.
-        if let Some((name, _)) = form_urlencoded::parse(query.as_bytes())
-            .find(|(name, value)| name.contains('\0') || value.contains('\0'))
-        {
-            return Err(ApiError::invalid(name.replace('\0', "\\0"), NUL_REFUSED));
-        }
-        let deserializer =
-            serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
-        serde_path_to_error::deserialize(deserializer)
-            .map(QueryParams)
-            .map_err(|error| field_error(&error.path().to_string(), &error.inner().to_string()))
+        parse_query(parts.uri.query().unwrap_or("")).map(QueryParams)
     }
+}
+
+/// A query string as `T`; a NUL, or a value `T` does not take, is a 422 naming the field.
+pub(crate) fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+    // PostgreSQL can neither store nor compare text with a NUL in it.
+    if let Some((name, _)) = form_urlencoded::parse(query.as_bytes())
+        .find(|(name, value)| name.contains('\0') || value.contains('\0'))
+    {
+        return Err(ApiError::invalid(name.replace('\0', "\\0"), NUL_REFUSED));
+    }
+    let deserializer =
+        serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+    serde_path_to_error::deserialize(deserializer)
+        .map_err(|error| field_error(&error.path().to_string(), &error.inner().to_string()))
 }
 
 /// Builds the 422 for a deserialization failure. serde reports a missing or

@@ -4,7 +4,7 @@
 use super::error::ConsoleError;
 use super::session::{csrf_matches, CSRF_FIELD, CSRF_HEADER};
 use crate::error::ApiError;
-use crate::extract::{BodyLimit, NUL_REFUSED};
+use crate::extract::{parse_query, BodyLimit, NUL_REFUSED};
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Request};
 
@@ -116,36 +116,15 @@ impl Fields {
     }
 }
 
-/// The query string of a console page as `T`: blank fields (a filter form's "any") are
-/// left out, and a value `T` does not take names its field.
+/// The query string of a console page as `T`, as the API reads one, but for blank fields
+/// (a filter form's "any"), which are left out.
 pub fn query<T: serde::de::DeserializeOwned>(uri: &axum::http::Uri) -> Result<T, ConsoleError> {
     let raw = uri.query().unwrap_or("");
     let mut kept = form_urlencoded::Serializer::new(String::new());
     for (key, value) in form_urlencoded::parse(raw.as_bytes()) {
-        if value.contains('\0') || key.contains('\0') {
-            return Err(ApiError::invalid(key.replace('\0', ""), NUL_REFUSED).into());
-        }
         if !value.trim().is_empty() {
             kept.append_pair(&key, value.trim());
         }
     }
-    let kept = kept.finish();
-    let deserializer = serde_urlencoded::Deserializer::new(form_urlencoded::parse(kept.as_bytes()));
-    serde_path_to_error::deserialize(deserializer).map_err(|error| {
-        let field = error.path().to_string();
-        let message = error.into_inner().to_string();
-        let (field, message) = match field.as_str() {
-            "." => unknown_field(&message).map_or(("query".to_owned(), message.clone()), |f| {
-                (f, message.clone())
-            }),
-            _ => (field, message),
-        };
-        ApiError::invalid(field, message).into()
-    })
-}
-
-/// The field serde names in "unknown field `x`, expected …".
-fn unknown_field(message: &str) -> Option<String> {
-    let rest = message.strip_prefix("unknown field `")?;
-    Some(rest.split('`').next()?.to_owned())
+    Ok(parse_query(&kept.finish())?)
 }

@@ -292,11 +292,8 @@ fn toggle_key(text: &str) -> Result<ToggleKey, ConsoleError> {
         .into_iter()
         .find(|key| key.as_str() == text)
         .ok_or_else(|| {
-            ApiError::invalid(
-                "toggle_key",
-                "must be one of block_plugin, force_update, enable_debug, rate_limit",
-            )
-            .into()
+            let keys: Vec<&str> = ToggleKey::ALL.iter().map(|key| key.as_str()).collect();
+            ApiError::invalid("toggle_key", format!("must be one of {}", keys.join(", "))).into()
         })
 }
 
