@@ -10,8 +10,8 @@ pub use cache::{AuthCache, CREDENTIAL_CHANGES_POLL, LAST_USED_FLUSH};
 pub(crate) use http::routes;
 pub use http::{rotation_grace, MAX_ROTATION_GRACE_SECS};
 pub use store::{
-    hash_secret, Authenticated, Credential, CredentialKind, CredentialStatus, NewSecret, Principal,
-    Role, CREDENTIALS_TOPIC,
+    hash_secret, random_secret, Authenticated, Credential, CredentialKind, CredentialStatus,
+    NewSecret, Principal, Role, CREDENTIALS_TOPIC,
 };
 
 use crate::db::AuditContext;

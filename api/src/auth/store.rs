@@ -80,9 +80,14 @@ pub fn hash_secret(secret: &str) -> String {
 }
 
 fn mint(prefix: &str) -> String {
+    format!("{prefix}_{}", random_secret())
+}
+
+/// 256 random bits in hex: the body of every secret (credentials, console sessions).
+pub fn random_secret() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
-    format!("{prefix}_{}", hex::encode(bytes))
+    hex::encode(bytes)
 }
 
 /// The kinds of credential, as `--kind` and the API name them.

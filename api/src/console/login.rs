@@ -5,12 +5,12 @@
 use super::error::ConsoleError;
 use super::form::Fields;
 use super::session::{
-    self, clear_cookie, cookie, csrf_token, locked_until, new_secret, set_cookie, verify_nothing,
+    self, clear_cookie, cookie, csrf_token, locked_until, set_cookie, verify_nothing,
     verify_password, Agent, LOGIN_COOKIE, SESSION_COOKIE,
 };
 use super::store::Origin;
 use super::{assets, ConsoleConfig};
-use crate::auth::hash_secret;
+use crate::auth::{hash_secret, random_secret};
 use crate::db::AuditContext;
 use crate::wire::Peer;
 use crate::AppState;
@@ -57,7 +57,7 @@ fn login_page(
 ) -> Result<Response, ConsoleError> {
     let (secret, fresh) = match cookie(headers, LOGIN_COOKIE) {
         Some(secret) => (secret.to_owned(), false),
-        None => (new_secret(), true),
+        None => (random_secret(), true),
     };
     let page = LoginPage {
         csrf: csrf_token(&secret),
@@ -188,7 +188,7 @@ async fn sign_in(
             Some(WRONG.to_owned()),
         );
     };
-    let secret = new_secret();
+    let secret = random_secret();
     let audit = AuditContext {
         actor_kind: "ops_agent",
         actor_id: Some(candidate.agent_id),

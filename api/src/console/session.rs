@@ -88,13 +88,6 @@ pub fn verify_nothing(password: &str) {
     let _ = verify_password(password, &DECOY);
 }
 
-/// A new random secret for a cookie (a session id, the login cookie).
-pub fn new_secret() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    hex::encode(bytes)
-}
-
 /// The CSRF token that goes with a cookie's secret.
 pub fn csrf_token(cookie_secret: &str) -> String {
     let mut digest = Sha256::new();
