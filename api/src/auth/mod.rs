@@ -105,9 +105,10 @@ async fn principal(parts: &Parts, state: &AppState) -> Result<Principal, ApiErro
     Ok(state.auth.principal(secret).await?.principal)
 }
 
-fn request_id(parts: &Parts) -> Option<String> {
-    parts
-        .headers
+/// The request's id (`x-request-id`, set by the middleware when the client sent none), for
+/// the audit log.
+pub(crate) fn request_id(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
         .get("x-request-id")
         .and_then(|value| value.to_str().ok())
         .map(str::to_owned)
@@ -184,7 +185,7 @@ impl FromRequestParts<AppState> for Ops {
             Principal::Ops { agent_id, role } => Ok(Self {
                 agent_id,
                 role,
-                request_id: request_id(parts),
+                request_id: request_id(&parts.headers),
             }),
             _ => Err(ApiError::forbidden(
                 "this endpoint needs an Ops agent token",

@@ -130,10 +130,7 @@ async fn sign_in(
     let audit = AuditContext {
         actor_kind: "console",
         actor_id: None,
-        request_id: headers
-            .get("x-request-id")
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_owned),
+        request_id: crate::auth::request_id(&headers),
     };
     let details =
         |reason: &str| json!({ "email": email, "address": origin.address, "reason": reason });

@@ -201,11 +201,7 @@ impl FromRequestParts<AppState> for Agent {
             ops: Ops {
                 agent_id: session.agent_id,
                 role: session.role,
-                request_id: parts
-                    .headers
-                    .get("x-request-id")
-                    .and_then(|value| value.to_str().ok())
-                    .map(str::to_owned),
+                request_id: crate::auth::request_id(&parts.headers),
             },
             email: session.email,
             csrf: csrf_token(secret),
