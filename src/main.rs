@@ -7,9 +7,10 @@ use api::db::{Store, StoreOptions};
 use api::delivery::{NotificationConfig, Outbox, OutboxConfig};
 use api::flags::FlagsConfig;
 use api::healing::patches::PatchRegistry;
-use api::healing::HealingConfig;
+use api::healing::{DetectorConfig, HealingConfig};
 use api::interop::InteropConfig;
-use api::ops::retention::RetentionConfig;
+use api::logs::LogsConfig;
+use api::ops::retention::{LogRetention, RetentionConfig};
 use api::ops::{AlertChannels, JobsConfig};
 use api::quotas::QuotaConfig;
 use api::rules::Rules;
@@ -165,6 +166,27 @@ enum RulesCommand {
     Test {
         #[arg(default_value = "./rules")]
         dir: PathBuf,
+    },
+    /// Decide the detections stored since --since again with the rules under --rules, and
+    /// print per detection what the rules decided then and what these decide now, with a
+    /// summary. Decisions only: the rule match, confidence thresholds and auto_apply of the
+    /// rules; flags, breakers and dry runs are not replayed, and nothing is written.
+    Replay {
+        #[arg(long, default_value = "./rules")]
+        rules: PathBuf,
+        /// The oldest detections replayed: a duration before now (30m, 12h, 7d) or an RFC
+        /// 3339 time.
+        #[arg(long, default_value = api::rules::replay::DEFAULT_SINCE)]
+        since: String,
+        /// The most detections replayed, newest first.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100_000), default_value_t = 10_000)]
+        limit: u64,
+        /// Global auto-apply threshold, in percent (as `serve` reads it).
+        #[arg(long, env = "AUTOHEAL_AUTO_APPLY_THRESHOLD", value_parser = percent, default_value_t = HealingConfig::default().global_threshold)]
+        threshold: f64,
+        /// Print the report as JSON (as POST /api/v1/rules/replay answers).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -411,6 +433,36 @@ struct ServeArgs {
     /// The hourly event rollups (error rates, trends) are kept this many days (at least as long as any event).
     #[arg(long, env = "AUTOHEAL_RETAIN_ROLLUPS_DAYS", value_parser = clap::value_parser!(i64).range(1..=3650), default_value_t = RetentionConfig::default().rollups.num_days())]
     retain_rollups_days: i64,
+    /// Platform log entries of level error are kept this many days.
+    #[arg(long, env = "AUTOHEAL_LOG_RETENTION_ERROR_DAYS", value_parser = clap::value_parser!(i64).range(1..=3650), default_value_t = LogRetention::default().error.num_days())]
+    log_retention_error_days: i64,
+    /// Platform log entries of level warn are kept this many days.
+    #[arg(long, env = "AUTOHEAL_LOG_RETENTION_WARN_DAYS", value_parser = clap::value_parser!(i64).range(1..=3650), default_value_t = LogRetention::default().warn.num_days())]
+    log_retention_warn_days: i64,
+    /// Platform log entries of level info are kept this many days.
+    #[arg(long, env = "AUTOHEAL_LOG_RETENTION_INFO_DAYS", value_parser = clap::value_parser!(i64).range(1..=3650), default_value_t = LogRetention::default().info.num_days())]
+    log_retention_info_days: i64,
+    /// Platform log entries of level debug are kept this many days.
+    #[arg(long, env = "AUTOHEAL_LOG_RETENTION_DEBUG_DAYS", value_parser = clap::value_parser!(i64).range(1..=3650), default_value_t = LogRetention::default().debug.num_days())]
+    log_retention_debug_days: i64,
+    /// Store platform log entries of level debug (otherwise they are discarded).
+    #[arg(long, env = "AUTOHEAL_LOG_STORE_DEBUG")]
+    log_store_debug: bool,
+    /// Platform log entries buffered for the writer; beyond it an entry is dropped and
+    /// counted (platform_logs_dropped_total), never waited for.
+    #[arg(long, env = "AUTOHEAL_LOG_BUFFER_ENTRIES", value_parser = clap::value_parser!(u64).range(1..=10_000_000), default_value_t = LogsConfig::default().buffer_entries as u64)]
+    log_buffer_entries: u64,
+    /// Most platform log entries one INSERT writes.
+    #[arg(long, env = "AUTOHEAL_LOG_BATCH_ENTRIES", value_parser = clap::value_parser!(u64).range(1..=2_000), default_value_t = LogsConfig::default().batch_entries as u64)]
+    log_batch_entries: u64,
+    /// How long the platform log's writer waits for more entries before writing a batch
+    /// that is not full, in ms.
+    #[arg(long, env = "AUTOHEAL_LOG_LINGER_MS", value_parser = clap::value_parser!(u64).range(0..=10_000), default_value_t = LogsConfig::default().linger.as_millis() as u64)]
+    log_linger_ms: u64,
+    /// Entries the live log stream keeps for a subscriber that reads slower than they come;
+    /// one further behind gets `event: lagged` with how many it missed.
+    #[arg(long, env = "AUTOHEAL_LOG_STREAM_ENTRIES", value_parser = clap::value_parser!(u64).range(1..=1_000_000), default_value_t = LogsConfig::default().stream_entries as u64)]
+    log_stream_entries: u64,
     /// `InteropProcessingBacklog` fires when more normalized interop events than this
     /// wait in the outbox for their subscribers.
     #[arg(long, env = "AUTOHEAL_INTEROP_BACKLOG_ALERT", value_parser = clap::value_parser!(i64).range(0..), default_value_t = JobsConfig::default().interop_backlog_alert)]
@@ -421,6 +473,21 @@ struct ServeArgs {
     /// Alerts are posted (signed JSON) to this webhook.
     #[arg(long, env = "AUTOHEAL_ALERT_WEBHOOK_URL")]
     alert_webhook_url: Option<String>,
+    /// Turn the built-in detector off: no detection is raised from error groups.
+    #[arg(long, env = "AUTOHEAL_NO_DETECTOR")]
+    no_detector: bool,
+    /// How often the detector looks at the error groups, in s.
+    #[arg(long, env = "AUTOHEAL_DETECTOR_INTERVAL_SECS", value_parser = clap::value_parser!(u64).range(1..=24 * 3600), default_value_t = DetectorConfig::default().interval.as_secs())]
+    detector_interval_secs: u64,
+    /// The window over which a group's events on one install are counted, in s.
+    #[arg(long, env = "AUTOHEAL_DETECTOR_WINDOW_SECS", value_parser = clap::value_parser!(i64).range(60..=7 * 24 * 3600), default_value_t = DetectorConfig::default().window.num_seconds())]
+    detector_window_secs: i64,
+    /// Events of a group on one install within the window that raise a detection.
+    #[arg(long, env = "AUTOHEAL_DETECTOR_MIN_EVENTS", value_parser = clap::value_parser!(i64).range(1..=1_000_000), default_value_t = DetectorConfig::default().min_events)]
+    detector_min_events: i64,
+    /// Most detections the detector raises fleet-wide in any hour.
+    #[arg(long, env = "AUTOHEAL_DETECTOR_MAX_PER_HOUR", value_parser = clap::value_parser!(i64).range(0..=1_000_000), default_value_t = DetectorConfig::default().max_per_hour)]
+    detector_max_per_hour: i64,
     /// Failed or rolled-back auto-applied patches of a rule (within 24 h) that suspend its auto-apply
     /// (at one merchant's installs: for that merchant).
     #[arg(long, env = "AUTOHEAL_BREAKER_MIN_FAILURES", value_parser = clap::value_parser!(i64).range(1..), default_value_t = HealingConfig::default().breaker_min_failures)]
@@ -786,6 +853,22 @@ async fn main() -> Result<()> {
                 threshold,
             } => rules_cmd::explain(&rules, &detection, threshold)?,
             RulesCommand::Test { dir } => rules_cmd::test(&dir)?,
+            RulesCommand::Replay {
+                rules,
+                since,
+                limit,
+                threshold,
+                json,
+            } => {
+                let args = rules_cmd::ReplayArgs {
+                    database_url: &cli.database_url,
+                    since: &since,
+                    limit: limit as usize,
+                    global_threshold: threshold,
+                    json,
+                };
+                rules_cmd::replay(&rules, args, now).await?
+            }
         },
         Command::Interop {
             command:
@@ -953,6 +1036,15 @@ async fn serve(database_url: &str, args: ServeArgs) -> Result<()> {
             },
         );
     }
+    let detector = state.healing.clone();
+    jobs.spawn_every(
+        "detector",
+        Duration::from_secs(args.detector_interval_secs),
+        move || {
+            let detector = detector.clone();
+            async move { detector.run_detector_due().await.map(drop) }
+        },
+    );
     // The analysis looks at whole windows; checking a few times per window is enough.
     let analysis_every = (args.regression_window_mins as u64 * 60 / 6).max(10);
     let analysis = state.healing.clone();
@@ -989,6 +1081,7 @@ async fn serve(database_url: &str, args: ServeArgs) -> Result<()> {
     state.auth.start(&mut watchers);
     spawn_sighup_reload(&mut watchers, &state, command_key);
 
+    let platform_log = state.platform_log.clone();
     let router = api::app(state);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -1003,14 +1096,22 @@ async fn serve(database_url: &str, args: ServeArgs) -> Result<()> {
     );
     let router = router.into_make_service_with_connect_info::<api::wire::Peer>();
     axum::serve(api::wire::EnvelopedListener(listener), router)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown({
+            let platform_log = platform_log.clone();
+            // A live log stream never ends by itself: it is ended for the server to stop.
+            async move {
+                shutdown_signal().await;
+                platform_log.end_streams();
+            }
+        })
         .await
         .context("server failed")?;
-    // In-flight requests have finished; stop the background work in order, then commit
-    // whatever was queued.
+    // In-flight requests have finished; stop the background work in order, write the
+    // platform log entries they recorded, then commit whatever was queued.
     for group in [delivery, jobs, watchers] {
         group.stop().await;
     }
+    platform_log.stop().await;
     store.close().await;
     tracing::info!(event = "stopped", "autoheal stopped");
     Ok(())
@@ -1050,6 +1151,14 @@ fn server_config(args: &ServeArgs) -> ServerConfig {
             breaker_failure_rate: args.breaker_failure_rate,
             breaker_min_merchants: args.breaker_min_merchants,
             breakers_max_age: Duration::from_millis(args.rule_breakers_max_age_ms),
+            detector: DetectorConfig {
+                enabled: !args.no_detector,
+                interval: Duration::from_secs(args.detector_interval_secs),
+                window: chrono::Duration::seconds(args.detector_window_secs),
+                min_events: args.detector_min_events,
+                max_per_hour: args.detector_max_per_hour,
+                ..DetectorConfig::default()
+            },
             ..defaults.healing
         },
         interop: InteropConfig {
@@ -1079,6 +1188,12 @@ fn server_config(args: &ServeArgs) -> ServerConfig {
                 delivered_messages: chrono::Duration::days(args.retain_delivered_days),
                 finished_commands: chrono::Duration::days(args.retain_finished_commands_days),
                 rollups: chrono::Duration::days(args.retain_rollups_days),
+                platform_logs: LogRetention {
+                    error: chrono::Duration::days(args.log_retention_error_days),
+                    warn: chrono::Duration::days(args.log_retention_warn_days),
+                    info: chrono::Duration::days(args.log_retention_info_days),
+                    debug: chrono::Duration::days(args.log_retention_debug_days),
+                },
             },
         },
         alerts: AlertChannels {
@@ -1090,6 +1205,13 @@ fn server_config(args: &ServeArgs) -> ServerConfig {
             idle_timeout: Duration::from_secs(args.console_idle_timeout_secs),
             absolute_lifetime: Duration::from_secs(args.console_session_lifetime_secs),
             ..defaults.console
+        },
+        logs: LogsConfig {
+            buffer_entries: args.log_buffer_entries as usize,
+            batch_entries: args.log_batch_entries as usize,
+            linger: Duration::from_millis(args.log_linger_ms),
+            store_debug: args.log_store_debug,
+            stream_entries: args.log_stream_entries as usize,
         },
     }
 }

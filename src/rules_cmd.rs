@@ -1,8 +1,10 @@
-//! `autoheal rules check|explain|test` and `autoheal interop normalize`: the
+//! `autoheal rules check|explain|test|replay` and `autoheal interop normalize`: the
 //! rule engine from a shell, reading Ops' files and handing their text to the
-//! pure `engine`.
+//! pure `engine` (`replay` also reads the store's past detections).
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
+use api::db::StoreOptions;
+use api::rules::replay::{DecidedNow, DecidedThen, ReplayOptions, ReplayReport};
 use engine::{DecisionConfig, Detection, InteropEvent, RuleSet, ScriptErrorKind};
 use host::bundle::Manifest;
 use serde_json::json;
@@ -220,4 +222,139 @@ pub fn normalize(
         .map_err(|error| anyhow::anyhow!("{error}"))?;
     println!("{}", serde_json::to_string_pretty(&normalized)?);
     Ok(())
+}
+
+/// How `rules replay` reads the store and decides.
+pub struct ReplayArgs<'a> {
+    pub database_url: &'a str,
+    pub since: &'a str,
+    pub limit: usize,
+    pub global_threshold: f64,
+    pub json: bool,
+}
+
+/// Decides the detections stored since `--since` again with the rules in `dir`, and prints
+/// both decisions of each with a summary (`--json`: the report as the API answers it).
+/// A rule set with errors is refused as `rules check` refuses it, before the store is
+/// opened; nothing is written.
+pub async fn replay(
+    dir: &Path,
+    args: ReplayArgs<'_>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<()> {
+    let candidate = crate::files::rule_set(dir)?;
+    let since = api::rules::replay::parse_since(args.since, now)
+        .map_err(|problem| anyhow!("--since {problem}"))?;
+    let options = ReplayOptions {
+        since,
+        until: now,
+        limit: args.limit,
+        global_threshold: args.global_threshold,
+        script_deadline: api::ServerConfig::default().script_deadline,
+    };
+    let store = crate::open_store(args.database_url, &StoreOptions::default()).await?;
+    let report = api::rules::replay::replay(&store, &candidate, &options).await;
+    store.close().await;
+    let report = report.context("cannot read the stored detections")?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", replay_text(&report));
+    }
+    Ok(())
+}
+
+/// The report for a terminal: a header saying what is replayed, one line per detection
+/// (`*` where the candidate changes the outcome or the rule), then the summary.
+fn replay_text(report: &ReplayReport) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "replay of the detections received from {} to {}, newest first, global threshold {}",
+        report.since.to_rfc3339(),
+        report.until.to_rfc3339(),
+        report.global_threshold
+    );
+    let _ = writeln!(out, "{}\n", report.scope);
+    let _ = writeln!(
+        out,
+        "  {:<36}  {:<20}  {:<36}  {:<58}  NOW",
+        "LOG", "RECEIVED", "INSTALL", "THEN (STATUS NOW)"
+    );
+    for detection in &report.detections {
+        let _ = writeln!(
+            out,
+            "{} {:<36}  {:<20}  {:<36}  {:<58}  {}",
+            if detection.changed { '*' } else { ' ' },
+            detection.log_id,
+            detection
+                .received_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            detection.plugin_id,
+            then_text(&detection.then),
+            now_text(&detection.now),
+        );
+    }
+    let summary = &report.summary;
+    let _ = writeln!(
+        out,
+        "\n{} replayed, {} change outcome or rule",
+        summary.replayed, summary.changed
+    );
+    for change in &summary.outcome_changes {
+        let _ = writeln!(
+            out,
+            "  outcome {} -> {}: {}",
+            change.from.as_str(),
+            change.to.as_str(),
+            change.detections
+        );
+    }
+    for change in &summary.rule_changes {
+        let _ = writeln!(
+            out,
+            "  rule {}: gains {}, loses {}",
+            change.rule, change.gained, change.lost
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  matched a rule then, none now: {}",
+        summary.no_longer_matched
+    );
+    if report.capped {
+        let _ = writeln!(
+            out,
+            "capped at {} detections (--limit): older ones were not replayed",
+            report.limit
+        );
+    }
+    out
+}
+
+fn then_text(then: &DecidedThen) -> String {
+    let mut text = format!(
+        "{} {}",
+        then.outcome.as_str(),
+        then.rule.as_deref().unwrap_or("-")
+    );
+    if !then.held_by.is_empty() {
+        let held: Vec<String> = then
+            .held_by
+            .iter()
+            .map(|check| json!(check).as_str().unwrap_or_default().to_owned())
+            .collect();
+        text.push_str(&format!(" [held: {}]", held.join(", ")));
+    }
+    text.push_str(&format!(" ({})", then.status.as_str()));
+    text
+}
+
+fn now_text(now: &DecidedNow) -> String {
+    format!(
+        "{} {}",
+        now.outcome.as_str(),
+        now.rule.as_deref().unwrap_or("-")
+    )
 }

@@ -37,6 +37,11 @@ pub fn app(state: AppState) -> Router {
         .route_layer(middleware::from_fn(check_path_params))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // Inside the request id's layer, so an Ops action's entry carries it.
+        .layer(middleware::from_fn_with_state(
+            state.platform_log.clone(),
+            crate::logs::log_ops_actions,
+        ))
         .with_state(state)
         .layer(
             ServiceBuilder::new()
@@ -73,6 +78,8 @@ fn routes() -> OpenApiRouter<AppState> {
         .merge(crate::rules::routes())
         .merge(crate::schemas::routes())
         .merge(crate::auth::routes())
+        .merge(crate::logs::routes())
+        .merge(crate::errors::routes())
 }
 
 /// Refuses a request whose path parameter is not text a store can hold, naming the

@@ -27,6 +27,7 @@ pub mod console;
 pub mod db;
 pub mod delivery;
 pub mod error;
+pub mod errors;
 pub mod extract;
 pub mod flags;
 pub mod fleet;
@@ -34,6 +35,7 @@ pub mod healing;
 pub mod histogram;
 mod http;
 pub mod interop;
+pub mod logs;
 mod openapi;
 pub mod ops;
 pub mod quotas;
@@ -85,6 +87,8 @@ pub struct ServerConfig {
     pub alerts: AlertChannels,
     pub quotas: quotas::QuotaConfig,
     pub console: console::ConsoleConfig,
+    /// The platform log's buffer, batches, debug storage and live stream.
+    pub logs: logs::LogsConfig,
 }
 
 impl Default for ServerConfig {
@@ -103,6 +107,7 @@ impl Default for ServerConfig {
             alerts: AlertChannels::default(),
             quotas: quotas::QuotaConfig::default(),
             console: console::ConsoleConfig::default(),
+            logs: logs::LogsConfig::default(),
         }
     }
 }
@@ -134,6 +139,12 @@ pub struct AppState {
     pub rules_admin: Arc<rules::Service>,
     /// Each merchant's event rate (telemetry and interop events share it).
     pub event_rate: Arc<quotas::EventRate>,
+    /// What features record platform log entries with (its writer runs beside the requests).
+    pub platform_log: logs::PlatformLog,
+    /// The platform log's query and live stream.
+    pub logs: Arc<logs::Service>,
+    /// The error groups: Ops' list, detail and status changes.
+    pub errors: Arc<errors::Service>,
 }
 
 impl AppState {
@@ -229,6 +240,7 @@ impl AppBuilder {
             config.healing.command_ttl,
         ));
         let bus = InvalidationBus::default();
+        let platform_log = logs::PlatformLog::start(store.clone(), clock.clone(), &config.logs);
         let snapshot = Arc::new(Flags::new(config.flags.policy_budget));
         let notices = Arc::new(PendingNotices::new(
             config.notifications.pending_notices_max_age,
@@ -240,6 +252,7 @@ impl AppBuilder {
             notices.clone(),
             config.jobs.metrics_refresh,
             config.quotas.max_installs_per_merchant,
+            platform_log.clone(),
         ));
         let healing = Arc::new(healing::Service::new(
             store.clone(),
@@ -250,6 +263,7 @@ impl AppBuilder {
             signing.clone(),
             snapshot.clone(),
             &bus,
+            platform_log.clone(),
         ));
         let interop = Arc::new(interop::Service::new(
             store.clone(),
@@ -273,6 +287,7 @@ impl AppBuilder {
             outbox.clone(),
             config.notifications.clone(),
             notices,
+            platform_log.clone(),
         ));
         let ops = Arc::new(ops::Service::new(
             store.clone(),
@@ -282,6 +297,13 @@ impl AppBuilder {
             fleet.clone(),
             healing.clone(),
             delivery.clone(),
+            platform_log.clone(),
+        ));
+        let log_reads = Arc::new(logs::Service::new(store.clone(), platform_log.clone()));
+        let errors = Arc::new(errors::Service::new(
+            store.clone(),
+            clock.clone(),
+            rules.clone(),
         ));
         AppState {
             auth: Arc::new(AuthCache::new(
@@ -295,6 +317,7 @@ impl AppBuilder {
                 rules.clone(),
                 store.clone(),
                 clock.clone(),
+                &config,
             )),
             event_rate: Arc::new(quotas::EventRate::new(
                 config.quotas.merchant_events_per_second,
@@ -312,6 +335,9 @@ impl AppBuilder {
             flags,
             delivery,
             ops,
+            logs: log_reads,
+            errors,
+            platform_log,
         }
     }
 }

@@ -233,7 +233,7 @@ pub struct HealingRule {
     pub priority: i64,
     pub patch: String,
     pub file: String,
-    regex: Regex,
+    pub(crate) regex: Regex,
     extract: Vec<(String, Regex)>,
     script: Option<Script>,
     /// Whether `params` takes the install's state as its third parameter.
@@ -538,7 +538,7 @@ impl HealingIndex {
     }
 
     /// Indexes of rules that may match `text`, ascending (= rank order).
-    fn candidates(&self, text: &str) -> Vec<usize> {
+    pub(crate) fn candidates(&self, text: &str) -> Vec<usize> {
         let mut out = self.always.clone();
         if let Some(ac) = &self.automaton {
             let mut slots: Vec<usize> = ac

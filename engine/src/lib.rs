@@ -14,10 +14,12 @@
 //! - [`FlagPolicy::compile`] / [`FlagPolicy::evaluate`];
 //! - [`FlagSnapshot::build`] / [`FlagSnapshot::evaluate`] → an OpenFeature-shaped
 //!   [`Evaluation`] of a feature flag (see the order in `flag_eval.rs`);
-//! - [`run_cases`] → the `rules test` report.
+//! - [`run_cases`] → the `rules test` report;
+//! - [`fingerprint()`] / [`parameterize`] → an error event's group key, Sentry-style.
 
 mod cases;
 mod error;
+pub mod fingerprint;
 mod flag_eval;
 mod flags;
 mod healing;
@@ -29,6 +31,7 @@ mod source;
 
 pub use cases::{case_decisions, run_cases, CaseDecision, CaseReport, CaseResult};
 pub use error::{LoadError, LoadErrorKind, NormalizeError, ScriptError, ScriptErrorKind};
+pub use fingerprint::{fingerprint, parameterize, Fingerprint, FINGERPRINT_VERSION};
 pub use flag_eval::{
     check_key, is_flag_file, load_flag_files, parse_flag_file, rollout_bucket, variant_bucket,
     Audience, ErrorCode, EvalContext, Evaluation, FieldError, FlagDefinition, FlagFileError,

@@ -11,7 +11,9 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{LoadError, LoadErrorKind, NormalizeError};
 use crate::flags::FlagPolicy;
-use crate::healing::{self, Decision, DecisionConfig, Detection, HealingIndex, HealingRule};
+use crate::healing::{
+    self, Decision, DecisionConfig, Detection, HealingIndex, HealingRule, Platform,
+};
 use crate::interop::{InteropEvent, Mapping, NormalizedEvent};
 use crate::sandbox::{self, Limits};
 use crate::source::{self, FileKind};
@@ -331,6 +333,26 @@ impl RuleSet {
             config,
             true,
         )
+    }
+
+    /// The name of the rule that wins for `text` by the order [`RuleSet::decide`] follows
+    /// (prefilter, platform, pattern, rank), without running its `params` script: which
+    /// rule an error message belongs to ([`RuleSet::healing_rules`] has the rest of it).
+    /// `platform` is an install's, as in [`Detection::platform`] (one no rule names matches
+    /// only the rules for `all`); None matches the rules of every platform, for what spans
+    /// installs of several (an error group).
+    pub fn matching_rule(&self, platform: Option<&str>, text: &str) -> Option<&str> {
+        let platform = platform.map(Platform::parse);
+        self.inner
+            .index
+            .candidates(text)
+            .into_iter()
+            .map(|i| &self.inner.healing[i])
+            .find(|rule| {
+                platform.is_none_or(|platform| rule.platforms.matches(platform))
+                    && rule.regex.is_match(text)
+            })
+            .map(|rule| rule.name.as_str())
     }
 
     /// Normalize an interop event with the mapping for its platform and event type.

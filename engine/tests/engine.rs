@@ -115,7 +115,9 @@ fn shipped_rules_match_the_seed_table() {
     assert_eq!(
         row("missing_database_column"),
         (
-            "Unknown column.*in field list",
+            // The seed's pattern, widened to MySQL's own wording ("in 'field list'"): every
+            // text the seed's matched still matches.
+            "Unknown column.*in '?field list",
             "All".into(),
             true,
             90.0,
@@ -1181,4 +1183,67 @@ fn params_may_read_the_install_and_leave_notes_in_the_trace() {
         0,
         "function `params` must take 3 parameter(s), found 4",
     );
+}
+
+#[test]
+fn matching_rule_is_the_winner_decide_would_pick() {
+    let set = shipped();
+    let name = |platform: Option<&str>, text: &str| set.matching_rule(platform, text);
+    assert_eq!(name(None, MEMORY), Some("memory_limit_exceeded"));
+    assert_eq!(
+        name(Some("magento"), COLUMN),
+        Some("missing_database_column")
+    );
+    // A rule for some platforms: not on another, nor on one no rule names; with no
+    // platform (an error group of many installs), any platform's rule matches.
+    assert_eq!(
+        name(Some("woocommerce"), PHP),
+        Some("outdated_php_dependency")
+    );
+    assert_eq!(name(Some("magento"), PHP), None);
+    assert_eq!(name(Some("wix"), PHP), None);
+    assert_eq!(name(None, PHP), Some("outdated_php_dependency"));
+    assert_eq!(name(None, "Fatal error: nothing a rule knows"), None);
+
+    // The same rules and order as a decision, over rules of every shape and platform.
+    let rule = |(name, pattern, platforms, priority): (&str, &str, &str, i64)| {
+        (
+            format!("healing/{name}.rhai"),
+            format!("let rule = #{{ name: \"{name}\", pattern: \"{pattern}\", platforms: {platforms}, auto_apply: true, min_confidence: 50, patch: \"p_{name}\", priority: {priority} }};\nfn params(d, c) {{ throw \"never run\"; }}"),
+        )
+    };
+    let set = RuleSet::load(
+        [
+            ("column", "Unknown column", "[\"all\"]", 0),
+            ("column_magento", "Unknown", "[\"magento\"]", 0),
+            ("urgent", "column", "[\"shopify\"]", 5),
+            ("memory", "(?i)allowed memory", "[\"all\"]", 0),
+        ]
+        .map(rule),
+    )
+    .unwrap();
+    for text in [
+        "Fatal error: Unknown column 'x' in field list",
+        "ALLOWED MEMORY size exhausted",
+        "Unknown table",
+        "nothing",
+    ] {
+        let mut matched_somewhere = Vec::new();
+        for platform in ["woocommerce", "shopify", "magento", "generic", "wix"] {
+            let decision = set.decide(&detection(platform, text, 90.0), &DecisionConfig::default());
+            assert_eq!(
+                set.matching_rule(Some(platform), text),
+                decision.rule.as_deref(),
+                "{platform} {text:?}"
+            );
+            matched_somewhere.extend(decision.matched);
+        }
+        // Any platform: the first rule, in winner order, that matches on some platform.
+        let expected = set
+            .healing_rules()
+            .iter()
+            .find(|rule| matched_somewhere.contains(&rule.name))
+            .map(|rule| rule.name.as_str());
+        assert_eq!(set.matching_rule(None, text), expected, "{text:?}");
+    }
 }

@@ -522,14 +522,16 @@ async fn sqlite_commits_reach_the_database_file_without_waiting_for_a_full_wal()
 }
 
 /// Tables and their columns, as a backend's migrations define them (sqlx's own table left
-/// out).
+/// out, and each backend's full-text index: FTS5's virtual and shadow tables on SQLite, a
+/// `tsvector` column on PostgreSQL).
 type Schema = std::collections::BTreeMap<String, std::collections::BTreeSet<String>>;
 
 async fn sqlite_schema(url: &str) -> Schema {
     let pool = sqlx::SqlitePool::connect(url).await.unwrap();
     let columns: Vec<(String, String)> = sqlx::query_as(
         "SELECT m.name, p.name FROM sqlite_master m JOIN pragma_table_info(m.name) p \
-         WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name <> '_sqlx_migrations'",
+         WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' AND m.name <> '_sqlx_migrations' \
+           AND m.name IN (SELECT name FROM pragma_table_list WHERE type = 'table')",
     )
     .fetch_all(&pool)
     .await
@@ -544,6 +546,7 @@ async fn postgres_schema(url: &str) -> Schema {
         // A table's monthly partitions are how PostgreSQL stores that one table.
         "SELECT table_name::text, column_name::text FROM information_schema.columns \
          WHERE table_schema = current_schema() AND table_name <> '_sqlx_migrations' \
+           AND data_type <> 'tsvector' \
            AND NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.relname = table_name \
                            AND c.relnamespace = current_schema()::regnamespace AND c.relispartition)",
     )

@@ -180,6 +180,14 @@ async fn every_documented_enum_value_of_a_query_parameter_is_accepted() {
         let Some(operation) = item.get("get") else {
             continue;
         };
+        // A stream's answer never ends; the platform log's stream takes the query's own
+        // parameters, which are checked there.
+        if operation["responses"]["200"]["content"]
+            .get("text/event-stream")
+            .is_some()
+        {
+            continue;
+        }
         let uri = path.replace("{id}", "0190a0b0-0000-7000-8000-000000000000");
         for parameter in operation["parameters"].as_array().into_iter().flatten() {
             if parameter["in"] != "query" {

@@ -44,6 +44,10 @@ pub enum Permission {
     FlagsWrite,
     /// List, revoke and rotate every credential (admins only).
     CredentialsManage,
+    /// Query and stream the platform's structured logs, and read the error groups.
+    LogsRead,
+    /// Resolve, ignore and reopen error groups.
+    ErrorsManage,
 }
 
 impl Permission {
@@ -62,6 +66,8 @@ impl Permission {
             Self::FlagsRead => "flags:read",
             Self::FlagsWrite => "flags:write",
             Self::CredentialsManage => "credentials:manage",
+            Self::LogsRead => "logs:read",
+            Self::ErrorsManage => "errors:manage",
         }
     }
 }
@@ -85,6 +91,8 @@ impl Role {
                     | Permission::AlertsManage
                     | Permission::FlagsRead
                     | Permission::FlagsWrite
+                    | Permission::LogsRead
+                    | Permission::ErrorsManage
             ),
             Role::Viewer => matches!(permission, Permission::PluginsRead | Permission::FlagsRead),
         }
@@ -182,11 +190,14 @@ impl FromRequestParts<AppState> for Ops {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         match principal(parts, state).await? {
-            Principal::Ops { agent_id, role } => Ok(Self {
-                agent_id,
-                role,
-                request_id: request_id(&parts.headers),
-            }),
+            Principal::Ops { agent_id, role } => {
+                crate::logs::OpsActor::note(&parts.extensions, agent_id);
+                Ok(Self {
+                    agent_id,
+                    role,
+                    request_id: request_id(&parts.headers),
+                })
+            }
             _ => Err(ApiError::forbidden(
                 "this endpoint needs an Ops agent token",
             )),

@@ -197,6 +197,7 @@ impl FromRequestParts<AppState> for Agent {
                 .decode_utf8_lossy()
                 .into_owned()
         });
+        crate::logs::OpsActor::note(&parts.extensions, session.agent_id);
         Ok(Self {
             ops: Ops {
                 agent_id: session.agent_id,

@@ -32,6 +32,8 @@ pub struct Service {
     outbox: Arc<Outbox>,
     config: NotificationConfig,
     notices: Arc<PendingNotices>,
+    /// Each failed delivery attempt is recorded there.
+    logs: crate::logs::PlatformLog,
 }
 
 impl Service {
@@ -41,6 +43,7 @@ impl Service {
         outbox: Arc<Outbox>,
         config: NotificationConfig,
         notices: Arc<PendingNotices>,
+        logs: crate::logs::PlatformLog,
     ) -> Self {
         Self {
             store,
@@ -48,6 +51,7 @@ impl Service {
             outbox,
             config,
             notices,
+            logs,
         }
     }
 
@@ -59,7 +63,7 @@ impl Service {
     pub async fn deliver_due(&self) -> Result<RoundReport, ApiError> {
         Ok(self
             .outbox
-            .deliver_due(&self.store, self.clock.now())
+            .deliver_due(&self.store, &self.logs, self.clock.now())
             .await?)
     }
 

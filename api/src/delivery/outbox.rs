@@ -12,6 +12,7 @@
 
 use super::{AttemptOutcome, OutboxMessage};
 use crate::db::{Store, StoreError};
+use crate::logs::{LogError, LogLevel, LogService, NewLogEntry, PlatformLog};
 use chrono::{DateTime, Duration, Utc};
 use hmac::{Hmac, Mac};
 use serde::Serialize;
@@ -177,6 +178,44 @@ pub fn destination_label(destination: &str) -> String {
     });
     let digest = hex::encode(&sha2::Sha256::digest(destination.as_bytes())[..4]);
     format!("{host}#{digest}")
+}
+
+/// The platform log's entry of a failed attempt: `warn` while it is retried, `error` once
+/// it is a dead letter. The destination is named by [`destination_label`] (a URL can hold
+/// a token), and neither the payload nor the provider's answer is in it.
+fn failed_attempt(
+    message: &OutboxMessage,
+    failure: &Failure,
+    retry_at: Option<DateTime<Utc>>,
+) -> NewLogEntry {
+    let destination = destination_label(&message.destination);
+    let (level, action, outcome) = match retry_at {
+        Some(_) => (LogLevel::Warn, "outbox.delivery_failed", "retried later"),
+        None => (LogLevel::Error, "outbox.dead_lettered", "now a dead letter"),
+    };
+    NewLogEntry::new(
+        level,
+        LogService::Delivery,
+        action,
+        format!(
+            "{} delivery to {destination} failed ({} {}); {outcome}",
+            message.channel, failure.class, failure.summary
+        ),
+    )
+    .data(serde_json::json!({
+        "message_id": message.id,
+        "channel": message.channel,
+        "destination": destination,
+        "source_type": message.source_type,
+        "attempt": message.attempts,
+        "class": failure.class,
+        "retry_at": retry_at,
+    }))
+    .error(LogError {
+        name: failure.class.to_owned(),
+        message: failure.summary.clone(),
+        stack: None,
+    })
 }
 
 /// HMAC-SHA256 signature header value of a webhook body.
@@ -507,10 +546,12 @@ impl Outbox {
 }
 
 impl Outbox {
-    /// One delivery round: leases the due messages and sends them, concurrently.
+    /// One delivery round: leases the due messages and sends them, concurrently. Each
+    /// failed attempt is recorded in `logs`.
     pub async fn deliver_due(
         &self,
         store: &Store,
+        logs: &PlatformLog,
         now: DateTime<Utc>,
     ) -> Result<RoundReport, StoreError> {
         let outbox = self;
@@ -549,6 +590,7 @@ impl Outbox {
                             let wait = backoff(&outbox.config, message.attempts);
                             now + failure.retry_after.map_or(wait, |after| after.max(wait))
                         });
+                    logs.record(failed_attempt(&message, &failure, retry_at));
                     AttemptOutcome::Failed {
                         class: failure.class,
                         error: failure.summary,

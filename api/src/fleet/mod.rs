@@ -28,10 +28,11 @@ use crate::delivery::{Notification, PendingNotices};
 use crate::error::ApiError;
 use crate::flags::Flags;
 use crate::histogram::Histogram;
+use crate::logs::{LogLevel, LogService, NewLogEntry, PlatformLog};
 use crate::snapshot::Snapshot;
 use crate::Clock;
 use rate_limit::{InstallKey, RateLimiter};
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -62,6 +63,8 @@ pub struct Service {
     /// Each merchant's installation count as last read, with the new sites let through
     /// since: a merchant adding sites costs one count per second, not one per site.
     install_counts: std::sync::Mutex<std::collections::HashMap<Uuid, InstallCount>>,
+    /// Where each heartbeat is logged at `debug` (when debug entries are stored).
+    platform_log: PlatformLog,
 }
 
 /// A merchant's installation count as this replica knows it.
@@ -96,6 +99,7 @@ impl Service {
         notices: Arc<PendingNotices>,
         rates_refresh: std::time::Duration,
         max_installs_per_merchant: i64,
+        platform_log: PlatformLog,
     ) -> Self {
         Self {
             store,
@@ -107,6 +111,7 @@ impl Service {
             rates: Snapshot::new(rates_refresh),
             max_installs_per_merchant,
             install_counts: std::sync::Mutex::default(),
+            platform_log,
         }
     }
 
@@ -137,7 +142,20 @@ impl Service {
             &record.plugin_version,
             &record.environment,
         );
+        let merchant_id = record.merchant_id;
         let outcome = self.store.write(record, self.clock.now()).await?;
+        if self.platform_log.stores_debug() {
+            self.platform_log.record(
+                NewLogEntry::new(
+                    LogLevel::Debug,
+                    LogService::Fleet,
+                    "fleet.heartbeat",
+                    format!("heartbeat of install {}", outcome.installation_id),
+                )
+                .merchant(merchant_id)
+                .data(json!({"installation_id": outcome.installation_id})),
+            );
+        }
         flag_context.properties.extend(outcome.properties);
         let mut toggles: Map<String, Value> = ToggleKey::ALL
             .iter()

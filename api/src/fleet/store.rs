@@ -8,6 +8,7 @@ use crate::db::{
     insert_audit, on_pool, on_tx, AuditContext, Backend, BackendKind, Batched, Store, StoreError,
     Tx,
 };
+use crate::errors::{record_occurrences, Occurrence, OccurrenceSource};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
@@ -857,8 +858,37 @@ impl Batched for EventRecord {
             outcomes.push(write_event(tx, record, *now).await?);
         }
         write_rollups(tx, events, &outcomes).await?;
+        write_error_occurrences(tx, events, &outcomes).await?;
         Ok(outcomes)
     }
+}
+
+/// Groups the batch's error events (`error` and `payment_failed`, the outcome errors) that
+/// carry a message, in the batch's transaction: an accepted error is in its group.
+async fn write_error_occurrences(
+    tx: &mut Tx<'_>,
+    events: &[(&EventRecord, DateTime<Utc>)],
+    outcomes: &[EventOutcome],
+) -> Result<(), sqlx::Error> {
+    let occurrences: Vec<Occurrence> = events
+        .iter()
+        .zip(outcomes)
+        .filter(|((record, _), _)| outcome_of(&record.event_type).1)
+        .filter_map(|((record, now), outcome)| {
+            let message = record.message.as_deref().filter(|m| !m.trim().is_empty())?;
+            Some(Occurrence {
+                source: OccurrenceSource::Telemetry,
+                source_id: outcome.event_id,
+                installation_id: outcome.installation_id,
+                merchant_id: Some(record.merchant_id),
+                cms: Some(&record.cms),
+                message,
+                stack_trace: record.stack_trace.as_deref(),
+                received_at: *now,
+            })
+        })
+        .collect();
+    record_occurrences(tx, &occurrences).await
 }
 
 /// Adds a batch's events to their installs' hourly rollups: one statement for the batch,

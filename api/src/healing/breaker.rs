@@ -6,7 +6,7 @@
 //! whether its rule is suspended, so the answer is cached per process and dropped on every
 //! change.
 
-use super::store::{BreakerScope, RuleOutcomes, RULE_BREAKERS_TOPIC};
+use super::store::{BreakerScope, PatchesCounted, RuleOutcomes, RULE_BREAKERS_TOPIC};
 use super::HealingConfig;
 use crate::db::{AuditContext, Invalidation, InvalidationBus, Store, StoreError};
 use chrono::{DateTime, Utc};
@@ -118,7 +118,7 @@ impl SuspendedRules {
                 && outcomes.bad as f64 >= config.breaker_failure_rate * outcomes.finished as f64
         };
         let merchant = BreakerScope::Merchant(merchant_id);
-        let outcomes = self.store.rule_outcomes(rule, merchant, since).await?;
+        let outcomes = self.store.rule_outcomes(rule, merchant, PatchesCounted::AutoApplied, since).await?;
         if trips(&outcomes) {
             let reason = format!(
                 "{} of {} auto-applied patches at this merchant's installs failed or rolled back within {hours} h",
@@ -128,7 +128,7 @@ impl SuspendedRules {
         }
         let outcomes = self
             .store
-            .rule_outcomes(rule, BreakerScope::Fleet, since)
+            .rule_outcomes(rule, BreakerScope::Fleet, PatchesCounted::AutoApplied, since)
             .await?;
         if trips(&outcomes) && outcomes.merchants >= config.breaker_min_merchants {
             let reason = format!(

@@ -4,7 +4,7 @@
 
 use super::patches::RegistryStatus;
 use super::{
-    BreakerScope, Command, HealingLog, HealingLogFilter, HealingStats, HealingStatus,
+    BreakerScope, Command, HealingLog, HealingLogFilter, HealingStats, HealingStatus, DetectionSource,
     IssueSeverity, NewDetection, PatchType, RuleBreaker, Service,
 };
 use crate::auth::{Merchant, Ops, Permission, Sira};
@@ -157,6 +157,8 @@ async fn detect(
             proposed_patch: request.proposed_patch,
             sira_confidence: request.sira_confidence,
             idempotency_key,
+            source: DetectionSource::Sira,
+            raised_by: None,
         })
         .await?;
     let status = detected.status();
@@ -390,6 +392,9 @@ struct LogsQuery {
     cms: Option<Platform>,
     plugin_id: Option<Uuid>,
     rule: Option<String>,
+    /// Who raised the detections: `sira` or `detector`.
+    #[param(inline)]
+    source: Option<DetectionSource>,
     /// 1–3650 days back.
     #[param(minimum = 1, maximum = 3650)]
     days: Option<i64>,
@@ -423,6 +428,7 @@ async fn logs(
         cms: query.cms.map(|c| c.as_str().to_owned()),
         plugin_id: query.plugin_id,
         rule_name: query.rule,
+        source: query.source,
         since: days_ago(clock.now(), query.days)?,
         limit,
         offset,

@@ -10,12 +10,14 @@
 //! [`patches`], the breaker in `breaker.rs`.
 
 mod breaker;
+mod detector;
 mod http;
 pub mod patches;
 pub mod signing;
 mod store;
 
 pub(crate) use http::{routes, status_filter};
+pub use detector::{Confidence, DetectorConfig, DetectorRun, Skipped, DETECTOR_FLAG};
 pub use store::*;
 
 use crate::db::{AuditContext, InvalidationBus, Store, StoreError};
@@ -23,6 +25,7 @@ use crate::delivery::NewOutboxMessage;
 use crate::error::ApiError;
 use crate::flags::Flags;
 use crate::histogram::Histogram;
+use crate::logs::{LogLevel, LogService, NewLogEntry, PlatformLog};
 use crate::ops::{AlertChannels, NewAlert};
 use crate::rules::Rules;
 use crate::values::closed_set;
@@ -72,6 +75,8 @@ pub struct HealingConfig {
     /// How long the suspended rules are trusted without reading them again (the fallback
     /// for a missed change notice from another replica).
     pub breakers_max_age: std::time::Duration,
+    /// The built-in detector (`detector.rs`).
+    pub detector: DetectorConfig,
 }
 
 impl Default for HealingConfig {
@@ -89,6 +94,7 @@ impl Default for HealingConfig {
             breaker_min_merchants: 2,
             breaker_window: Duration::hours(24),
             breakers_max_age: std::time::Duration::from_secs(5),
+            detector: DetectorConfig::default(),
         }
     }
 }
@@ -119,6 +125,9 @@ pub struct NewDetection {
     pub sira_confidence: f64,
     /// A retry with the same key records nothing and answers with the first log.
     pub idempotency_key: Option<String>,
+    pub source: DetectionSource,
+    /// Why the detector raised it (None for Sira's): kept with the log for Ops.
+    pub raised_by: Option<Value>,
 }
 
 /// What became of a detection.
@@ -263,6 +272,8 @@ pub struct Service {
     alerts: AlertChannels,
     /// The flags in force, for [`AUTO_APPLY_FLAG`].
     flags: Arc<Flags>,
+    /// Where each decision is logged (`logs/`).
+    platform_log: PlatformLog,
 }
 
 /// The flag that may hold an install's patches for Ops whatever the rule says (the
@@ -283,6 +294,7 @@ impl Service {
         signing: Arc<Signing>,
         flags: Arc<Flags>,
         bus: &InvalidationBus,
+        platform_log: PlatformLog,
     ) -> Self {
         let config = server.healing.clone();
         Self {
@@ -297,6 +309,7 @@ impl Service {
             detection_latency: Histogram::default(),
             alerts: server.alerts.clone(),
             flags,
+            platform_log,
         }
     }
 
@@ -349,7 +362,7 @@ impl Service {
         };
         let mut decision = self.rules.current().decide(&input, &config);
         let auto_apply_flag = if decision.rule.is_some() {
-            let (allowed, value, detail) = self.auto_apply_flag(&target).await;
+            let (allowed, value, detail) = self.install_flag(AUTO_APPLY_FLAG, &target).await;
             decision.check(CheckKind::Flag, allowed, detail);
             Some(value)
         } else {
@@ -417,12 +430,15 @@ impl Service {
             request_sha256: request_sha256.clone(),
             rule_name: decision.rule.clone(),
             decision: decision_json,
+            source: detection.source,
+            raised_by: detection.raised_by,
         };
         let (log, created) = self.store.record_detection(record, outcome, now).await?;
         if !created {
             return replay(log, &request_sha256);
         }
         self.detection_latency.observe(started.elapsed());
+        self.log_decision(&log);
         if log.status == HealingStatus::Failed {
             if let Some(rule) = &log.rule_name {
                 self.breakers
@@ -436,11 +452,43 @@ impl Service {
         })
     }
 
-    /// [`AUTO_APPLY_FLAG`] for the install, in the context its heartbeat's flags have (the
-    /// merchant, what the plugin reports, the properties Ops set): whether it allows
-    /// auto-apply, its evaluation as the log keeps it, and the trace's words. A flag that is
-    /// not defined holds nothing; one that cannot be evaluated holds the patch for Ops.
-    async fn auto_apply_flag(&self, target: &HealingTarget) -> (bool, Value, String) {
+    /// The platform log's entry of a decision: `warn` when the patch failed, else `info`.
+    fn log_decision(&self, log: &HealingLog) {
+        let level = if log.status == HealingStatus::Failed {
+            LogLevel::Warn
+        } else {
+            LogLevel::Info
+        };
+        let rule = log.rule_name.as_deref().unwrap_or("no rule");
+        let message = format!(
+            "detection from {} on install {}: {} ({rule})",
+            log.source.as_str(),
+            log.plugin_id,
+            log.status.as_str(),
+        );
+        self.platform_log.record(
+            NewLogEntry::new(level, LogService::Healing, "healing.decided", message)
+                .merchant(log.merchant_id)
+                .data(json!({
+                    "log_id": log.id,
+                    "installation_id": log.plugin_id,
+                    "source": log.source,
+                    "rule": log.rule_name,
+                    "status": log.status,
+                    "auto_applied": log.auto_applied,
+                    "confidence": log.sira_confidence,
+                    "patch": log.patch_name,
+                    "failure_kind": log.failure_kind.map(FailureKind::as_str),
+                })),
+        );
+    }
+
+    /// Boolean flag `key` ([`AUTO_APPLY_FLAG`], [`DETECTOR_FLAG`]) for the install, in the
+    /// context its heartbeat's flags have (the merchant, what the plugin reports, the
+    /// properties Ops set): whether it allows what it guards, its evaluation as the log
+    /// keeps it, and the trace's words. A flag that is not defined holds nothing; one that
+    /// cannot be evaluated holds.
+    async fn install_flag(&self, key: &'static str, target: &HealingTarget) -> (bool, Value, String) {
         let mut context = crate::flags::install_context(
             target.merchant_id,
             &target.cms,
@@ -451,23 +499,24 @@ impl Service {
         context.properties.extend(target.properties.0.clone());
         let loaded = self.flags.current();
         let now = self.clock.now();
-        let runs_policy = loaded.snapshot.runs_policy(AUTO_APPLY_FLAG);
+        let runs_policy = loaded.snapshot.runs_policy(key);
         self.flags
             .within_policy_budget(runs_policy, move |deadline| {
                 let evaluation = loaded
                     .snapshot
-                    .evaluate_within(AUTO_APPLY_FLAG, &context, now, deadline)
+                    .evaluate_within(key, &context, now, deadline)
                     .expecting(ValueType::Boolean);
-                Self::auto_apply_verdict(evaluation)
+                Self::flag_verdict(key, evaluation)
             })
             .await
     }
 
-    /// What the evaluation of [`AUTO_APPLY_FLAG`] means for a patch: whether it may be
-    /// auto-applied, the evaluation as the log keeps it, and the trace's words.
-    fn auto_apply_verdict(evaluation: engine::Evaluation<'_>) -> (bool, Value, String) {
+    /// What the evaluation of boolean flag `key` means: whether it allows what it guards
+    /// (an auto-apply, a detection), the evaluation as the log keeps it, and the trace's
+    /// words.
+    fn flag_verdict(key: &str, evaluation: engine::Evaluation<'_>) -> (bool, Value, String) {
         let recorded = json!({
-            "key": AUTO_APPLY_FLAG,
+            "key": key,
             "value": evaluation.value.map(FlagValue::to_json),
             "reason": evaluation.reason,
             "error_code": evaluation.error_code,
@@ -477,19 +526,19 @@ impl Service {
             (Some(FlagValue::Bool(on)), _) => (
                 on,
                 if on {
-                    format!("{AUTO_APPLY_FLAG} is on for this install ({reason})")
+                    format!("{key} is on for this install ({reason})")
                 } else {
-                    format!("{AUTO_APPLY_FLAG} is off for this install ({reason}): held for Ops")
+                    format!("{key} is off for this install ({reason}): held for Ops")
                 },
             ),
             (_, Some(ErrorCode::FlagNotFound)) => (
                 true,
-                format!("{AUTO_APPLY_FLAG} is not defined: it holds nothing"),
+                format!("{key} is not defined: it holds nothing"),
             ),
             (_, code) => (
                 false,
                 format!(
-                    "{AUTO_APPLY_FLAG} could not be evaluated ({}): held for Ops",
+                    "{key} could not be evaluated ({}): held for Ops",
                     json!(code)
                 ),
             ),

@@ -386,6 +386,24 @@ pub(crate) fn refusal_text(reason: RefusalReason, result: &Value) -> String {
 /// Rollbacks go before anything else a plugin has queued.
 pub const ROLLBACK_PRIORITY: i32 = 10;
 
+crate::values::closed_set!(
+    /// Who raised a detection: Sira (posted to `/api/v1/autoheal/detect`) or the built-in
+    /// detector, from an error group (`healing/detector.rs`).
+    #[derive(serde::Serialize)]
+    DetectionSource {
+        Sira = "sira",
+        Detector = "detector",
+    }
+);
+
+text_column!(DetectionSource);
+
+impl DetectionSource {
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|source| source.as_str() == text)
+    }
+}
+
 /// The statuses of a healing log, and the only moves between them (the README's table).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -517,6 +535,12 @@ pub struct HealingLog {
     /// The error rate the install's last heartbeat reported when the apply was acked
     /// (`errors_last_hour`): the regression analysis's "before" without outcome events.
     pub reported_error_rate_at_apply: Option<f64>,
+    /// Who raised the detection: Sira, or the built-in detector.
+    pub source: DetectionSource,
+    /// The detector's reason, for its detections: the error group, the events it counted
+    /// and the inputs of its confidence (`healing/detector.rs`).
+    #[schema(value_type = Option<serde_json::Value>)]
+    pub raised_by: Option<Json<Value>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     #[serde(skip)]
@@ -574,6 +598,8 @@ impl HealingLog {
             rollback_requested_at: None,
             rollback_failure_reason: None,
             reported_error_rate_at_apply: None,
+            source: new.source,
+            raised_by: new.raised_by.clone().map(Json),
             created_at: now,
             updated_at: now,
             idempotency_key: new.idempotency_key.clone(),
@@ -664,7 +690,8 @@ const LOG_COLUMNS: &str = "id, installation_id AS plugin_id, merchant_id, cms, p
      snapshot_id, operations, restore_operations, failure_kind, failure_reason, reviewed_by, \
      reviewed_at, applied_at, rollback_trigger, rollback_reason, rolled_back_by, rolled_back_at, \
      applied_operations, rollback_requested_at, rollback_failure_reason, \
-     reported_error_rate_at_apply, created_at, updated_at, idempotency_key, request_sha256";
+     reported_error_rate_at_apply, source, raised_by, created_at, updated_at, idempotency_key, \
+     request_sha256";
 
 /// The install a detection is about, as the healing loop needs it.
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -695,6 +722,8 @@ pub struct NewHealingLog {
     pub request_sha256: String,
     pub rule_name: Option<String>,
     pub decision: Value,
+    pub source: DetectionSource,
+    pub raised_by: Option<Value>,
 }
 
 /// What the engine's decision leads to when a detection is recorded.
@@ -824,6 +853,7 @@ pub enum AckOutcome {
 #[derive(Clone, Debug, Default)]
 pub struct HealingLogFilter {
     pub status: Option<HealingStatus>,
+    pub source: Option<DetectionSource>,
     pub issue_severity: Option<String>,
     pub cms: Option<String>,
     pub plugin_id: Option<Uuid>,
@@ -868,7 +898,16 @@ impl HealingStats {
     }
 }
 
-/// How a rule's auto-applied patches fared in a window (for its breaker).
+/// Which of a rule's patches [`Store::rule_outcomes`] counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PatchesCounted {
+    /// The auto-applied ones: what the breaker judges.
+    AutoApplied,
+    /// Every one, approved by Ops or auto-applied: the detector's track record of the rule.
+    All,
+}
+
+/// How a rule's patches fared in a window (for its breaker, or the detector's confidence).
 #[derive(Clone, Debug, Default, sqlx::FromRow)]
 pub struct RuleOutcomes {
     pub finished: i64,
@@ -1433,6 +1472,7 @@ impl Store {
              WHERE ($1 IS NULL OR status = $1) AND ($2 IS NULL OR issue_severity = $2) \
                AND ($3 IS NULL OR cms = $3) AND ($4 IS NULL OR installation_id = $4) \
                AND ($5 IS NULL OR rule_name = $5) AND ($6 IS NULL OR created_at >= $6) \
+               AND ($9 IS NULL OR source = $9) \
              ORDER BY created_at DESC, id DESC LIMIT $7 OFFSET $8"
         ))
         .bind(filter.status)
@@ -1443,6 +1483,7 @@ impl Store {
         .bind(filter.since)
         .bind(filter.limit)
         .bind(filter.offset)
+        .bind(filter.source)
         .fetch_all(pool)
         .await?),
         )
@@ -1515,15 +1556,17 @@ impl Store {
         Ok(stats)
     }
 
-    /// How the rule's auto-applied patches ended since `since`, at the scope's installs:
+    /// How the rule's patches (`counted`) ended since `since`, at the scope's installs:
     /// finished (applied, failed, or being, been or failing to be rolled back), bad (all
     /// but applied) and the merchants of the bad ones. The filter is spelled as the partial
-    /// index `plugin_auto_healing_logs_rule_outcomes` is (migration 0009), so both backends
+    /// indexes `plugin_auto_healing_logs_rule_outcomes` (migration 0009, auto-applied ones)
+    /// and `plugin_auto_healing_logs_rule_track_record` (0022, all) are, so both backends
     /// read only those rows.
     pub async fn rule_outcomes(
         &self,
         rule_name: &str,
         scope: BreakerScope,
+        counted: PatchesCounted,
         since: DateTime<Utc>,
     ) -> Result<RuleOutcomes, StoreError> {
         // A failure that says nothing of the patch (no snapshot, parameters it refused
@@ -1541,10 +1584,14 @@ impl Store {
                     COUNT(DISTINCT CASE WHEN status <> 'applied' THEN merchant_id END) AS merchants \
              FROM plugin_auto_healing_logs \
              WHERE rule_name = $1 AND updated_at >= $2 \
-               AND auto_applied = TRUE \
+               {auto_applied}\
                AND status IN ('applied', 'failed', 'rolling_back', 'rolled_back', 'rollback_failed') \
                AND (failure_kind IS NULL OR failure_kind NOT IN ({})){merchant}",
-            not_the_patchs.join(", ")
+            not_the_patchs.join(", "),
+            auto_applied = match counted {
+                PatchesCounted::AutoApplied => "AND auto_applied = TRUE ",
+                PatchesCounted::All => "",
+            },
         );
         Ok(on_pool!(self, pool => {
             let query = sqlx::query_as::<_, RuleOutcomes>(&sql).bind(rule_name).bind(since);
@@ -1555,6 +1602,35 @@ impl Store {
             .fetch_one(pool)
             .await?
         }))
+    }
+
+    /// The last detection the detector raised for the install and rule (the detector's
+    /// partial index): its status and when that status was reached (the review, the ack, the
+    /// rollback).
+    pub async fn last_detector_detection(
+        &self,
+        installation_id: Uuid,
+        rule_name: &str,
+    ) -> Result<Option<(HealingStatus, DateTime<Utc>)>, StoreError> {
+        Ok(on_pool!(self, pool => sqlx::query_as(
+            "SELECT status, updated_at FROM plugin_auto_healing_logs \
+             WHERE installation_id = $1 AND rule_name = $2 AND source = 'detector' \
+             ORDER BY created_at DESC LIMIT 1",
+        )
+        .bind(installation_id)
+        .bind(rule_name)
+        .fetch_optional(pool)
+        .await?))
+    }
+
+    /// How many detections the detector raised since `since`, fleet-wide (its rate limit).
+    pub async fn detector_detections_since(&self, since: DateTime<Utc>) -> Result<i64, StoreError> {
+        Ok(on_pool!(self, pool => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM plugin_auto_healing_logs WHERE source = 'detector' AND created_at >= $1",
+        )
+        .bind(since)
+        .fetch_one(pool)
+        .await?))
     }
 
     pub async fn rule_breakers(&self) -> Result<Vec<RuleBreaker>, StoreError> {
@@ -1787,7 +1863,8 @@ impl Batched for DetectionWrite {
                          (id, installation_id, merchant_id, cms, plugin_version, detected_issue, issue_severity, \
                           patch_type, proposed_patch, sira_confidence, idempotency_key, request_sha256, status, \
                           auto_applied, rule_name, decision, patch_name, patch_version, bundle_sha256, patch_params, \
-                          snapshot_id, operations, restore_operations, failure_kind, failure_reason, created_at, updated_at) ",
+                          snapshot_id, operations, restore_operations, failure_kind, failure_reason, source, raised_by, \
+                          created_at, updated_at) ",
                     );
                     query.push_values(logs, |mut row, log| {
                         row.push_bind(log.id)
@@ -1815,6 +1892,8 @@ impl Batched for DetectionWrite {
                             .push_bind(&log.restore_operations)
                             .push_bind(log.failure_kind)
                             .push_bind(&log.failure_reason)
+                            .push_bind(log.source)
+                            .push_bind(&log.raised_by)
                             .push_bind(log.created_at)
                             .push_bind(log.updated_at);
                     });
@@ -1919,5 +1998,60 @@ impl Store {
             .unwrap_or(0.0),
         });
         Ok(counts)
+    }
+}
+
+/// A stored detection as a replay of its decision reads it (`rules::replay`): the engine's
+/// inputs as `Service::detect` built them, and what was decided then.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct RecordedDecision {
+    pub id: Uuid,
+    pub plugin_id: Uuid,
+    pub source: DetectionSource,
+    pub cms: String,
+    pub plugin_version: String,
+    pub detected_issue: String,
+    pub issue_severity: String,
+    pub patch_type: Option<String>,
+    pub proposed_patch: Option<Json<Value>>,
+    pub sira_confidence: f64,
+    pub status: HealingStatus,
+    pub auto_applied: bool,
+    pub rule_name: Option<String>,
+    pub decision: Json<Value>,
+    /// The install's state the patch was dry-run against, when it was: the `install` the
+    /// rule's `params` saw (only a clean dry run stores it).
+    pub install: Option<Json<Value>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Store {
+    /// Up to `limit` detections received from `since` on and before `before` (the last
+    /// row of the page before, by receipt time then id), newest first. The first page
+    /// passes the end of its window with [`Uuid::max`], above every id.
+    pub async fn recorded_decisions(
+        &self,
+        since: DateTime<Utc>,
+        before: (DateTime<Utc>, Uuid),
+        limit: i64,
+    ) -> Result<Vec<RecordedDecision>, StoreError> {
+        let (before_at, before_id) = before;
+        Ok(on_pool!(self, pool => sqlx::query_as::<_, RecordedDecision>(
+            "SELECT l.id, l.installation_id AS plugin_id, l.source, l.cms, l.plugin_version, \
+                    l.detected_issue, l.issue_severity, l.patch_type, l.proposed_patch, \
+                    l.sira_confidence, l.status, l.auto_applied, l.rule_name, l.decision, \
+                    s.state AS install, l.created_at \
+             FROM plugin_auto_healing_logs l \
+             LEFT JOIN plugin_snapshots s ON s.id = l.snapshot_id \
+             WHERE l.created_at >= $1 AND l.created_at <= $2 \
+               AND (l.created_at < $2 OR l.id < $3) \
+             ORDER BY l.created_at DESC, l.id DESC LIMIT $4",
+        )
+        .bind(since)
+        .bind(before_at)
+        .bind(before_id)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?))
     }
 }

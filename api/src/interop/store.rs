@@ -3,6 +3,7 @@
 
 use crate::db::{insert_audit, on_pool, on_tx, AuditContext, Batched, Store, StoreError, Tx};
 use crate::delivery::{insert_outbox, NewOutboxMessage};
+use crate::errors::{record_occurrences, Occurrence, OccurrenceSource};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -403,6 +404,43 @@ impl Batched for InteropRecord {
                 duplicate: true,
             });
         }
+        write_error_occurrences(tx, records, &outcomes).await?;
         Ok(outcomes)
     }
+}
+
+/// Groups the batch's `plugin.error` events, stored the first time (a redelivery is not
+/// another occurrence), in the batch's transaction. The error is the normalized data's
+/// `message` (a string; an event without one is not grouped) and its `stack_trace`, if any.
+async fn write_error_occurrences(
+    tx: &mut Tx<'_>,
+    records: &[(&InteropRecord, DateTime<Utc>)],
+    outcomes: &[InteropOutcome],
+) -> Result<(), sqlx::Error> {
+    fn text<'a>(data: &'a Value, field: &str) -> Option<&'a str> {
+        data.get(field)
+            .and_then(Value::as_str)
+            .filter(|text| !text.trim().is_empty())
+    }
+    let occurrences: Vec<Occurrence> = records
+        .iter()
+        .zip(outcomes)
+        .filter(|((record, _), outcome)| {
+            !outcome.duplicate && record.event_type.as_deref() == Some("plugin.error")
+        })
+        .filter_map(|((record, now), outcome)| {
+            let data = record.normalized_payload.as_ref()?;
+            Some(Occurrence {
+                source: OccurrenceSource::Interop,
+                source_id: outcome.id,
+                installation_id: Some(record.installation_id),
+                merchant_id: Some(record.merchant_id),
+                cms: Some(&record.source_platform),
+                message: text(data, "message")?,
+                stack_trace: text(data, "stack_trace"),
+                received_at: *now,
+            })
+        })
+        .collect();
+    record_occurrences(tx, &occurrences).await
 }

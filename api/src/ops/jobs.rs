@@ -14,6 +14,7 @@
 use super::{NewAlert, Service};
 use crate::db::StoreError;
 use crate::delivery::NewOutboxMessage;
+use crate::logs::{LogError, LogLevel, LogService, NewLogEntry};
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
 
@@ -84,6 +85,32 @@ impl AlertChannels {
     }
 }
 
+/// The platform log's entry of a job's run: `info`, or `error` with what failed.
+fn job_run(job: &str, took: std::time::Duration, error: Option<String>) -> NewLogEntry {
+    let data = json!({"job": job, "duration_ms": took.as_millis() as u64});
+    match error {
+        None => NewLogEntry::new(
+            LogLevel::Info,
+            LogService::Ops,
+            "job.ran",
+            format!("scheduled job {job} ran"),
+        )
+        .data(data),
+        Some(error) => NewLogEntry::new(
+            LogLevel::Error,
+            LogService::Ops,
+            "job.failed",
+            format!("scheduled job {job} failed; it runs again at its next interval"),
+        )
+        .data(data)
+        .error(LogError {
+            name: "StoreError".to_owned(),
+            message: error,
+            stack: None,
+        }),
+    }
+}
+
 /// What one check of the schedule ran.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ran {
@@ -104,6 +131,7 @@ impl Service {
             if !self.store.claim_job(job, now - interval, now).await? {
                 continue;
             }
+            let started = std::time::Instant::now();
             let outcome = match job {
                 "hourly_fleet_check" => self.fleet_check(now).await,
                 "retention" => self.retention(now).await,
@@ -114,6 +142,7 @@ impl Service {
                 tracing::warn!(event = "job_failed", job, error = %error, "scheduled job failed; it runs again at its next interval");
             }
             self.store.finish_job(job, error.as_deref(), now).await?;
+            self.logs.record(job_run(job, started.elapsed(), error));
             ran.jobs.push(job);
         }
         Ok(ran)

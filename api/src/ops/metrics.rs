@@ -197,6 +197,7 @@ impl Service {
             "Time from a detection's arrival to its durable decision, snapshot and command.",
         );
         self.delivery.outbox().render_metrics(&mut out);
+        self.logs.render_metrics(&mut out);
         family(
             &mut out,
             "outbox_messages",

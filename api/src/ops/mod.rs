@@ -35,10 +35,13 @@ pub struct Service {
     fleet: Arc<crate::fleet::Service>,
     healing: Arc<crate::healing::Service>,
     delivery: Arc<crate::delivery::Service>,
+    /// Each job run is recorded there (and its counters are in `/metrics`).
+    logs: crate::logs::PlatformLog,
     figures: crate::snapshot::Snapshot<metrics::StoreFigures>,
 }
 
 impl Service {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Store,
         clock: Clock,
@@ -47,6 +50,7 @@ impl Service {
         fleet: Arc<crate::fleet::Service>,
         healing: Arc<crate::healing::Service>,
         delivery: Arc<crate::delivery::Service>,
+        logs: crate::logs::PlatformLog,
     ) -> Self {
         let figures = crate::snapshot::Snapshot::new(jobs.metrics_refresh);
         Self {
@@ -57,6 +61,7 @@ impl Service {
             fleet,
             healing,
             delivery,
+            logs,
             figures,
         }
     }

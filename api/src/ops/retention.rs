@@ -1,15 +1,18 @@
-//! Retention (seed 002's table): raw telemetry by severity, interop events, health checks,
-//! delivered outbox messages and finished commands are pruned by the hourly `retention` job.
+//! Retention (seed 002's table): raw telemetry by severity, platform log entries by level,
+//! interop events, health checks, delivered outbox messages and finished commands are pruned
+//! by the hourly `retention` job.
 //! The audit log, the rollups' summaries within their own retention, the healing logs and
 //! dead letters are kept.
 //!
-//! On PostgreSQL the telemetry events and the health checks are partitioned by month: a
+//! On PostgreSQL the telemetry events, the platform log and the health checks are
+//! partitioned by month: a
 //! month whose every row is past the longest retention of its table is detached and
 //! dropped whole, and the months ahead are created before they begin. Within the months
 //! kept, and on SQLite for everything, expired rows go in batches of [`BATCH`], each its own
 //! short transaction, so the group commits of heartbeats and events go on between them.
 
 use crate::db::{on_write_pool, Backend, Store, StoreError};
+use crate::logs::LogLevel;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
 use std::collections::BTreeMap;
 
@@ -40,6 +43,48 @@ pub struct RetentionConfig {
     pub finished_commands: Duration,
     /// The hourly rollups: what the error rates, the daily figures and the trends read.
     pub rollups: Duration,
+    /// The platform log's entries, by level.
+    pub platform_logs: LogRetention,
+}
+
+/// How long the platform log keeps its entries of each level (seed 002's table).
+#[derive(Clone, Debug)]
+pub struct LogRetention {
+    pub error: Duration,
+    pub warn: Duration,
+    pub info: Duration,
+    pub debug: Duration,
+}
+
+impl Default for LogRetention {
+    fn default() -> Self {
+        Self {
+            error: Duration::days(30),
+            warn: Duration::days(14),
+            info: Duration::days(7),
+            debug: Duration::days(1),
+        }
+    }
+}
+
+impl LogRetention {
+    /// Each level with how long its entries are kept.
+    fn levels(&self) -> [(LogLevel, Duration); 4] {
+        [
+            (LogLevel::Error, self.error),
+            (LogLevel::Warn, self.warn),
+            (LogLevel::Info, self.info),
+            (LogLevel::Debug, self.debug),
+        ]
+    }
+
+    fn longest(&self) -> Duration {
+        self.levels()
+            .into_iter()
+            .map(|(_, kept)| kept)
+            .max()
+            .expect("levels are listed")
+    }
 }
 
 impl Default for RetentionConfig {
@@ -54,6 +99,7 @@ impl Default for RetentionConfig {
             delivered_messages: Duration::days(7),
             finished_commands: Duration::days(90),
             rollups: Duration::days(400),
+            platform_logs: LogRetention::default(),
         }
     }
 }
@@ -120,6 +166,7 @@ impl Store {
                     longest.expect("severities are listed"),
                 ),
                 ("health_check_history", config.health_checks),
+                ("platform_logs", config.platform_logs.longest()),
             ] {
                 self.prepare_months(table, now).await?;
                 let children: Vec<String> = sqlx::query_scalar(
@@ -156,6 +203,18 @@ impl Store {
                 .await?;
         }
         pruned.rows.insert("plugin_telemetry_events", events);
+        let mut entries = 0;
+        for (level, kept) in config.platform_logs.levels() {
+            entries += self
+                .delete_batched(
+                    "platform_logs",
+                    "id",
+                    &format!("level = '{}' AND logged_at < $1", level.as_str()),
+                    now - kept,
+                )
+                .await?;
+        }
+        pruned.rows.insert("platform_logs", entries);
         let tables = [
             ("plugin_interop_events", "id", "received_at < $1", config.interop_events),
             ("health_check_history", "id", "checked_at < $1", config.health_checks),

@@ -6,13 +6,14 @@
 //! a watcher that polls the folder.
 
 mod http;
+pub mod replay;
 
 pub(crate) use http::routes;
 
 use crate::db::{AuditContext, Store};
 use crate::error::ApiError;
 use crate::tasks::Tasks;
-use crate::Clock;
+use crate::{Clock, ServerConfig};
 use chrono::{DateTime, Utc};
 use engine::{FlagDefinition, LoadOptions, RuleSet};
 use serde::Serialize;
@@ -250,19 +251,25 @@ pub fn watch(tasks: &mut Tasks, rules: Arc<Rules>, clock: Clock, interval: Durat
     });
 }
 
-/// Ops' view of the rule set in force, and the reload action.
+/// Ops' view of the rule set in force, the reload action, and the replay of a candidate
+/// set over past detections (`replay.rs`).
 pub struct Service {
     rules: Arc<Rules>,
     store: Store,
     clock: Clock,
+    /// What a replay decides with, as the healing loop does.
+    global_threshold: f64,
+    script_deadline: Duration,
 }
 
 impl Service {
-    pub fn new(rules: Arc<Rules>, store: Store, clock: Clock) -> Self {
+    pub fn new(rules: Arc<Rules>, store: Store, clock: Clock, config: &ServerConfig) -> Self {
         Self {
             rules,
             store,
             clock,
+            global_threshold: config.healing.global_threshold,
+            script_deadline: config.script_deadline,
         }
     }
 

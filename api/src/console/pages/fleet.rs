@@ -253,6 +253,7 @@ async fn install(
             plugin_id: Some(id),
             rule_name: None,
             since: None,
+            source: None,
             limit: 20,
             offset: 0,
         })

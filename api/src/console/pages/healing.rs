@@ -93,6 +93,7 @@ async fn overview(
         plugin_id: None,
         rule_name: request.rule.clone(),
         since: days_ago(now, request.days)?,
+        source: None,
         limit: LOG_ROWS,
         offset: 0,
     };
@@ -200,6 +201,8 @@ struct LogPage {
     log: HealingLog,
     decision: String,
     proposed: String,
+    /// Why the detector raised it (empty for Sira's).
+    raised_by: String,
     params: String,
     diff: Vec<DiffLine>,
     commands: Vec<Command>,
@@ -236,6 +239,7 @@ async fn log(
             ),
             decision: pretty(Some(&log.decision.0)),
             proposed: pretty(log.proposed_patch.as_ref().map(|json| &json.0)),
+            raised_by: pretty(log.raised_by.as_ref().map(|json| &json.0)),
             params: pretty(
                 log.patch_params
                     .as_ref()

@@ -1,0 +1,190 @@
+//! The platform log's SQL: a batch inserted in one statement, the merchants' names for
+//! their slugs, and the filtered page, newest first by keyset over `(logged_at, id)` (the
+//! index `platform_logs_newest`, or a filter's own). Full text: the `tsvector` column with
+//! `plainto_tsquery('simple', …)` on PostgreSQL, the FTS5 table `platform_logs_fts` with
+//! each word quoted on SQLite; either way only [`super::search_words`] reach the query.
+
+use super::{LogCursor, LogEntry, LogError, LogFilter, LogLevel, LogService};
+use crate::db::{on_pool, on_tx, BackendKind, Store, StoreError};
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::types::Json;
+use std::collections::HashMap;
+use uuid::Uuid;
+
+#[derive(sqlx::FromRow)]
+struct LogRow {
+    id: Uuid,
+    logged_at: DateTime<Utc>,
+    level: LogLevel,
+    merchant_id: Option<Uuid>,
+    merchant_slug: Option<String>,
+    agent_id: Option<Uuid>,
+    request_id: Option<String>,
+    service: LogService,
+    action: String,
+    message: String,
+    data: Json<Value>,
+    error_name: Option<String>,
+    error_message: Option<String>,
+    error_stack: Option<String>,
+}
+
+impl From<LogRow> for LogEntry {
+    fn from(row: LogRow) -> Self {
+        let error = match (row.error_name, row.error_message) {
+            (Some(name), Some(message)) => Some(LogError {
+                name,
+                message,
+                stack: row.error_stack,
+            }),
+            _ => None,
+        };
+        Self {
+            id: row.id,
+            timestamp: row.logged_at,
+            level: row.level,
+            tenant_id: row.merchant_id,
+            tenant_slug: row.merchant_slug,
+            user_id: row.agent_id,
+            request_id: row.request_id,
+            service: row.service,
+            action: row.action,
+            message: row.message,
+            data: row.data.0,
+            error,
+        }
+    }
+}
+
+const COLUMNS: &str = "id, logged_at, level, merchant_id, merchant_slug, agent_id, request_id, \
+     service, action, message, data, error_name, error_message, error_stack";
+
+/// Appends ` AND …` for each part of `$filter` (and the cursor) to `$query`, a
+/// `QueryBuilder` of either backend. A macro, so each backend's builder binds its own types.
+macro_rules! push_filter {
+    ($query:ident, $filter:expr, $after:expr, $kind:expr) => {{
+        let filter: &LogFilter = $filter;
+        if !filter.levels.is_empty() {
+            $query.push(" AND level IN (");
+            let mut levels = $query.separated(", ");
+            for level in &filter.levels {
+                levels.push_bind(level.as_str());
+            }
+            $query.push(")");
+        }
+        if let Some(merchant_id) = filter.merchant_id {
+            $query.push(" AND merchant_id = ").push_bind(merchant_id);
+        }
+        if let Some(service) = filter.service {
+            $query.push(" AND service = ").push_bind(service.as_str());
+        }
+        if let Some(action) = &filter.action {
+            $query.push(" AND action = ").push_bind(action.clone());
+        }
+        if let Some(request_id) = &filter.request_id {
+            $query.push(" AND request_id = ").push_bind(request_id.clone());
+        }
+        if let Some(since) = filter.since {
+            $query.push(" AND logged_at >= ").push_bind(since);
+        }
+        if let Some(until) = filter.until {
+            $query.push(" AND logged_at < ").push_bind(until);
+        }
+        if !filter.words.is_empty() {
+            match $kind {
+                BackendKind::Postgres => {
+                    $query
+                        .push(" AND message_search @@ plainto_tsquery('simple', ")
+                        .push_bind(filter.words.join(" "))
+                        .push(")");
+                }
+                // Each word a quoted string: FTS5 reads it as the word, never as syntax.
+                BackendKind::Sqlite => {
+                    let words: Vec<String> =
+                        filter.words.iter().map(|word| format!("\"{}\"", word.replace('"', "\"\""))).collect();
+                    $query
+                        .push(" AND rowid IN (SELECT rowid FROM platform_logs_fts WHERE platform_logs_fts MATCH ")
+                        .push_bind(words.join(" "))
+                        .push(")");
+                }
+            }
+        }
+        if let Some(after) = $after {
+            let after: LogCursor = after;
+            $query
+                .push(" AND (logged_at, id) < (")
+                .push_bind(after.timestamp)
+                .push(", ")
+                .push_bind(after.id)
+                .push(")");
+        }
+    }};
+}
+
+impl Store {
+    /// Inserts `entries` in one statement (its own transaction).
+    pub(crate) async fn insert_platform_logs(
+        &self,
+        entries: &[LogEntry],
+    ) -> Result<(), StoreError> {
+        let mut transaction = self.begin().await?;
+        on_tx!(&mut transaction.tx(), connection, Db => {
+            let mut insert = sqlx::QueryBuilder::<Db>::new(format!("INSERT INTO platform_logs ({COLUMNS}) "));
+            insert.push_values(entries, |mut row, entry| {
+                let error = entry.error.as_ref();
+                row.push_bind(entry.id)
+                    .push_bind(entry.timestamp)
+                    .push_bind(entry.level.as_str())
+                    .push_bind(entry.tenant_id)
+                    .push_bind(entry.tenant_slug.as_deref())
+                    .push_bind(entry.user_id)
+                    .push_bind(entry.request_id.as_deref())
+                    .push_bind(entry.service.as_str())
+                    .push_bind(entry.action.as_str())
+                    .push_bind(entry.message.as_str())
+                    .push_bind(Json(&entry.data))
+                    .push_bind(error.map(|e| e.name.as_str()))
+                    .push_bind(error.map(|e| e.message.as_str()))
+                    .push_bind(error.and_then(|e| e.stack.as_deref()));
+            });
+            insert.build().execute(&mut *connection).await?;
+        });
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    /// The names of the merchants among `ids` (an unknown id is absent).
+    pub(crate) async fn merchant_names(
+        &self,
+        ids: &[Uuid],
+    ) -> Result<HashMap<Uuid, String>, StoreError> {
+        let rows: Vec<(Uuid, String)> = on_pool!(self, pool => {
+            let mut query = sqlx::QueryBuilder::new("SELECT id, name FROM merchants WHERE id IN (");
+            let mut list = query.separated(", ");
+            for id in ids {
+                list.push_bind(*id);
+            }
+            query.push(")");
+            query.build_query_as().fetch_all(pool).await?
+        });
+        Ok(rows.into_iter().collect())
+    }
+
+    /// Up to `limit` entries `filter` matches, older than `after`, newest first.
+    pub(crate) async fn platform_logs(
+        &self,
+        filter: &LogFilter,
+        after: Option<LogCursor>,
+        limit: i64,
+    ) -> Result<Vec<LogEntry>, StoreError> {
+        let kind = self.kind();
+        let rows: Vec<LogRow> = on_pool!(self, pool => {
+            let mut query = sqlx::QueryBuilder::new(format!("SELECT {COLUMNS} FROM platform_logs WHERE TRUE"));
+            push_filter!(query, filter, after, kind);
+            query.push(" ORDER BY logged_at DESC, id DESC LIMIT ").push_bind(limit);
+            query.build_query_as().fetch_all(pool).await?
+        });
+        Ok(rows.into_iter().map(LogEntry::from).collect())
+    }
+}
