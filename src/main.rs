@@ -433,18 +433,22 @@ struct ServeArgs {
     /// The hourly event rollups (error rates, trends) are kept this many days (at least as long as any event).
     #[arg(long, env = "AUTOHEAL_RETAIN_ROLLUPS_DAYS", value_parser = clap::value_parser!(i64).range(1..=3650), default_value_t = RetentionConfig::default().rollups.num_days())]
     retain_rollups_days: i64,
+    /// Grouped error events (what an error group's samples, hourly counts and the detector
+    /// read) are kept this many days; the groups and their counts are kept for good.
+    #[arg(long, env = "AUTOHEAL_RETAIN_ERROR_OCCURRENCES_DAYS", value_parser = clap::value_parser!(i64).range(1..=3650), default_value_t = RetentionConfig::default().error_occurrences.num_days())]
+    retain_error_occurrences_days: i64,
     /// Platform log entries of level error are kept this many days.
-    #[arg(long, env = "AUTOHEAL_LOG_RETENTION_ERROR_DAYS", value_parser = clap::value_parser!(i64).range(1..=3650), default_value_t = LogRetention::default().error.num_days())]
-    log_retention_error_days: i64,
+    #[arg(long, env = "AUTOHEAL_RETAIN_LOG_ERROR_DAYS", value_parser = clap::value_parser!(i64).range(1..=3650), default_value_t = LogRetention::default().error.num_days())]
+    retain_log_error_days: i64,
     /// Platform log entries of level warn are kept this many days.
-    #[arg(long, env = "AUTOHEAL_LOG_RETENTION_WARN_DAYS", value_parser = clap::value_parser!(i64).range(1..=3650), default_value_t = LogRetention::default().warn.num_days())]
-    log_retention_warn_days: i64,
+    #[arg(long, env = "AUTOHEAL_RETAIN_LOG_WARN_DAYS", value_parser = clap::value_parser!(i64).range(1..=3650), default_value_t = LogRetention::default().warn.num_days())]
+    retain_log_warn_days: i64,
     /// Platform log entries of level info are kept this many days.
-    #[arg(long, env = "AUTOHEAL_LOG_RETENTION_INFO_DAYS", value_parser = clap::value_parser!(i64).range(1..=3650), default_value_t = LogRetention::default().info.num_days())]
-    log_retention_info_days: i64,
+    #[arg(long, env = "AUTOHEAL_RETAIN_LOG_INFO_DAYS", value_parser = clap::value_parser!(i64).range(1..=3650), default_value_t = LogRetention::default().info.num_days())]
+    retain_log_info_days: i64,
     /// Platform log entries of level debug are kept this many days.
-    #[arg(long, env = "AUTOHEAL_LOG_RETENTION_DEBUG_DAYS", value_parser = clap::value_parser!(i64).range(1..=3650), default_value_t = LogRetention::default().debug.num_days())]
-    log_retention_debug_days: i64,
+    #[arg(long, env = "AUTOHEAL_RETAIN_LOG_DEBUG_DAYS", value_parser = clap::value_parser!(i64).range(1..=3650), default_value_t = LogRetention::default().debug.num_days())]
+    retain_log_debug_days: i64,
     /// Store platform log entries of level debug (otherwise they are discarded).
     #[arg(long, env = "AUTOHEAL_LOG_STORE_DEBUG")]
     log_store_debug: bool,
@@ -1188,11 +1192,12 @@ fn server_config(args: &ServeArgs) -> ServerConfig {
                 delivered_messages: chrono::Duration::days(args.retain_delivered_days),
                 finished_commands: chrono::Duration::days(args.retain_finished_commands_days),
                 rollups: chrono::Duration::days(args.retain_rollups_days),
+                error_occurrences: chrono::Duration::days(args.retain_error_occurrences_days),
                 platform_logs: LogRetention {
-                    error: chrono::Duration::days(args.log_retention_error_days),
-                    warn: chrono::Duration::days(args.log_retention_warn_days),
-                    info: chrono::Duration::days(args.log_retention_info_days),
-                    debug: chrono::Duration::days(args.log_retention_debug_days),
+                    error: chrono::Duration::days(args.retain_log_error_days),
+                    warn: chrono::Duration::days(args.retain_log_warn_days),
+                    info: chrono::Duration::days(args.retain_log_info_days),
+                    debug: chrono::Duration::days(args.retain_log_debug_days),
                 },
             },
         },

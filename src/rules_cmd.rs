@@ -272,8 +272,12 @@ fn replay_text(report: &ReplayReport) -> String {
     let _ = writeln!(
         out,
         "replay of the detections received from {} to {}, newest first, global threshold {}",
-        report.since.to_rfc3339(),
-        report.until.to_rfc3339(),
+        report
+            .since
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        report
+            .until
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         report.global_threshold
     );
     let _ = writeln!(out, "{}\n", report.scope);

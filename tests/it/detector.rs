@@ -61,7 +61,10 @@ async fn out_of_memory(app: &TestApp, site: &str, times: usize) {
 
 async fn detector_logs(app: &TestApp) -> Vec<Value> {
     let response = app
-        .get("/api/v1/plugins/autoheal/logs?source=detector", &app.operator)
+        .get(
+            "/api/v1/plugins/autoheal/logs?source=detector",
+            &app.operator,
+        )
         .await;
     response.ok().as_array().unwrap().clone()
 }
@@ -70,7 +73,10 @@ async fn detector_logs(app: &TestApp) -> Vec<Value> {
 async fn logged(app: &TestApp, action: &str, count: usize) -> Vec<Value> {
     for _ in 0..100 {
         let page = app
-            .get(&format!("/api/platform/logs?action={action}"), &app.operator)
+            .get(
+                &format!("/api/platform/logs?action={action}"),
+                &app.operator,
+            )
             .await;
         let entries = page.ok()["entries"].as_array().unwrap().clone();
         if entries.len() >= count {
@@ -110,7 +116,13 @@ async fn detector_raises_detections_that_wait_for_review_once_per_install_and_ru
         // The job's run (claimed once: a second call at the same time runs nothing).
         let run = app.state.healing.run_detector_due().await.unwrap().unwrap();
         assert_eq!(run.raised.len(), 3, "{run:?}");
-        assert!(app.state.healing.run_detector_due().await.unwrap().is_none());
+        assert!(app
+            .state
+            .healing
+            .run_detector_due()
+            .await
+            .unwrap()
+            .is_none());
         // The platform log has the run and each decision.
         let ran = logged(&app, "detector.ran", 1).await;
         assert_eq!(ran.len(), 1);
@@ -118,7 +130,9 @@ async fn detector_raises_detections_that_wait_for_review_once_per_install_and_ru
         assert_eq!(ran[0]["data"]["raised"].as_array().unwrap().len(), 3);
         let decided = logged(&app, "healing.decided", 3).await;
         assert_eq!(decided.len(), 3);
-        assert!(decided.iter().all(|entry| entry["data"]["source"] == "detector"));
+        assert!(decided
+            .iter()
+            .all(|entry| entry["data"]["source"] == "detector"));
         let logs = detector_logs(&app).await;
         assert_eq!(logs.len(), 3);
         for log in &logs {
@@ -137,12 +151,18 @@ async fn detector_raises_detections_that_wait_for_review_once_per_install_and_ru
                        "prior_failures": 1.0, "window_days": 30})
             );
             assert_eq!(log["sira_confidence"], 50.0);
-            assert!(log["detected_issue"].as_str().unwrap().starts_with("PHP Fatal error: Allowed memory size of"));
+            assert!(log["detected_issue"]
+                .as_str()
+                .unwrap()
+                .starts_with("PHP Fatal error: Allowed memory size of"));
         }
         // The console's log page says who raised it and why.
         let mut browser = crate::console::Browser::signed_in(&app, "operator@ops.test").await;
         let page = browser
-            .get(&format!("/console/healing/{}", logs[0]["id"].as_str().unwrap()))
+            .get(&format!(
+                "/console/healing/{}",
+                logs[0]["id"].as_str().unwrap()
+            ))
             .await;
         page.assert_ok("Why the detector raised it");
         page.assert_ok("the built-in detector");
@@ -160,12 +180,20 @@ async fn detector_raises_detections_that_wait_for_review_once_per_install_and_ru
             .unwrap();
         let approved = app
             .post(
-                &format!("/api/v1/plugins/autoheal/{}/apply", first["id"].as_str().unwrap()),
+                &format!(
+                    "/api/v1/plugins/autoheal/{}/apply",
+                    first["id"].as_str().unwrap()
+                ),
                 &app.operator,
                 &json!({}),
             )
             .await;
-        assert_eq!(approved.ok()["log"]["status"], "approved", "{}", approved.body);
+        assert_eq!(
+            approved.ok()["log"]["status"],
+            "approved",
+            "{}",
+            approved.body
+        );
         let polled = app
             .get(
                 &format!("/api/v1/plugins/autoheal/commands/{}", installs[0]),
@@ -180,7 +208,12 @@ async fn detector_raises_detections_that_wait_for_review_once_per_install_and_ru
         for site in SITES {
             out_of_memory(&app, site, 3).await;
         }
-        let again = app.state.healing.run_detector(app.clock.now()).await.unwrap();
+        let again = app
+            .state
+            .healing
+            .run_detector(app.clock.now())
+            .await
+            .unwrap();
         assert!(again.raised.is_empty(), "{again:?}");
         assert_eq!(again.skipped.len(), 3);
         assert!(again
@@ -196,25 +229,46 @@ async fn detector_raises_detections_that_wait_for_review_once_per_install_and_ru
             .unwrap();
         app.clock.advance(Duration::seconds(30));
         app.post(
-            &format!("/api/v1/plugins/autoheal/{}/reject", third["id"].as_str().unwrap()),
+            &format!(
+                "/api/v1/plugins/autoheal/{}/reject",
+                third["id"].as_str().unwrap()
+            ),
             &app.operator,
             &json!({"reason": "not now"}),
         )
         .await
         .ok();
-        let quiet = app.state.healing.run_detector(app.clock.now()).await.unwrap();
+        let quiet = app
+            .state
+            .healing
+            .run_detector(app.clock.now())
+            .await
+            .unwrap();
         assert!(quiet.raised.is_empty(), "{quiet:?}");
         // …until the install crosses the threshold again.
         app.clock.advance(Duration::seconds(30));
         out_of_memory(&app, SITES[2], 3).await;
-        let recurred = app.state.healing.run_detector(app.clock.now()).await.unwrap();
+        let recurred = app
+            .state
+            .healing
+            .run_detector(app.clock.now())
+            .await
+            .unwrap();
         assert_eq!(recurred.raised.len(), 1, "{recurred:?}");
         assert_eq!(detector_logs(&app).await.len(), 4);
 
         // Events older than the window are not a burst.
         app.clock.advance(Duration::minutes(11));
-        let later = app.state.healing.run_detector(app.clock.now()).await.unwrap();
-        assert!(later.raised.is_empty() && later.skipped.is_empty(), "{later:?}");
+        let later = app
+            .state
+            .healing
+            .run_detector(app.clock.now())
+            .await
+            .unwrap();
+        assert!(
+            later.raised.is_empty() && later.skipped.is_empty(),
+            "{later:?}"
+        );
         app.store
     })
     .await;
@@ -232,9 +286,20 @@ async fn detector_off_raises_nothing() {
             install(&app, site).await;
             out_of_memory(&app, site, 5).await;
         }
-        let run = app.state.healing.run_detector(app.clock.now()).await.unwrap();
+        let run = app
+            .state
+            .healing
+            .run_detector(app.clock.now())
+            .await
+            .unwrap();
         assert!(run.raised.is_empty() && run.skipped.is_empty(), "{run:?}");
-        assert!(app.state.healing.run_detector_due().await.unwrap().is_none());
+        assert!(app
+            .state
+            .healing
+            .run_detector_due()
+            .await
+            .unwrap()
+            .is_none());
         assert!(detector_logs(&app).await.is_empty());
         app.store
     })
@@ -259,7 +324,12 @@ async fn the_detector_flag_and_the_hourly_limit_hold_detections_back() {
         let created = app.post("/api/platform/flags", &app.operator, &flag).await;
         assert!(created.status.is_success(), "{}", created.body);
         app.state.flags.reload().await.unwrap();
-        let run = app.state.healing.run_detector(app.clock.now()).await.unwrap();
+        let run = app
+            .state
+            .healing
+            .run_detector(app.clock.now())
+            .await
+            .unwrap();
         assert!(run.raised.is_empty(), "{run:?}");
         assert!(run
             .skipped
@@ -278,13 +348,26 @@ async fn the_detector_flag_and_the_hourly_limit_hold_detections_back() {
             .await;
         assert!(on.status.is_success(), "{}", on.body);
         app.state.flags.reload().await.unwrap();
-        let run = app.state.healing.run_detector(app.clock.now()).await.unwrap();
+        let run = app
+            .state
+            .healing
+            .run_detector(app.clock.now())
+            .await
+            .unwrap();
         assert_eq!(run.raised.len(), 2, "{run:?}");
         assert_eq!(run.skipped.len(), 1);
-        assert_eq!(run.skipped[0].reason, "the detector's hourly limit is reached");
+        assert_eq!(
+            run.skipped[0].reason,
+            "the detector's hourly limit is reached"
+        );
         app.clock.advance(Duration::minutes(61));
         out_of_memory(&app, SITES[2], 3).await;
-        let next_hour = app.state.healing.run_detector(app.clock.now()).await.unwrap();
+        let next_hour = app
+            .state
+            .healing
+            .run_detector(app.clock.now())
+            .await
+            .unwrap();
         assert_eq!(next_hour.raised.len(), 1, "{next_hour:?}");
         app.store
     })

@@ -645,18 +645,16 @@ async fn bursts_are_counted_per_install_and_retention_keeps_the_groups() {
         .ok();
         assert!(store.error_bursts(window, 3, 10).await.unwrap().is_empty());
 
-        // Retention removes occurrences in batches; the groups and their counters stay.
-        let before = app.clock.now() + Duration::seconds(1);
-        assert_eq!(
-            store
-                .prune_error_occurrences(start + Duration::minutes(1), 100)
-                .await
-                .unwrap(),
-            1
-        );
-        assert_eq!(store.prune_error_occurrences(before, 4).await.unwrap(), 4);
-        assert_eq!(store.prune_error_occurrences(before, 4).await.unwrap(), 2);
-        assert_eq!(store.prune_error_occurrences(before, 4).await.unwrap(), 0);
+        // Retention removes the occurrences past their days; the groups and their counters stay.
+        app.clock.advance(Duration::days(31));
+        let pruned = store
+            .prune(
+                &api::ops::retention::RetentionConfig::default(),
+                app.clock.now(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(pruned.rows.get("error_occurrences"), Some(&7), "{pruned:?}");
         let kept = app
             .get(&format!("{ERRORS}/{}", burst.group_id), &app.operator)
             .await;

@@ -629,3 +629,46 @@ async fn retention_keeps_each_level_its_days_and_drops_old_months() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn error_entries_are_grouped_with_the_plugins_errors() {
+    each_app(|app| async move {
+        for waited in [5000, 12000] {
+            app.state.platform_log.record(
+                NewLogEntry::new(
+                    LogLevel::Error,
+                    LogService::Ops,
+                    "job.failed",
+                    format!("store unavailable after {waited} ms while job daily_health ran"),
+                )
+                .merchant(app.merchant_id),
+            );
+        }
+        record(
+            &app,
+            LogLevel::Warn,
+            "store unavailable after 5000 ms (a warning is not grouped)",
+        );
+        entries_once(&app, "level=error,warn", 3).await;
+        let groups = app.get("/api/platform/errors", &app.operator).await;
+        let groups = groups.ok()["groups"].as_array().unwrap().clone();
+        assert_eq!(groups.len(), 1, "{groups:#?}");
+        assert_eq!(groups[0]["events"], 2);
+        assert_eq!(groups[0]["installs"], 0);
+        assert_eq!(groups[0]["merchants"], 1);
+        let detail = app
+            .get(
+                &format!("/api/platform/errors/{}", groups[0]["id"].as_str().unwrap()),
+                &app.operator,
+            )
+            .await;
+        let samples = detail.ok()["sample_events"].as_array().unwrap().clone();
+        assert_eq!(samples.len(), 2);
+        assert!(
+            samples.iter().all(|sample| sample["source"] == "log"),
+            "{samples:#?}"
+        );
+        app
+    })
+    .await;
+}

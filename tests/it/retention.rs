@@ -127,3 +127,24 @@ async fn rollups_may_not_go_before_the_events_they_summarize() {
     assert!(config.check().is_err());
     assert!(RetentionConfig::default().check().is_ok());
 }
+
+#[tokio::test]
+async fn grouped_error_events_expire_and_their_groups_stay() {
+    each_store(|store| async {
+        let app = TestApp::with_rules(store, &repo().join("rules")).await;
+        install(&app, "woocommerce", "1.3.5", "https://a.example").await;
+        let error = json!({"cms": "woocommerce", "site_url": "https://a.example", "event_type": "error",
+                           "severity": "error", "message": "cURL error 28: timed out after 30001 ms"});
+        app.post("/api/v1/plugins/event", &app.merchant_key, &error).await.ok();
+        app.clock.advance(Duration::days(29));
+        app.post("/api/v1/plugins/event", &app.merchant_key, &error).await.ok();
+        app.clock.advance(Duration::days(1) + Duration::minutes(1));
+        let pruned = prune(&app).await;
+        assert_eq!(pruned.rows.get("error_occurrences"), Some(&1), "{pruned:?}");
+        assert_eq!(app.store.count("SELECT COUNT(*) FROM error_occurrences").await, 1);
+        let groups = app.get("/api/platform/errors", &app.operator).await;
+        assert_eq!(groups.ok()["groups"][0]["events"], 2, "the group keeps its count");
+        app.store
+    })
+    .await;
+}

@@ -3,9 +3,7 @@
 //! retention use.
 
 use super::ErrorStatus;
-use crate::db::{
-    insert_audit, on_pool, on_tx, on_write_pool, AuditContext, BackendKind, Store, StoreError, Tx,
-};
+use crate::db::{insert_audit, on_pool, on_tx, AuditContext, BackendKind, Store, StoreError, Tx};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use engine::fingerprint::Fingerprint;
 use serde::Serialize;
@@ -635,24 +633,5 @@ impl Store {
             .fetch_all(pool)
             .await?),
         )
-    }
-
-    /// Deletes at most `batch` occurrences received before `before`, oldest first, in one
-    /// short transaction; how many it deleted (call again while that is `batch`). The
-    /// groups and their counters are kept.
-    pub async fn prune_error_occurrences(
-        &self,
-        before: DateTime<Utc>,
-        batch: i64,
-    ) -> Result<u64, StoreError> {
-        Ok(on_write_pool!(self, pool => sqlx::query(
-            "DELETE FROM error_occurrences WHERE id IN \
-             (SELECT id FROM error_occurrences WHERE received_at < $1 ORDER BY received_at LIMIT $2)",
-        )
-        .bind(before)
-        .bind(batch)
-        .execute(pool)
-        .await?
-        .rows_affected()))
     }
 }

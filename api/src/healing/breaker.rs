@@ -118,7 +118,10 @@ impl SuspendedRules {
                 && outcomes.bad as f64 >= config.breaker_failure_rate * outcomes.finished as f64
         };
         let merchant = BreakerScope::Merchant(merchant_id);
-        let outcomes = self.store.rule_outcomes(rule, merchant, PatchesCounted::AutoApplied, since).await?;
+        let outcomes = self
+            .store
+            .rule_outcomes(rule, merchant, PatchesCounted::AutoApplied, since)
+            .await?;
         if trips(&outcomes) {
             let reason = format!(
                 "{} of {} auto-applied patches at this merchant's installs failed or rolled back within {hours} h",
@@ -128,7 +131,12 @@ impl SuspendedRules {
         }
         let outcomes = self
             .store
-            .rule_outcomes(rule, BreakerScope::Fleet, PatchesCounted::AutoApplied, since)
+            .rule_outcomes(
+                rule,
+                BreakerScope::Fleet,
+                PatchesCounted::AutoApplied,
+                since,
+            )
             .await?;
         if trips(&outcomes) && outcomes.merchants >= config.breaker_min_merchants {
             let reason = format!(

@@ -205,7 +205,8 @@ impl Service {
                         | HealingStatus::Approved
                         | HealingStatus::RollingBack
                 ) {
-                    run.skipped.push(skip("a detection is open for this install and rule"));
+                    run.skipped
+                        .push(skip("a detection is open for this install and rule"));
                     continue;
                 }
                 counted_since = counted_since.max(closed_at);
@@ -220,8 +221,9 @@ impl Service {
                 )
                 .await?;
             if (events.len() as i64) < config.min_events {
-                run.skipped
-                    .push(skip("its events came before the last detection for this install and rule closed"));
+                run.skipped.push(skip(
+                    "its events came before the last detection for this install and rule closed",
+                ));
                 continue;
             }
             let Some(target) = self.store.healing_target(burst.installation_id).await? else {

@@ -4,8 +4,8 @@
 
 use super::patches::RegistryStatus;
 use super::{
-    BreakerScope, Command, HealingLog, HealingLogFilter, HealingStats, HealingStatus, DetectionSource,
-    IssueSeverity, NewDetection, PatchType, RuleBreaker, Service,
+    BreakerScope, Command, DetectionSource, HealingLog, HealingLogFilter, HealingStats,
+    HealingStatus, IssueSeverity, NewDetection, PatchType, RuleBreaker, Service,
 };
 use crate::auth::{Merchant, Ops, Permission, Sira};
 use crate::clock::Clock;

@@ -16,8 +16,8 @@ pub mod patches;
 pub mod signing;
 mod store;
 
-pub(crate) use http::{routes, status_filter};
 pub use detector::{Confidence, DetectorConfig, DetectorRun, Skipped, DETECTOR_FLAG};
+pub(crate) use http::{routes, status_filter};
 pub use store::*;
 
 use crate::db::{AuditContext, InvalidationBus, Store, StoreError};
@@ -488,7 +488,11 @@ impl Service {
     /// properties Ops set): whether it allows what it guards, its evaluation as the log
     /// keeps it, and the trace's words. A flag that is not defined holds nothing; one that
     /// cannot be evaluated holds.
-    async fn install_flag(&self, key: &'static str, target: &HealingTarget) -> (bool, Value, String) {
+    async fn install_flag(
+        &self,
+        key: &'static str,
+        target: &HealingTarget,
+    ) -> (bool, Value, String) {
         let mut context = crate::flags::install_context(
             target.merchant_id,
             &target.cms,
@@ -531,10 +535,9 @@ impl Service {
                     format!("{key} is off for this install ({reason}): held for Ops")
                 },
             ),
-            (_, Some(ErrorCode::FlagNotFound)) => (
-                true,
-                format!("{key} is not defined: it holds nothing"),
-            ),
+            (_, Some(ErrorCode::FlagNotFound)) => {
+                (true, format!("{key} is not defined: it holds nothing"))
+            }
             (_, code) => (
                 false,
                 format!(

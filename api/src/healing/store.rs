@@ -400,7 +400,10 @@ text_column!(DetectionSource);
 
 impl DetectionSource {
     pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL.iter().copied().find(|source| source.as_str() == text)
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|source| source.as_str() == text)
     }
 }
 
@@ -2036,7 +2039,8 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<RecordedDecision>, StoreError> {
         let (before_at, before_id) = before;
-        Ok(on_pool!(self, pool => sqlx::query_as::<_, RecordedDecision>(
+        Ok(
+            on_pool!(self, pool => sqlx::query_as::<_, RecordedDecision>(
             "SELECT l.id, l.installation_id AS plugin_id, l.source, l.cms, l.plugin_version, \
                     l.detected_issue, l.issue_severity, l.patch_type, l.proposed_patch, \
                     l.sira_confidence, l.status, l.auto_applied, l.rule_name, l.decision, \
@@ -2052,6 +2056,7 @@ impl Store {
         .bind(before_id)
         .bind(limit)
         .fetch_all(pool)
-        .await?))
+        .await?),
+        )
     }
 }

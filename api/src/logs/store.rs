@@ -6,6 +6,7 @@
 
 use super::{LogCursor, LogEntry, LogError, LogFilter, LogLevel, LogService};
 use crate::db::{on_pool, on_tx, BackendKind, Store, StoreError};
+use crate::errors::{record_occurrences, Occurrence, OccurrenceSource};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::types::Json;
@@ -123,13 +124,15 @@ macro_rules! push_filter {
 }
 
 impl Store {
-    /// Inserts `entries` in one statement (its own transaction).
+    /// Inserts `entries` in one statement, and counts the `error` ones into their error
+    /// groups, in one transaction: a group never misses a stored error entry.
     pub(crate) async fn insert_platform_logs(
         &self,
         entries: &[LogEntry],
     ) -> Result<(), StoreError> {
         let mut transaction = self.begin().await?;
-        on_tx!(&mut transaction.tx(), connection, Db => {
+        let tx = &mut transaction.tx();
+        on_tx!(tx, connection, Db => {
             let mut insert = sqlx::QueryBuilder::<Db>::new(format!("INSERT INTO platform_logs ({COLUMNS}) "));
             insert.push_values(entries, |mut row, entry| {
                 let error = entry.error.as_ref();
@@ -150,6 +153,24 @@ impl Store {
             });
             insert.build().execute(&mut *connection).await?;
         });
+        let errors: Vec<Occurrence> = entries
+            .iter()
+            .filter(|entry| entry.level == LogLevel::Error)
+            .map(|entry| Occurrence {
+                source: OccurrenceSource::Log,
+                source_id: entry.id,
+                installation_id: None,
+                merchant_id: entry.tenant_id,
+                cms: None,
+                message: &entry.message,
+                stack_trace: entry
+                    .error
+                    .as_ref()
+                    .and_then(|error| error.stack.as_deref()),
+                received_at: entry.timestamp,
+            })
+            .collect();
+        record_occurrences(tx, &errors).await?;
         transaction.commit().await?;
         Ok(())
     }

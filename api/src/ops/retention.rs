@@ -43,6 +43,9 @@ pub struct RetentionConfig {
     pub finished_commands: Duration,
     /// The hourly rollups: what the error rates, the daily figures and the trends read.
     pub rollups: Duration,
+    /// Grouped error events (`error_occurrences`): an error group's samples, its hourly
+    /// counts and the detector's bursts read them; the groups and their counts stay.
+    pub error_occurrences: Duration,
     /// The platform log's entries, by level.
     pub platform_logs: LogRetention,
 }
@@ -99,6 +102,7 @@ impl Default for RetentionConfig {
             delivered_messages: Duration::days(7),
             finished_commands: Duration::days(90),
             rollups: Duration::days(400),
+            error_occurrences: Duration::days(30),
             platform_logs: LogRetention::default(),
         }
     }
@@ -236,6 +240,12 @@ impl Store {
                 "installation_id, hour",
                 "hour < $1",
                 config.rollups,
+            ),
+            (
+                "error_occurrences",
+                "id",
+                "received_at < $1",
+                config.error_occurrences,
             ),
             // What the console keeps of a sign-in is in the audit log; a session is
             // useless a day past its end, and failures a day old no longer throttle.

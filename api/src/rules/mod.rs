@@ -3,7 +3,8 @@
 //! atomically (requests holding the old one finish on it), an invalid one is
 //! refused, logged, and visible in [`RulesStatus`] while the previous set
 //! stays in force. Reloads come from `POST /api/v1/rules/reload`, SIGHUP and
-//! a watcher that polls the folder.
+//! a watcher that polls the folder. A candidate set is never put in force to be
+//! tried: [`replay`] decides the stored detections again with it.
 
 mod http;
 pub mod replay;
