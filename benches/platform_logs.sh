@@ -11,7 +11,7 @@
 # AUTOHEAL_BENCH_SERVE_ARGS adds `serve` flags; AUTOHEAL_BENCH_POSTGRES_URL is the
 # PostgreSQL admin URL (a throwaway database autoheal_logs_bench is made beside it);
 # BACKENDS="sqlite" (or "postgres") runs one.
-#   bash benches/platform_logs.sh [ENTRIES=10000000]     (env REQUESTS=200 WARMUP=3)
+#   bash benches/platform_logs.sh [ENTRIES=10000000]     (env REQUESTS=200 WARMUP=3 BUDGET=60: seconds per read, after 10)
 set -euo pipefail
 entries=${1:-10000000}
 requests=${REQUESTS:-200}
@@ -60,7 +60,7 @@ run() { # name database_url seed_target
   done
   curl -sf http://127.0.0.1:$port/healthz >/dev/null || { echo "FAIL: $name server did not come up" >&2; exit 1; }
   python3 $seed reads "http://127.0.0.1:$port" "$token" "$summary" --backend "$name" --target "$target" \
-    --requests "$requests" --warmup "$warmup"
+    --requests "$requests" --warmup "$warmup" --budget-seconds "${BUDGET:-60}"
   kill -TERM "$server"
   wait "$server" || true
   server=
