@@ -23,6 +23,13 @@ macro_rules! closed_set {
                     $(Self::$variant => $text),+
                 }
             }
+
+            /// The value whose text is `text` (what a stored column reads back as, with
+            /// `db::text_column!`).
+            #[allow(dead_code)]
+            pub fn parse(text: &str) -> Option<Self> {
+                Self::ALL.iter().copied().find(|value| value.as_str() == text)
+            }
         }
 
         // By hand: utoipa's derive does not read a `rename` whose text a macro passes in,

@@ -398,15 +398,6 @@ crate::values::closed_set!(
 
 text_column!(DetectionSource);
 
-impl DetectionSource {
-    pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL
-            .iter()
-            .copied()
-            .find(|source| source.as_str() == text)
-    }
-}
-
 /// The statuses of a healing log, and the only moves between them (the README's table).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]

@@ -38,6 +38,7 @@ use uuid::Uuid;
 
 crate::values::closed_set!(
     /// An entry's level (seed 002's four); each has its own retention.
+    #[derive(serde::Serialize)]
     LogLevel {
         Error = "error",
         Warn = "warn",
@@ -49,6 +50,7 @@ crate::values::closed_set!(
 crate::values::closed_set!(
     /// The part of the server an entry comes from: the features (`api/src/<feature>`), the
     /// credentials (`auth`) and the built-in detector.
+    #[derive(serde::Serialize)]
     LogService {
         Fleet = "fleet",
         Healing = "healing",
@@ -64,29 +66,8 @@ crate::values::closed_set!(
     }
 );
 
-/// The stored text of the two closed sets, and what reads it back.
-macro_rules! text_value {
-    ($name:ident) => {
-        impl $name {
-            pub fn parse(text: &str) -> Option<Self> {
-                Self::ALL
-                    .iter()
-                    .copied()
-                    .find(|value| value.as_str() == text)
-            }
-        }
-
-        impl Serialize for $name {
-            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.serialize_str(self.as_str())
-            }
-        }
-
-        crate::db::text_column!($name);
-    };
-}
-text_value!(LogLevel);
-text_value!(LogService);
+crate::db::text_column!(LogLevel);
+crate::db::text_column!(LogService);
 
 /// The error of an `error` entry: what failed, its message, and where when known.
 #[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
