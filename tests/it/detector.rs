@@ -3,7 +3,7 @@
 //! through the same decision and review as Sira's.
 
 use crate::support::{each_store, TestApp};
-use api::healing::{DetectorConfig, HealingConfig};
+use api::healing::{DetectorConfig, DetectorRun, HealingConfig};
 use chrono::Duration;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -57,6 +57,15 @@ async fn out_of_memory(app: &TestApp, site: &str, times: usize) {
             .replace("{size}", &(20_480 + n * 8).to_string());
         report(app, site, &message).await;
     }
+}
+
+/// One look of the detector at the clock's now.
+async fn look(app: &TestApp) -> DetectorRun {
+    app.state
+        .healing
+        .run_detector(app.clock.now())
+        .await
+        .unwrap()
 }
 
 async fn detector_logs(app: &TestApp) -> Vec<Value> {
@@ -208,12 +217,7 @@ async fn detector_raises_detections_that_wait_for_review_once_per_install_and_ru
         for site in SITES {
             out_of_memory(&app, site, 3).await;
         }
-        let again = app
-            .state
-            .healing
-            .run_detector(app.clock.now())
-            .await
-            .unwrap();
+        let again = look(&app).await;
         assert!(again.raised.is_empty(), "{again:?}");
         assert_eq!(again.skipped.len(), 3);
         assert!(again
@@ -238,33 +242,18 @@ async fn detector_raises_detections_that_wait_for_review_once_per_install_and_ru
         )
         .await
         .ok();
-        let quiet = app
-            .state
-            .healing
-            .run_detector(app.clock.now())
-            .await
-            .unwrap();
+        let quiet = look(&app).await;
         assert!(quiet.raised.is_empty(), "{quiet:?}");
         // …until the install crosses the threshold again.
         app.clock.advance(Duration::seconds(30));
         out_of_memory(&app, SITES[2], 3).await;
-        let recurred = app
-            .state
-            .healing
-            .run_detector(app.clock.now())
-            .await
-            .unwrap();
+        let recurred = look(&app).await;
         assert_eq!(recurred.raised.len(), 1, "{recurred:?}");
         assert_eq!(detector_logs(&app).await.len(), 4);
 
         // Events older than the window are not a burst.
         app.clock.advance(Duration::minutes(11));
-        let later = app
-            .state
-            .healing
-            .run_detector(app.clock.now())
-            .await
-            .unwrap();
+        let later = look(&app).await;
         assert!(
             later.raised.is_empty() && later.skipped.is_empty(),
             "{later:?}"
@@ -286,12 +275,7 @@ async fn detector_off_raises_nothing() {
             install(&app, site).await;
             out_of_memory(&app, site, 5).await;
         }
-        let run = app
-            .state
-            .healing
-            .run_detector(app.clock.now())
-            .await
-            .unwrap();
+        let run = look(&app).await;
         assert!(run.raised.is_empty() && run.skipped.is_empty(), "{run:?}");
         assert!(app
             .state
@@ -324,12 +308,7 @@ async fn the_detector_flag_and_the_hourly_limit_hold_detections_back() {
         let created = app.post("/api/platform/flags", &app.operator, &flag).await;
         assert!(created.status.is_success(), "{}", created.body);
         app.state.flags.reload().await.unwrap();
-        let run = app
-            .state
-            .healing
-            .run_detector(app.clock.now())
-            .await
-            .unwrap();
+        let run = look(&app).await;
         assert!(run.raised.is_empty(), "{run:?}");
         assert!(run
             .skipped
@@ -348,12 +327,7 @@ async fn the_detector_flag_and_the_hourly_limit_hold_detections_back() {
             .await;
         assert!(on.status.is_success(), "{}", on.body);
         app.state.flags.reload().await.unwrap();
-        let run = app
-            .state
-            .healing
-            .run_detector(app.clock.now())
-            .await
-            .unwrap();
+        let run = look(&app).await;
         assert_eq!(run.raised.len(), 2, "{run:?}");
         assert_eq!(run.skipped.len(), 1);
         assert_eq!(
@@ -362,12 +336,7 @@ async fn the_detector_flag_and_the_hourly_limit_hold_detections_back() {
         );
         app.clock.advance(Duration::minutes(61));
         out_of_memory(&app, SITES[2], 3).await;
-        let next_hour = app
-            .state
-            .healing
-            .run_detector(app.clock.now())
-            .await
-            .unwrap();
+        let next_hour = look(&app).await;
         assert_eq!(next_hour.raised.len(), 1, "{next_hour:?}");
         app.store
     })
@@ -387,7 +356,7 @@ async fn a_missing_column_waits_for_review_until_the_rule_has_a_track_record() {
             )
             .await;
         }
-        let run = app.state.healing.run_detector(app.clock.now()).await.unwrap();
+        let run = look(&app).await;
         assert_eq!(run.raised.len(), 1, "{run:?}");
         let logs = detector_logs(&app).await;
         assert_eq!(logs[0]["rule_name"], "missing_database_column");
