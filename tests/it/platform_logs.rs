@@ -295,6 +295,131 @@ async fn pages_go_newest_first_without_duplicates_or_gaps() {
     .await;
 }
 
+/// Every entry `query` finds, page after page of `limit`, newest first.
+async fn every_page(app: &TestApp, query: &str, limit: usize) -> Vec<Value> {
+    let mut found = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page = app
+            .get(
+                &format!("/api/platform/logs?{query}&limit={limit}{cursor}"),
+                &app.admin,
+            )
+            .await;
+        let page = page.ok().clone();
+        let entries = page["entries"].as_array().unwrap();
+        assert!(
+            entries.len() <= limit,
+            "{query}: a page of {}",
+            entries.len()
+        );
+        found.extend(entries.iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => return found,
+        }
+    }
+}
+
+#[tokio::test]
+async fn full_text_pages_are_exact_for_common_words_written_out_of_time_order() {
+    // On SQLite a word in more entries than a step of the walk (1,024) is found by walking
+    // the newest rows, a growing step at a time: pages must come out exactly as the
+    // filter's own order says, even where the rows were written out of time order.
+    each_app(|app| async move {
+        let start = app.clock.now();
+        let at = |second: i64| {
+            let now = app.clock.now();
+            app.clock.advance(start + Duration::seconds(second) - now);
+        };
+        for n in 0..1_100 {
+            at(n);
+            record(&app, LogLevel::Warn, &format!("alpha gamma dense {n}"));
+        }
+        for n in 0..3_000_i64 {
+            // Written in an order unrelated to their time: second 2999 is the newest info
+            // entry, and 1976 the 1,024th, the last row of the walk's first step.
+            let second = (n * 7_919) % 3_000;
+            at(second);
+            let message = if second % 300 == 7 {
+                format!("alpha sparse {n}")
+            } else if second % 3 == 2 {
+                format!("beta gamma filler {n}")
+            } else {
+                format!("beta filler {n}")
+            };
+            record(&app, LogLevel::Info, &message);
+        }
+        let infos = loop {
+            let infos = every_page(&app, "level=info", 500).await;
+            if infos.len() == 3_000 {
+                break infos;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        // The message and the id, so a failure shows which entries differ.
+        let messages = |entries: &[Value]| -> Vec<String> {
+            entries
+                .iter()
+                .map(|entry| format!("{} {}", entry["message"], entry["id"]))
+                .collect()
+        };
+        let with = |entries: &[Value], word: &str| -> Vec<Value> {
+            entries
+                .iter()
+                .filter(|entry| {
+                    entry["message"]
+                        .as_str()
+                        .unwrap()
+                        .split(' ')
+                        .any(|w| w == word)
+                })
+                .cloned()
+                .collect()
+        };
+        let sparse = with(&infos, "alpha");
+        assert_eq!(sparse.len(), 10);
+        assert_eq!(
+            messages(&every_page(&app, "level=info&q=alpha", 3).await),
+            messages(&sparse)
+        );
+        assert_eq!(
+            messages(&every_page(&app, "level=info&q=alpha", 50).await),
+            messages(&sparse)
+        );
+        // A third of the info entries, so a page of 500 takes a second step, which starts
+        // below a match (the first step's last row).
+        let gamma = with(&infos, "gamma");
+        assert_eq!(gamma.len(), 1_000);
+        assert_eq!(
+            messages(&every_page(&app, "level=info&q=gamma", 500).await),
+            messages(&gamma)
+        );
+        let beta = with(&infos, "beta");
+        assert_eq!(
+            messages(&every_page(&app, "q=beta", 500).await),
+            messages(&beta)
+        );
+        assert_eq!(
+            messages(&every_page(&app, "q=beta+filler", 7).await)[..70],
+            messages(&beta)[..70]
+        );
+        let warns = every_page(&app, "level=warn", 500).await;
+        let mut alpha = [warns, infos].concat();
+        alpha.retain(|entry| entry["message"].as_str().unwrap().starts_with("alpha "));
+        alpha.sort_by(|a, b| {
+            (b["timestamp"].as_str(), b["id"].as_str())
+                .cmp(&(a["timestamp"].as_str(), a["id"].as_str()))
+        });
+        assert_eq!(
+            messages(&every_page(&app, "q=alpha", 100).await),
+            messages(&alpha)
+        );
+        app
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn bad_filters_are_422_naming_the_field() {
     each_app(|app| async move {

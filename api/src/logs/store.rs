@@ -2,14 +2,16 @@
 //! their slugs, and the filtered page, newest first by keyset over `(logged_at, id)` (the
 //! index `platform_logs_newest`, or a filter's own). Full text: the `tsvector` column with
 //! `plainto_tsquery('simple', …)` on PostgreSQL, the FTS5 table `platform_logs_fts` with
-//! each word quoted on SQLite; either way only [`super::search_words`] reach the query.
+//! each word quoted on SQLite (its page found by [`sqlite_search`]); either way only
+//! [`super::search_words`] reach the query.
 
 use super::{LogCursor, LogEntry, LogError, LogFilter, LogLevel, LogService};
-use crate::db::{on_pool, on_tx, BackendKind, Store, StoreError};
+use crate::db::{on_pool, on_tx, Backend, Store, StoreError};
 use crate::errors::{record_occurrences, Occurrence, OccurrenceSource};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::types::Json;
+use sqlx::SqlitePool;
 use std::collections::HashMap;
 use uuid::Uuid;
 
@@ -61,10 +63,11 @@ impl From<LogRow> for LogEntry {
 const COLUMNS: &str = "id, logged_at, level, merchant_id, merchant_slug, agent_id, request_id, \
      service, action, message, data, error_name, error_message, error_stack";
 
-/// Appends ` AND …` for each part of `$filter` (and the cursor) to `$query`, a
-/// `QueryBuilder` of either backend. A macro, so each backend's builder binds its own types.
+/// Appends ` AND …` for each part of `$filter` but its words, and for the cursor, to
+/// `$query`, a `QueryBuilder` of either backend. A macro, so each backend's builder binds
+/// its own types.
 macro_rules! push_filter {
-    ($query:ident, $filter:expr, $after:expr, $kind:expr) => {{
+    ($query:ident, $filter:expr, $after:expr) => {{
         let filter: &LogFilter = $filter;
         if !filter.levels.is_empty() {
             $query.push(" AND level IN (");
@@ -84,32 +87,15 @@ macro_rules! push_filter {
             $query.push(" AND action = ").push_bind(action.clone());
         }
         if let Some(request_id) = &filter.request_id {
-            $query.push(" AND request_id = ").push_bind(request_id.clone());
+            $query
+                .push(" AND request_id = ")
+                .push_bind(request_id.clone());
         }
         if let Some(since) = filter.since {
             $query.push(" AND logged_at >= ").push_bind(since);
         }
         if let Some(until) = filter.until {
             $query.push(" AND logged_at < ").push_bind(until);
-        }
-        if !filter.words.is_empty() {
-            match $kind {
-                BackendKind::Postgres => {
-                    $query
-                        .push(" AND message_search @@ plainto_tsquery('simple', ")
-                        .push_bind(filter.words.join(" "))
-                        .push(")");
-                }
-                // Each word a quoted string: FTS5 reads it as the word, never as syntax.
-                BackendKind::Sqlite => {
-                    let words: Vec<String> =
-                        filter.words.iter().map(|word| format!("\"{}\"", word.replace('"', "\"\""))).collect();
-                    $query
-                        .push(" AND rowid IN (SELECT rowid FROM platform_logs_fts WHERE platform_logs_fts MATCH ")
-                        .push_bind(words.join(" "))
-                        .push(")");
-                }
-            }
         }
         if let Some(after) = $after {
             let after: LogCursor = after;
@@ -122,6 +108,21 @@ macro_rules! push_filter {
         }
     }};
 }
+
+/// The FTS5 query of `words`: each one a quoted string, which FTS5 reads as the word,
+/// never as syntax; all of them must match.
+fn fts5_query(words: &[String]) -> String {
+    let quoted: Vec<String> = words
+        .iter()
+        .map(|word| format!("\"{}\"", word.replace('"', "\"\"")))
+        .collect();
+    quoted.join(" ")
+}
+
+/// The rows SQLite's full-text page walks newest first at its first step, and at most at
+/// any step (each step walks twice as many as the one before).
+const FIRST_WALK_ROWS: i64 = 1024;
+const MAX_WALK_ROWS: i64 = 65_536;
 
 impl Store {
     /// Inserts `entries` in one statement, and counts the `error` ones into their error
@@ -199,13 +200,128 @@ impl Store {
         after: Option<LogCursor>,
         limit: i64,
     ) -> Result<Vec<LogEntry>, StoreError> {
-        let kind = self.kind();
-        let rows: Vec<LogRow> = on_pool!(self, pool => {
-            let mut query = sqlx::QueryBuilder::new(format!("SELECT {COLUMNS} FROM platform_logs WHERE TRUE"));
-            push_filter!(query, filter, after, kind);
-            query.push(" ORDER BY logged_at DESC, id DESC LIMIT ").push_bind(limit);
-            query.build_query_as().fetch_all(pool).await?
-        });
+        let rows: Vec<LogRow> = match &self.backend {
+            Backend::Postgres(pool) => {
+                let mut query = sqlx::QueryBuilder::new(format!(
+                    "SELECT {COLUMNS} FROM platform_logs WHERE TRUE"
+                ));
+                push_filter!(query, filter, after);
+                if !filter.words.is_empty() {
+                    query
+                        .push(" AND message_search @@ plainto_tsquery('simple', ")
+                        .push_bind(filter.words.join(" "))
+                        .push(")");
+                }
+                query
+                    .push(" ORDER BY logged_at DESC, id DESC LIMIT ")
+                    .push_bind(limit);
+                query.build_query_as().fetch_all(pool).await?
+            }
+            Backend::Sqlite { reads, .. } if filter.words.is_empty() => {
+                sqlite_page(reads, filter, after, None, limit).await?
+            }
+            Backend::Sqlite { reads, .. } => sqlite_search(reads, filter, after, limit).await?,
+        };
         Ok(rows.into_iter().map(LogEntry::from).collect())
     }
+}
+
+/// SQLite's full-text page. Two ways to it, each fast where the other is slow:
+/// - collect the rowids of every match from FTS5, then take the newest of those rows: cheap
+///   for a rare word, seconds for a common one (millions of rowids collected);
+/// - walk the rows the other filters select newest first, a step of rows at a time, and
+///   take a step's matches from FTS5 within the step's rowid range: cheap for a common
+///   word, as a page is found in the first steps, and as rowids grow with time (the writer
+///   appends), so a step's range holds little more than the step.
+///
+/// Before each step it counts the matches up to the step's size: when all the matches are
+/// fewer than the rows the step would walk, it collects them instead. So neither way is
+/// taken far past the point where the other is cheaper, whatever the word.
+async fn sqlite_search(
+    pool: &SqlitePool,
+    filter: &LogFilter,
+    mut after: Option<LogCursor>,
+    limit: i64,
+) -> Result<Vec<LogRow>, StoreError> {
+    let words = fts5_query(&filter.words);
+    let mut rows: Vec<LogRow> = Vec::new();
+    let mut walk = FIRST_WALK_ROWS;
+    loop {
+        let wanted = limit - rows.len() as i64;
+        let (matches,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM (SELECT 1 FROM platform_logs_fts \
+             WHERE platform_logs_fts MATCH ? LIMIT ?)",
+        )
+        .bind(&words)
+        .bind(walk)
+        .fetch_one(pool)
+        .await?;
+        if matches < walk {
+            rows.extend(sqlite_page(pool, filter, after, Some(&words), wanted).await?);
+            return Ok(rows);
+        }
+        // The step: from the cursor down to its `walk`-th row, or to the end.
+        let mut last =
+            sqlx::QueryBuilder::new("SELECT logged_at, id FROM platform_logs WHERE TRUE");
+        push_filter!(last, filter, after);
+        last.push(" ORDER BY logged_at DESC, id DESC LIMIT 1 OFFSET ")
+            .push_bind(walk - 1);
+        let last: Option<(DateTime<Utc>, Uuid)> =
+            last.build_query_as().fetch_optional(pool).await?;
+        let mut step = sqlx::QueryBuilder::new(
+            "WITH step AS MATERIALIZED (SELECT rowid AS log FROM platform_logs WHERE TRUE",
+        );
+        push_filter!(step, filter, after);
+        if let Some((timestamp, id)) = last {
+            step.push(" AND (logged_at, id) >= (")
+                .push_bind(timestamp)
+                .push(", ")
+                .push_bind(id)
+                .push(")");
+        }
+        step.push(format!(
+            ") SELECT {COLUMNS} FROM platform_logs WHERE rowid IN (SELECT log FROM step) \
+             AND rowid IN (SELECT rowid FROM platform_logs_fts WHERE platform_logs_fts MATCH "
+        ))
+        .push_bind(&words)
+        .push(
+            " AND rowid BETWEEN (SELECT min(log) FROM step) AND (SELECT max(log) FROM step)) \
+             ORDER BY logged_at DESC, id DESC LIMIT ",
+        )
+        .push_bind(wanted);
+        rows.extend(step.build_query_as::<LogRow>().fetch_all(pool).await?);
+        match last {
+            Some((timestamp, id)) if (rows.len() as i64) < limit => {
+                after = Some(LogCursor { timestamp, id });
+                walk = (walk * 2).min(MAX_WALK_ROWS);
+            }
+            _ => return Ok(rows),
+        }
+    }
+}
+
+/// Up to `limit` entries `filter` matches, older than `after`, newest first, on SQLite;
+/// with `words` (an FTS5 query), among the rowids of all its matches.
+async fn sqlite_page(
+    pool: &SqlitePool,
+    filter: &LogFilter,
+    after: Option<LogCursor>,
+    words: Option<&str>,
+    limit: i64,
+) -> Result<Vec<LogRow>, StoreError> {
+    let mut query =
+        sqlx::QueryBuilder::new(format!("SELECT {COLUMNS} FROM platform_logs WHERE TRUE"));
+    push_filter!(query, filter, after);
+    if let Some(words) = words {
+        query
+            .push(
+                " AND rowid IN (SELECT rowid FROM platform_logs_fts WHERE platform_logs_fts MATCH ",
+            )
+            .push_bind(words)
+            .push(")");
+    }
+    query
+        .push(" ORDER BY logged_at DESC, id DESC LIMIT ")
+        .push_bind(limit);
+    Ok(query.build_query_as().fetch_all(pool).await?)
 }
