@@ -114,7 +114,7 @@ async fn the_healing_review_checks_an_edit_by_dry_run_before_it_is_accepted() {
         browser
             .get(&format!("/console/healing/{first}"))
             .await
-            .assert_ok("Approved: dry run clean, command queued for the plugin.");
+            .assert_ok("Patch approved: dry run clean, command queued for the plugin.");
         let log = app
             .get(&format!("/api/v1/plugins/autoheal/{first}"), &app.viewer)
             .await;
@@ -177,6 +177,18 @@ async fn the_healing_review_checks_an_edit_by_dry_run_before_it_is_accepted() {
                 && actions.iter().any(|a| a.contains("reject")),
             "{actions:?}"
         );
+
+        // An approval whose dry run plans nothing (the column is already there) says so.
+        let mut has_column = woo("https://review-done.example");
+        has_column["state"]["tables"]["wp_molam_orders"]["merchant_fee"] = json!("DECIMAL(10,2)");
+        let done = pending_detection(&app, app.heartbeat(has_column).await).await;
+        let approved = browser
+            .post(&format!("/console/healing/{done}/approve"), &[])
+            .await;
+        assert_eq!(approved.status, StatusCode::SEE_OTHER, "{}", approved.html);
+        let page = browser.get(&format!("/console/healing/{done}")).await;
+        page.assert_ok("Nothing to do: the install already has what the patch would change; nothing was queued.");
+        assert!(!page.html.contains("Dry run failed"), "{}", page.html);
 
         // A viewer reads the log but gets no form, and a forged approval is refused.
         let mut viewer = Browser::signed_in(&app, "viewer@ops.test").await;

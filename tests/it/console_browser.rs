@@ -365,7 +365,7 @@ async fn an_operator_works_the_console_in_a_real_browser() {
         browser.screenshot("healing-log").await;
         browser.tab_to("form[action$='/approve'] button[type=submit]").await;
         browser.keys("\u{E007}").await;
-        browser.wait_for_text("Approved: dry run clean, command queued for the plugin.").await;
+        browser.wait_for_text("Patch approved: dry run clean, command queued for the plugin.").await;
         let commands = app
             .get(&format!("/api/v1/plugins/autoheal/commands/{blocked}"), &app.merchant_key)
             .await;

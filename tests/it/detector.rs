@@ -136,6 +136,10 @@ async fn detector_raises_detections_that_wait_for_review_once_per_install_and_ru
         let ran = logged(&app, "detector.ran", 1).await;
         assert_eq!(ran.len(), 1);
         assert_eq!(ran[0]["service"], "detector");
+        assert_eq!(
+            ran[0]["message"],
+            "the detector raised 3 detections and held back 0"
+        );
         assert_eq!(ran[0]["data"]["raised"].as_array().unwrap().len(), 3);
         let decided = logged(&app, "healing.decided", 3).await;
         assert_eq!(decided.len(), 3);

@@ -434,6 +434,11 @@ async fn a_plan_with_nothing_to_do_is_not_needed_and_queues_nothing() {
             "{}",
             approved.body
         );
+        assert_eq!(approved.body["status"], "not_needed");
+        assert_eq!(
+            approved.body["message"],
+            "Nothing to do: the install already has what the patch would change; nothing was queued"
+        );
         assert!(poll(&app, install).await.is_empty());
         let stats = stats(&app).await;
         assert_eq!(

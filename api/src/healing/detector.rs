@@ -133,8 +133,8 @@ impl Service {
                     LogService::Detector,
                     "detector.ran",
                     format!(
-                        "the detector raised {} detections and held back {}",
-                        run.raised.len(),
+                        "the detector raised {} and held back {}",
+                        detections(run.raised.len()),
                         run.skipped.len()
                     ),
                 )
@@ -336,4 +336,12 @@ fn truncated(text: &str, max: usize) -> String {
         end -= 1;
     }
     text[..end].to_owned()
+}
+
+/// "1 detection", "2 detections": the run's log message reads as a sentence.
+fn detections(count: usize) -> String {
+    match count {
+        1 => "1 detection".to_owned(),
+        n => format!("{n} detections"),
+    }
 }

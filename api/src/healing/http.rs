@@ -215,7 +215,8 @@ struct ApplyRequest {
 /// What an Ops action on a log is answered with.
 #[derive(Serialize, ToSchema)]
 struct ReviewResponse {
-    /// `ok`, or `failed` when an approval's dry run failed.
+    /// `ok`; for an approval, `failed` when its dry run failed and `not_needed` when it
+    /// planned nothing.
     status: &'static str,
     message: String,
     log: HealingLog,
@@ -248,19 +249,7 @@ async fn apply(
     let log = healing
         .approve(id, request.patch.as_ref(), &ops.audit())
         .await?;
-    let (status, message) = match log.status {
-        HealingStatus::Approved => (
-            "ok",
-            "Patch approved: dry run clean, command queued for the plugin".to_owned(),
-        ),
-        _ => (
-            "failed",
-            format!(
-                "Dry run failed ({}); nothing was queued",
-                log.failure_kind.map_or("unknown", |kind| kind.as_str())
-            ),
-        ),
-    };
+    let (status, message) = log.approval_outcome();
     Ok(Json(ReviewResponse {
         status,
         message,

@@ -548,6 +548,30 @@ pub struct HealingLog {
 pub(crate) type PreparedWork<'a> = (NewSnapshot<'a>, NewCommand);
 
 impl HealingLog {
+    /// What Ops' approval of this log came to, for the API's answer (`status`, `message`)
+    /// and the console's notice.
+    pub(crate) fn approval_outcome(&self) -> (&'static str, String) {
+        match self.status {
+            HealingStatus::Approved => (
+                "ok",
+                "Patch approved: dry run clean, command queued for the plugin".to_owned(),
+            ),
+            HealingStatus::NotNeeded => (
+                "not_needed",
+                "Nothing to do: the install already has what the patch would change; \
+                 nothing was queued"
+                    .to_owned(),
+            ),
+            _ => (
+                "failed",
+                format!(
+                    "Dry run failed ({}); nothing was queued",
+                    self.failure_kind.map_or("unknown", |kind| kind.as_str())
+                ),
+            ),
+        }
+    }
+
     /// Detection `new`, recorded as log `id` with the engine's outcome: the row as it is
     /// first stored (so it is answered without reading it back), and for a clean dry run
     /// the snapshot and command stored with it.

@@ -290,16 +290,8 @@ async fn approve(
         .healing
         .approve(id, (!edit.is_empty()).then_some(&edit), &agent.ops.audit())
         .await?;
-    let message = match log.status {
-        HealingStatus::Approved => {
-            "Approved: dry run clean, command queued for the plugin.".to_owned()
-        }
-        _ => format!(
-            "Dry run failed ({}); nothing was queued.",
-            log.failure_kind.map_or("unknown", |kind| kind.as_str())
-        ),
-    };
-    Ok(done(&state, &log_path(id), &message))
+    let (_, message) = log.approval_outcome();
+    Ok(done(&state, &log_path(id), &format!("{message}.")))
 }
 
 /// What reject and rollback take: the permission, the log and a reason.
