@@ -39,7 +39,7 @@ pub fn app(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         // Inside the request id's layer, so an Ops action's entry carries it.
         .layer(middleware::from_fn_with_state(
-            state.platform_log.clone(),
+            state.clone(),
             crate::logs::log_ops_actions,
         ))
         .with_state(state)

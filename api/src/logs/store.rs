@@ -5,6 +5,7 @@
 //! each word quoted on SQLite (its page found by [`sqlite_search`]); either way only
 //! [`super::search_words`] reach the query.
 
+use super::ops_actions::OpsTarget;
 use super::{LogCursor, LogEntry, LogError, LogFilter, LogLevel, LogService};
 use crate::db::{on_pool, on_tx, Backend, Store, StoreError};
 use crate::errors::{record_occurrences, Occurrence, OccurrenceSource};
@@ -191,6 +192,24 @@ impl Store {
             query.build_query_as().fetch_all(pool).await?
         });
         Ok(rows.into_iter().collect())
+    }
+
+    /// The merchant `target` belongs to (none when it is unknown).
+    pub(crate) async fn merchant_of(&self, target: OpsTarget) -> Result<Option<Uuid>, StoreError> {
+        let (sql, id) = match target {
+            OpsTarget::Installation(id) => (
+                "SELECT merchant_id FROM plugin_installations WHERE id = $1",
+                id,
+            ),
+            OpsTarget::HealingLog(id) => (
+                "SELECT merchant_id FROM plugin_auto_healing_logs WHERE id = $1",
+                id,
+            ),
+        };
+        let row: Option<(Uuid,)> = on_pool!(self, pool => {
+            sqlx::query_as(sql).bind(id).fetch_optional(pool).await?
+        });
+        Ok(row.map(|(merchant_id,)| merchant_id))
     }
 
     /// Up to `limit` entries `filter` matches, older than `after`, newest first.
