@@ -278,20 +278,7 @@ async fn pages_go_newest_first_without_duplicates_or_gaps() {
         let mut sorted = times.clone();
         sorted.sort_by(|a, b| b.cmp(a));
         assert_eq!(times, sorted, "newest first");
-        let mut paged = Vec::new();
-        let mut query = "limit=5".to_owned();
-        loop {
-            let page = app
-                .get(&format!("/api/platform/logs?{query}"), &app.admin)
-                .await;
-            let page = page.ok().clone();
-            paged.extend(page["entries"].as_array().unwrap().iter().cloned());
-            match page["next_cursor"].as_str() {
-                Some(cursor) => query = format!("limit=5&cursor={cursor}"),
-                None => break,
-            }
-        }
-        assert_eq!(paged, all);
+        assert_eq!(every_page(&app, "level=info", 5).await, all);
         let default = entries(&app, "").await;
         assert_eq!(default.len(), 23, "50 by default");
         app

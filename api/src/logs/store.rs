@@ -2,12 +2,12 @@
 //! their slugs, and the filtered page, newest first by keyset over `(logged_at, id)` (the
 //! index `platform_logs_newest`, or a filter's own). Full text: the `tsvector` column with
 //! `plainto_tsquery('simple', …)` on PostgreSQL, the FTS5 table `platform_logs_fts` with
-//! each word quoted on SQLite (its page found by [`sqlite_search`]); either way only
+//! each word quoted on SQLite (its page found by [`Store::sqlite_search`]); either way only
 //! [`super::search_words`] reach the query.
 
 use super::ops_actions::OpsTarget;
 use super::{LogCursor, LogEntry, LogError, LogFilter, LogLevel, LogService};
-use crate::db::{on_pool, on_tx, Backend, Store, StoreError};
+use crate::db::{on_pool, on_tx, Backend, BackendKind, Store, StoreError};
 use crate::errors::{record_occurrences, Occurrence, OccurrenceSource};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -219,128 +219,116 @@ impl Store {
         after: Option<LogCursor>,
         limit: i64,
     ) -> Result<Vec<LogEntry>, StoreError> {
-        let rows: Vec<LogRow> = match &self.backend {
-            Backend::Postgres(pool) => {
-                let mut query = sqlx::QueryBuilder::new(format!(
-                    "SELECT {COLUMNS} FROM platform_logs WHERE TRUE"
-                ));
-                push_filter!(query, filter, after);
-                if !filter.words.is_empty() {
-                    query
-                        .push(" AND message_search @@ plainto_tsquery('simple', ")
-                        .push_bind(filter.words.join(" "))
-                        .push(")");
-                }
-                query
-                    .push(" ORDER BY logged_at DESC, id DESC LIMIT ")
-                    .push_bind(limit);
-                query.build_query_as().fetch_all(pool).await?
+        let rows = match &self.backend {
+            Backend::Sqlite { reads, .. } if !filter.words.is_empty() => {
+                self.sqlite_search(reads, filter, after, limit).await?
             }
-            Backend::Sqlite { reads, .. } if filter.words.is_empty() => {
-                sqlite_page(reads, filter, after, None, limit).await?
-            }
-            Backend::Sqlite { reads, .. } => sqlite_search(reads, filter, after, limit).await?,
+            _ => self.page_of_all_matches(filter, after, limit).await?,
         };
         Ok(rows.into_iter().map(LogEntry::from).collect())
     }
-}
 
-/// SQLite's full-text page. Two ways to it, each fast where the other is slow:
-/// - collect the rowids of every match from FTS5, then take the newest of those rows: cheap
-///   for a rare word, seconds for a common one (millions of rowids collected);
-/// - walk the rows the other filters select newest first, a step of rows at a time, and
-///   take a step's matches from FTS5 within the step's rowid range: cheap for a common
-///   word, as a page is found in the first steps, and as rowids grow with time (the writer
-///   appends), so a step's range holds little more than the step.
-///
-/// Before each step it counts the matches up to the step's size: when all the matches are
-/// fewer than the rows the step would walk, it collects them instead. So neither way is
-/// taken far past the point where the other is cheaper, whatever the word.
-async fn sqlite_search(
-    pool: &SqlitePool,
-    filter: &LogFilter,
-    mut after: Option<LogCursor>,
-    limit: i64,
-) -> Result<Vec<LogRow>, StoreError> {
-    let words = fts5_query(&filter.words);
-    let mut rows: Vec<LogRow> = Vec::new();
-    let mut walk = FIRST_WALK_ROWS;
-    loop {
-        let wanted = limit - rows.len() as i64;
-        let (matches,): (i64,) = sqlx::query_as(
-            "SELECT count(*) FROM (SELECT 1 FROM platform_logs_fts \
-             WHERE platform_logs_fts MATCH ? LIMIT ?)",
-        )
-        .bind(&words)
-        .bind(walk)
-        .fetch_one(pool)
-        .await?;
-        if matches < walk {
-            rows.extend(sqlite_page(pool, filter, after, Some(&words), wanted).await?);
-            return Ok(rows);
-        }
-        // The step: from the cursor down to its `walk`-th row, or to the end.
-        let mut last =
-            sqlx::QueryBuilder::new("SELECT logged_at, id FROM platform_logs WHERE TRUE");
-        push_filter!(last, filter, after);
-        last.push(" ORDER BY logged_at DESC, id DESC LIMIT 1 OFFSET ")
-            .push_bind(walk - 1);
-        let last: Option<(DateTime<Utc>, Uuid)> =
-            last.build_query_as().fetch_optional(pool).await?;
-        let mut step = sqlx::QueryBuilder::new(
-            "WITH step AS MATERIALIZED (SELECT rowid AS log FROM platform_logs WHERE TRUE",
-        );
-        push_filter!(step, filter, after);
-        if let Some((timestamp, id)) = last {
-            step.push(" AND (logged_at, id) >= (")
-                .push_bind(timestamp)
-                .push(", ")
-                .push_bind(id)
-                .push(")");
-        }
-        step.push(format!(
-            ") SELECT {COLUMNS} FROM platform_logs WHERE rowid IN (SELECT log FROM step) \
-             AND rowid IN (SELECT rowid FROM platform_logs_fts WHERE platform_logs_fts MATCH "
-        ))
-        .push_bind(&words)
-        .push(
-            " AND rowid BETWEEN (SELECT min(log) FROM step) AND (SELECT max(log) FROM step)) \
-             ORDER BY logged_at DESC, id DESC LIMIT ",
-        )
-        .push_bind(wanted);
-        rows.extend(step.build_query_as::<LogRow>().fetch_all(pool).await?);
-        match last {
-            Some((timestamp, id)) if (rows.len() as i64) < limit => {
-                after = Some(LogCursor { timestamp, id });
-                walk = (walk * 2).min(MAX_WALK_ROWS);
-            }
-            _ => return Ok(rows),
-        }
-    }
-}
-
-/// Up to `limit` entries `filter` matches, older than `after`, newest first, on SQLite;
-/// with `words` (an FTS5 query), among the rowids of all its matches.
-async fn sqlite_page(
-    pool: &SqlitePool,
-    filter: &LogFilter,
-    after: Option<LogCursor>,
-    words: Option<&str>,
-    limit: i64,
-) -> Result<Vec<LogRow>, StoreError> {
-    let mut query =
-        sqlx::QueryBuilder::new(format!("SELECT {COLUMNS} FROM platform_logs WHERE TRUE"));
-    push_filter!(query, filter, after);
-    if let Some(words) = words {
-        query
-            .push(
+    /// The page by one query, the words (if any) as each backend's full-text index reads
+    /// them: on SQLite, among the rowids of all the matches FTS5 collects.
+    async fn page_of_all_matches(
+        &self,
+        filter: &LogFilter,
+        after: Option<LogCursor>,
+        limit: i64,
+    ) -> Result<Vec<LogRow>, StoreError> {
+        let (words_clause, words) = match self.kind() {
+            BackendKind::Postgres => (
+                " AND message_search @@ plainto_tsquery('simple', ",
+                filter.words.join(" "),
+            ),
+            BackendKind::Sqlite => (
                 " AND rowid IN (SELECT rowid FROM platform_logs_fts WHERE platform_logs_fts MATCH ",
-            )
-            .push_bind(words)
-            .push(")");
+                fts5_query(&filter.words),
+            ),
+        };
+        Ok(on_pool!(self, pool => {
+            let mut query = sqlx::QueryBuilder::new(format!("SELECT {COLUMNS} FROM platform_logs WHERE TRUE"));
+            push_filter!(query, filter, after);
+            if !filter.words.is_empty() {
+                query.push(words_clause).push_bind(words.as_str()).push(")");
+            }
+            query.push(" ORDER BY logged_at DESC, id DESC LIMIT ").push_bind(limit);
+            query.build_query_as().fetch_all(pool).await?
+        }))
     }
-    query
-        .push(" ORDER BY logged_at DESC, id DESC LIMIT ")
-        .push_bind(limit);
-    Ok(query.build_query_as().fetch_all(pool).await?)
+
+    /// SQLite's full-text page. Two ways to it, each fast where the other is slow:
+    /// - collect the rowids of every match from FTS5, then take the newest of those rows: cheap
+    ///   for a rare word, seconds for a common one (millions of rowids collected);
+    /// - walk the rows the other filters select newest first, a step of rows at a time, and
+    ///   take a step's matches from FTS5 within the step's rowid range: cheap for a common
+    ///   word, as a page is found in the first steps, and as rowids grow with time (the writer
+    ///   appends), so a step's range holds little more than the step.
+    ///
+    /// Before each step it counts the matches up to the step's size: when all the matches are
+    /// fewer than the rows the step would walk, it collects them instead. So neither way is
+    /// taken far past the point where the other is cheaper, whatever the word.
+    async fn sqlite_search(
+        &self,
+        pool: &SqlitePool,
+        filter: &LogFilter,
+        mut after: Option<LogCursor>,
+        limit: i64,
+    ) -> Result<Vec<LogRow>, StoreError> {
+        let words = fts5_query(&filter.words);
+        let mut rows: Vec<LogRow> = Vec::new();
+        let mut walk = FIRST_WALK_ROWS;
+        loop {
+            let wanted = limit - rows.len() as i64;
+            let (matches,): (i64,) = sqlx::query_as(
+                "SELECT count(*) FROM (SELECT 1 FROM platform_logs_fts \
+                 WHERE platform_logs_fts MATCH ? LIMIT ?)",
+            )
+            .bind(&words)
+            .bind(walk)
+            .fetch_one(pool)
+            .await?;
+            if matches < walk {
+                rows.extend(self.page_of_all_matches(filter, after, wanted).await?);
+                return Ok(rows);
+            }
+            // The step: from the cursor down to its `walk`-th row, or to the end.
+            let mut last =
+                sqlx::QueryBuilder::new("SELECT logged_at, id FROM platform_logs WHERE TRUE");
+            push_filter!(last, filter, after);
+            last.push(" ORDER BY logged_at DESC, id DESC LIMIT 1 OFFSET ")
+                .push_bind(walk - 1);
+            let last: Option<(DateTime<Utc>, Uuid)> =
+                last.build_query_as().fetch_optional(pool).await?;
+            let mut step = sqlx::QueryBuilder::new(
+                "WITH step AS MATERIALIZED (SELECT rowid AS log FROM platform_logs WHERE TRUE",
+            );
+            push_filter!(step, filter, after);
+            if let Some((timestamp, id)) = last {
+                step.push(" AND (logged_at, id) >= (")
+                    .push_bind(timestamp)
+                    .push(", ")
+                    .push_bind(id)
+                    .push(")");
+            }
+            step.push(format!(
+                ") SELECT {COLUMNS} FROM platform_logs WHERE rowid IN (SELECT log FROM step) \
+                 AND rowid IN (SELECT rowid FROM platform_logs_fts WHERE platform_logs_fts MATCH "
+            ))
+            .push_bind(&words)
+            .push(
+                " AND rowid BETWEEN (SELECT min(log) FROM step) AND (SELECT max(log) FROM step)) \
+                 ORDER BY logged_at DESC, id DESC LIMIT ",
+            )
+            .push_bind(wanted);
+            rows.extend(step.build_query_as::<LogRow>().fetch_all(pool).await?);
+            match last {
+                Some((timestamp, id)) if (rows.len() as i64) < limit => {
+                    after = Some(LogCursor { timestamp, id });
+                    walk = (walk * 2).min(MAX_WALK_ROWS);
+                }
+                _ => return Ok(rows),
+            }
+        }
+    }
 }
